@@ -1,0 +1,87 @@
+"""Command-line flags of main.py.
+
+The first block keeps the names and defaults of carpedm20/pixel-rnn-tensorflow's
+``main.py``, so its commands work here; the rest is what a run also needs.
+Every flag is validated when parsed: a bad value stops the program with one
+line naming the flag and what is allowed.
+"""
+
+from __future__ import annotations
+
+from absl import flags
+
+from pixel_models.data import DATASETS
+from pixel_models.models import MODELS
+from pixel_models.training import OPTIMIZERS
+
+FLAGS = flags.FLAGS
+
+# Network (names and defaults of carpedm20/pixel-rnn-tensorflow).
+flags.DEFINE_enum("model", "pixel_cnn", sorted(MODELS), "Model to train or sample from.")
+flags.DEFINE_integer("batch_size", 100, "Global batch size (split across replicas).")
+flags.DEFINE_integer("hidden_dims", 16, "Features of the hidden masked layers.")
+flags.DEFINE_integer("recurrent_length", 7, "Number of hidden (3x3 type B / recurrent) layers.")
+flags.DEFINE_integer("out_hidden_dims", 32, "Features of the 1x1 output layers.")
+flags.DEFINE_integer("out_recurrent_length", 2, "Number of 1x1 output layers.")
+flags.DEFINE_boolean("use_residual", False, "Add residual connections between hidden layers.")
+
+# Training.
+flags.DEFINE_integer("max_epoch", 100000, "Stop after this many passes over the training set.")
+flags.DEFINE_integer("test_step", 100, "Evaluate on the test set every this many steps.")
+flags.DEFINE_integer("save_step", 1000, "Checkpoint and write a sample grid every this many steps.")
+flags.DEFINE_float("learning_rate", 1e-3, "Learning rate.")
+flags.DEFINE_float("grad_clip", 1.0, "Clip each gradient entry to [-grad_clip, grad_clip]; 0: off.")
+flags.DEFINE_boolean("use_gpu", True, "Use GPUs if there are any; False hides them.")
+
+# Data and outputs.
+flags.DEFINE_enum("data", "mnist", list(DATASETS), "Dataset.")
+flags.DEFINE_string(
+    "data_dir",
+    "data",
+    "tensorflow-datasets folder. When not given on the command line, TFDS_DATA_DIR is used if set.",
+)
+flags.DEFINE_string("sample_dir", "samples", "Where sample grids (PNG) are written.")
+flags.DEFINE_boolean("is_train", True, "Train (True) or generate samples (False).")
+flags.DEFINE_boolean("display", False, "Print each sample grid to the terminal.")
+flags.DEFINE_enum(
+    "log_level", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR", "FATAL"], "Logging level."
+)
+flags.DEFINE_integer("random_seed", 123, "Seed of all random number generators.")
+
+# Beyond carpedm20.
+flags.DEFINE_string("checkpoint_dir", "checkpoints", "Where checkpoints are written.")
+# absl.logging already defines --log_dir ("directory to write logfiles into"):
+# it is reused for the TensorBoard event files, with its default changed.
+FLAGS.set_default("log_dir", "logs")
+flags.DEFINE_integer("num_samples", 100, "Images in a sample grid.")
+flags.DEFINE_integer("image_size", 28, "Height and width of procedural datasets (shapes).")
+flags.DEFINE_integer("max_steps", 0, "Stop after this many steps in all; 0: no limit.")
+flags.DEFINE_enum("optimizer", "rmsprop", list(OPTIMIZERS), "Optimizer.")
+flags.DEFINE_enum(
+    "strategy",
+    "auto",
+    ["auto", "default", "mirrored"],
+    "tf.distribute strategy: auto (mirrored over all GPUs if more than one, else default), "
+    "default (one device), mirrored (all visible GPUs, or CPU).",
+)
+
+for _name, _low in (
+    ("batch_size", 1),
+    ("hidden_dims", 1),
+    ("recurrent_length", 0),
+    ("out_hidden_dims", 1),
+    ("out_recurrent_length", 0),
+    ("max_epoch", 1),
+    ("test_step", 1),
+    ("save_step", 1),
+    ("num_samples", 1),
+    ("image_size", 4),
+    ("max_steps", 0),
+):
+    flags.register_validator(
+        _name,
+        lambda value, low=_low: value is not None and value >= low,
+        message=f"--{_name} must be an integer >= {_low}",
+    )
+flags.register_validator("learning_rate", lambda v: v > 0, message="--learning_rate must be > 0")
+flags.register_validator("grad_clip", lambda v: v >= 0, message="--grad_clip must be >= 0")

@@ -1,0 +1,203 @@
+"""Train, evaluate and sample the models of pixel_models.
+
+    python main.py --data=shapes --model=pixel_cnn --max_steps=300
+    python main.py --data=shapes --model=pixel_cnn --is_train=False
+
+Parses the flags, picks a tf.distribute strategy and calls train() or
+generate(); everything else lives in the pixel_models package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+
+from absl import app, logging
+
+import flags as _flags  # noqa: F401  (defines the flags)
+
+FLAGS = _flags.FLAGS
+
+
+class UsageError(Exception):
+    """A bad command line or state; reported in one line, exit status 1."""
+
+
+def model_config(info) -> dict:
+    """The builder keywords of the chosen model, from the flags."""
+    return {
+        "image_shape": list(info.image_shape),
+        "levels": info.levels,
+        "hidden_dims": FLAGS.hidden_dims,
+        "recurrent_length": FLAGS.recurrent_length,
+        "out_hidden_dims": FLAGS.out_hidden_dims,
+        "out_recurrent_length": FLAGS.out_recurrent_length,
+        "use_residual": FLAGS.use_residual,
+    }
+
+
+def run_config(info) -> dict:
+    """What identifies a run: the data, the model and its configuration."""
+    return {"data": FLAGS.data, "model": FLAGS.model, "config": model_config(info)}
+
+
+def run_name(config: dict) -> str:
+    """Folder name of a run: readable, and different for different models."""
+    digest = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{config['data']}-{config['model']}-{digest}"
+
+
+def make_strategy(name: str):
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def setup() -> None:
+    """Applies the flags that act on the process: devices, logging, seeds."""
+    import keras
+    import tensorflow as tf
+
+    logging.set_verbosity(FLAGS.log_level.lower())
+    if not FLAGS.use_gpu:
+        tf.config.set_visible_devices([], "GPU")
+    keras.utils.set_random_seed(FLAGS.random_seed)
+
+
+def build(info, strategy):
+    """The model and optimizer, created inside the strategy's scope."""
+    import pixel_models
+    from pixel_models import training
+
+    with strategy.scope():
+        model = pixel_models.build_model(FLAGS.model, **model_config(info))
+        optimizer = training.make_optimizer(FLAGS.optimizer, FLAGS.learning_rate)
+        trainer = training.Trainer(model, optimizer, strategy, grad_clip=FLAGS.grad_clip)
+    return trainer
+
+
+def train(info, strategy, paths: dict) -> dict:
+    from pixel_models import data, training
+
+    data_dir = data.resolve_data_dir(FLAGS.data_dir if FLAGS["data_dir"].present else None)
+    train_ds = data.load(
+        FLAGS.data, "train", data_dir=data_dir, image_size=FLAGS.image_size, seed=FLAGS.random_seed
+    )
+    test_ds = data.load(
+        FLAGS.data, "test", data_dir=data_dir, image_size=FLAGS.image_size, seed=FLAGS.random_seed
+    )
+    num_train = int(train_ds.cardinality())
+    steps_per_epoch = math.ceil(num_train / FLAGS.batch_size) if num_train > 0 else None
+    max_steps = FLAGS.max_steps or (FLAGS.max_epoch * (steps_per_epoch or 1))
+    if FLAGS.max_steps and steps_per_epoch:
+        max_steps = min(max_steps, FLAGS.max_epoch * steps_per_epoch)
+    training.check_run_config(paths["checkpoint_dir"], run_config(info))
+    trainer = build(info, strategy)
+    config = training.TrainConfig(
+        max_steps=max_steps,
+        test_step=FLAGS.test_step,
+        save_step=FLAGS.save_step,
+        grad_clip=FLAGS.grad_clip,
+        checkpoint_dir=paths["checkpoint_dir"],
+        log_dir=paths["log_dir"],
+        sample_dir=paths["sample_dir"],
+        num_samples=FLAGS.num_samples,
+        seed=FLAGS.random_seed,
+        display=FLAGS.display,
+    )
+    return training.fit(
+        trainer,
+        data.pipeline(train_ds, FLAGS.batch_size, training=True, seed=FLAGS.random_seed),
+        data.pipeline(test_ds, FLAGS.batch_size, training=False),
+        config,
+    )
+
+
+def generate(info, strategy, paths: dict) -> str:
+    from pixel_models import images, sampling, training
+
+    if not os.path.isdir(paths["checkpoint_dir"]) or not _latest(paths["checkpoint_dir"]):
+        raise UsageError(
+            f"no checkpoint in {paths['checkpoint_dir']}: train first with the same flags and "
+            "--is_train=True, or point --checkpoint_dir at a trained run"
+        )
+    training.check_run_config(paths["checkpoint_dir"], run_config(info))
+    trainer = build(info, strategy)
+    training.restore_latest(trainer, paths["checkpoint_dir"])
+    samples = sampling.sample(
+        trainer.model, FLAGS.num_samples, seed=FLAGS.random_seed, batch_size=FLAGS.batch_size
+    )
+    grid = images.make_grid(samples, info.levels)
+    path = _unused_path(
+        os.path.join(paths["sample_dir"], f"generated_step{trainer.step}_seed{FLAGS.random_seed}")
+    )
+    images.save_png(path, grid)
+    if FLAGS.display:
+        print(images.to_text(grid), flush=True)
+    logging.info("wrote %d samples to %s", FLAGS.num_samples, path)
+    print(path)
+    return path
+
+
+def _latest(checkpoint_dir: str) -> str | None:
+    import tensorflow as tf
+
+    return tf.train.latest_checkpoint(checkpoint_dir)
+
+
+def _unused_path(stem: str) -> str:
+    path, k = f"{stem}.png", 1
+    while os.path.exists(path):
+        path, k = f"{stem}_{k}.png", k + 1
+    return path
+
+
+def main(argv) -> int:
+    if len(argv) > 1:
+        raise UsageError(f"unexpected arguments {argv[1:]}: flags take the form --name=value")
+    from pixel_models import data
+
+    setup()
+    try:
+        info = data.info(FLAGS.data, image_size=FLAGS.image_size)
+    except data.DataError as err:
+        raise UsageError(str(err)) from None
+    name = run_name(run_config(info))
+    paths = {
+        "checkpoint_dir": os.path.join(FLAGS.checkpoint_dir, name),
+        "log_dir": os.path.join(FLAGS.log_dir, name),
+        "sample_dir": os.path.join(FLAGS.sample_dir, name),
+    }
+    strategy = make_strategy(FLAGS.strategy)
+    if FLAGS.is_train:
+        metrics = train(info, strategy, paths)
+        print(json.dumps({"run": name, **metrics}, sort_keys=True))
+    else:
+        generate(info, strategy, paths)
+    return 0
+
+
+def _main_with_errors(argv) -> None:
+    from pixel_models.data import DataError
+    from pixel_models.training import TrainingError
+
+    try:
+        sys.exit(main(argv))
+    except (UsageError, DataError, TrainingError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+def run() -> None:
+    """Entry point of the ``pixel-models`` console script."""
+    app.run(_main_with_errors)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,56 @@
+"""pixel_models: autoregressive image models for TensorFlow 2 / Keras 3.
+
+The public API::
+
+    import pixel_models as pm
+    model = pm.build_model("pixel_cnn", image_shape=(28, 28, 1), levels=2)
+    images = pm.sample(model, num_samples=16, seed=0)
+"""
+
+from __future__ import annotations
+
+import keras
+
+from pixel_models.distributions import (
+    Bernoulli,
+    Categorical,
+    PixelHead,
+    bits_per_dim,
+    distribution_of,
+    head_of,
+)
+from pixel_models.layers import MaskedConv2D, make_mask
+from pixel_models.models import MODELS
+from pixel_models.sampling import complete, sample
+
+__version__ = "0.1.0"
+
+
+def build_model(name: str, **config) -> keras.Model:
+    """Builds the model ``name`` (a key of ``MODELS``) with keyword ``config``.
+
+    Example:
+
+    >>> model = build_model("pixel_cnn", image_shape=(8, 8, 1), hidden_dims=4)
+    >>> model.name
+    'pixel_cnn'
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}: choose one of {', '.join(sorted(MODELS))}")
+    return MODELS[name](**config)
+
+
+__all__ = [
+    "MODELS",
+    "Bernoulli",
+    "Categorical",
+    "MaskedConv2D",
+    "PixelHead",
+    "bits_per_dim",
+    "build_model",
+    "complete",
+    "distribution_of",
+    "head_of",
+    "make_mask",
+    "sample",
+]

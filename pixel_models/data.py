@@ -1,0 +1,421 @@
+"""Datasets in the form the models read: uint8 images of shape (H, W, C).
+
+Binary datasets (``levels == 2``) hold pixel values in {0, 1}; 8-bit datasets
+(``levels == 256``) hold values in 0..255. Real datasets come from
+``tensorflow_datasets``; ``shapes`` is drawn procedurally with numpy and needs no
+download, so it serves for tests and quick runs without network access.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = [
+    "DATASETS",
+    "DataError",
+    "DatasetInfo",
+    "info",
+    "load",
+    "make_shapes",
+    "pipeline",
+    "resolve_data_dir",
+]
+
+DATASETS: tuple[str, ...] = ("mnist", "binarized_mnist", "cifar10", "shapes")
+
+# Number of procedural images per split of the ``shapes`` dataset.
+_SHAPES_SPLIT_SIZES = {"train": 20000, "test": 2000}
+# Fixed seed for the one-off binarization of the MNIST test split, so that test
+# likelihoods are comparable between runs whatever seed a run uses.
+_MNIST_TEST_SEED = 20240601
+_SHUFFLE_BUFFER = 10000
+_MIN_IMAGE_SIZE = 4
+_MAX_SHAPES_PER_IMAGE = 3
+# Images drawn at once by make_shapes; bounds the memory of the coordinate grids.
+_SHAPES_CHUNK = 4096
+
+
+class DataError(ValueError):
+    """A dataset cannot be loaded; the message is one line saying what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """Static description of a dataset.
+
+    Attributes:
+        name: Dataset name, one of ``DATASETS``.
+        image_shape: Image shape as (height, width, channels).
+        levels: Number of distinct pixel values: 2 for binary, 256 for 8-bit.
+        num_classes: Number of label classes, or None when there are no labels.
+        splits: Names of the splits that ``load`` accepts.
+        needs_download: Whether the data comes from tensorflow_datasets (False for
+            procedural data).
+    """
+
+    name: str
+    image_shape: tuple[int, int, int]
+    levels: int
+    num_classes: int | None
+    splits: tuple[str, ...]
+    needs_download: bool
+
+
+def info(name: str, image_size: int = 28) -> DatasetInfo:
+    """Describes a dataset without loading it.
+
+    Args:
+        name: Dataset name, one of ``DATASETS``.
+        image_size: Side length of procedural images (``shapes`` only); at least 4.
+
+    Returns:
+        The dataset's ``DatasetInfo``.
+
+    Raises:
+        DataError: If the name is unknown or ``image_size`` is invalid for ``shapes``.
+    """
+    if name == "mnist":
+        return DatasetInfo("mnist", (28, 28, 1), 2, 10, ("train", "test"), True)
+    if name == "binarized_mnist":
+        return DatasetInfo(
+            "binarized_mnist", (28, 28, 1), 2, None, ("train", "validation", "test"), True
+        )
+    if name == "cifar10":
+        return DatasetInfo("cifar10", (32, 32, 3), 256, 10, ("train", "test"), True)
+    if name == "shapes":
+        _check_image_size(image_size)
+        size = int(image_size)
+        return DatasetInfo("shapes", (size, size, 1), 2, None, ("train", "test"), False)
+    raise DataError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+
+
+def resolve_data_dir(data_dir: str | None) -> str | None:
+    """Chooses the tensorflow_datasets data folder.
+
+    Args:
+        data_dir: An explicit folder; None or empty to fall back on the environment.
+
+    Returns:
+        ``data_dir`` when given, else the ``TFDS_DATA_DIR`` environment variable when
+        set and non-empty, else None (the tensorflow_datasets default folder).
+    """
+    if data_dir:
+        return data_dir
+    env = os.environ.get("TFDS_DATA_DIR")
+    return env or None
+
+
+def load(
+    name: str,
+    split: str = "train",
+    *,
+    data_dir: str | None = None,
+    image_size: int = 28,
+    seed: int = 0,
+    with_labels: bool = False,
+    num_examples: int | None = None,
+) -> tf.data.Dataset:
+    """Loads one split of a dataset as a finite, unbatched ``tf.data.Dataset``.
+
+    MNIST is binarized stochastically (a pixel becomes 1 with probability
+    pixel / 255): the train split draws fresh noise on every pass through the data,
+    reproducibly from ``seed``; the test split is binarized once with a fixed seed.
+
+    Args:
+        name: Dataset name, one of ``DATASETS``.
+        split: Split name, one of ``info(name).splits``.
+        data_dir: Folder of prepared tensorflow_datasets data; see ``resolve_data_dir``.
+        image_size: Side length of procedural images (``shapes`` only).
+        seed: Seed for procedural data and for the MNIST train binarization.
+        with_labels: Whether to yield (image, label) pairs with int32 labels.
+        num_examples: If given, keep only the first ``num_examples`` examples.
+
+    Returns:
+        A dataset of uint8 images of shape (H, W, C), or of (image, label) tuples.
+
+    Raises:
+        DataError: If the dataset, split or options are invalid, or the data cannot
+            be loaded.
+    """
+    meta = info(name, image_size)
+    if split not in meta.splits:
+        raise DataError(
+            f"unknown split {split!r} for dataset {name!r}: choose one of {', '.join(meta.splits)}"
+        )
+    if with_labels and meta.num_classes is None:
+        raise DataError(f"dataset {name!r} has no labels: load it with with_labels=False")
+    if num_examples is not None and num_examples < 0:
+        raise DataError(f"num_examples must be >= 0 or None, got {num_examples}")
+
+    if name == "shapes":
+        count = _SHAPES_SPLIT_SIZES[split]
+        if num_examples is not None:
+            count = min(count, num_examples)
+        split_seed = seed * 2 + (0 if split == "train" else 1)
+        images = make_shapes(_SHAPES_SPLIT_SIZES[split], meta.image_shape[0], split_seed)
+        return tf.data.Dataset.from_tensor_slices(images[:count])
+
+    raw = _tfds_dataset(name, split, data_dir)
+    if num_examples is not None:
+        raw = raw.take(num_examples)
+
+    if name == "mnist":
+        return _binarize_mnist(raw, split, seed, with_labels)
+    if with_labels:
+        return raw.map(_image_and_label, num_parallel_calls=tf.data.AUTOTUNE)
+    return raw.map(_image_only, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def make_shapes(num: int, size: int, seed: int) -> np.ndarray:
+    """Draws binary images of random filled shapes.
+
+    Each image holds 1 to 3 shapes, each an axis-aligned rectangle, an ellipse or a
+    triangle of random size and position, drawn by testing pixel centres against the
+    shape on a coordinate grid.
+
+    Args:
+        num: Number of images.
+        size: Image side length in pixels; at least 4.
+        seed: Seed for ``np.random.default_rng``; equal seeds give equal images.
+
+    Returns:
+        A uint8 array of shape (num, size, size, 1) with values in {0, 1}.
+
+    Raises:
+        DataError: If ``size`` is below 4 or ``num`` is negative.
+    """
+    _check_image_size(size)
+    if num < 0:
+        raise DataError(f"num must be >= 0, got {num}")
+    rng = np.random.default_rng(seed)
+    slots = (num, _MAX_SHAPES_PER_IMAGE)
+    lo = max(2.0, 0.15 * size)
+    hi = min(float(size), max(lo + 1.0, 0.6 * size))
+    count = rng.integers(1, _MAX_SHAPES_PER_IMAGE + 1, size=num)
+    kind = rng.integers(0, 3, size=slots)
+    width = rng.uniform(lo, hi, size=slots)
+    height = rng.uniform(lo, hi, size=slots)
+    left = rng.uniform(0.0, 1.0, size=slots) * (size - width)
+    top = rng.uniform(0.0, 1.0, size=slots) * (size - height)
+    apex = rng.uniform(0.0, 1.0, size=slots)
+    orientation = rng.integers(0, 4, size=slots)
+
+    coords = np.arange(size, dtype=np.float32) + 0.5
+    ys = coords[:, None]
+    xs = coords[None, :]
+    out = np.zeros((num, size, size), dtype=bool)
+    for start in range(0, num, _SHAPES_CHUNK):
+        stop = min(start + _SHAPES_CHUNK, num)
+        for slot in range(_MAX_SHAPES_PER_IMAGE):
+            for k, draw in enumerate((_rectangle_masks, _ellipse_masks, _triangle_masks)):
+                idx = (
+                    start
+                    + np.nonzero((count[start:stop] > slot) & (kind[start:stop, slot] == k))[0]
+                )
+                if idx.size == 0:
+                    continue
+                args = [a[idx, slot] for a in (left, top, width, height)]
+                if draw is _triangle_masks:
+                    args += [apex[idx, slot], orientation[idx, slot]]
+                out[idx] |= draw(ys, xs, *args)
+    return out.astype(np.uint8)[..., None]
+
+
+def pipeline(
+    ds: tf.data.Dataset,
+    batch_size: int,
+    *,
+    training: bool,
+    seed: int | None = None,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """Batches a dataset for training or evaluation.
+
+    Args:
+        ds: An unbatched dataset, e.g. from ``load``.
+        batch_size: Examples per batch.
+        training: If True, shuffle (reshuffling on every pass) and repeat forever;
+            if False, make a single pass in order.
+        seed: Shuffle seed (training only); None for an unseeded shuffle.
+        drop_remainder: Whether to drop a last, smaller batch.
+
+    Returns:
+        The batched, prefetched dataset.
+    """
+    if training:
+        ds = ds.shuffle(_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _check_image_size(image_size: int) -> None:
+    """Raises DataError unless ``image_size`` is an integer of at least 4."""
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)):
+        raise DataError(f"image_size must be an integer >= {_MIN_IMAGE_SIZE}, got {image_size!r}")
+    if image_size < _MIN_IMAGE_SIZE:
+        raise DataError(f"image_size must be >= {_MIN_IMAGE_SIZE}, got {image_size}")
+
+
+def _rectangle_masks(
+    ys: np.ndarray,
+    xs: np.ndarray,
+    left: np.ndarray,
+    top: np.ndarray,
+    width: np.ndarray,
+    height: np.ndarray,
+) -> np.ndarray:
+    """Masks (n, H, W) of rectangles; ``ys`` (H, 1) and ``xs`` (1, W) are pixel centres."""
+    left, top, width, height = (v[:, None, None] for v in (left, top, width, height))
+    return (xs >= left) & (xs < left + width) & (ys >= top) & (ys < top + height)
+
+
+def _ellipse_masks(
+    ys: np.ndarray,
+    xs: np.ndarray,
+    left: np.ndarray,
+    top: np.ndarray,
+    width: np.ndarray,
+    height: np.ndarray,
+) -> np.ndarray:
+    """Masks (n, H, W) of the ellipses inscribed in the given bounding boxes."""
+    left, top, width, height = (v[:, None, None] for v in (left, top, width, height))
+    rx = width / 2
+    ry = height / 2
+    return ((xs - (left + rx)) / rx) ** 2 + ((ys - (top + ry)) / ry) ** 2 <= 1.0
+
+
+def _triangle_masks(
+    ys: np.ndarray,
+    xs: np.ndarray,
+    left: np.ndarray,
+    top: np.ndarray,
+    width: np.ndarray,
+    height: np.ndarray,
+    apex: np.ndarray,
+    orientation: np.ndarray,
+) -> np.ndarray:
+    """Masks (n, H, W) of triangles filling the given bounding boxes.
+
+    One side of each triangle is a whole side of its box; the opposite vertex lies on
+    the opposite side at fraction ``apex`` along it. ``orientation`` 0..3 puts that
+    vertex on the top, bottom, left or right side.
+    """
+    right = left + width
+    bottom = top + height
+    ax = left + apex * width
+    ay = top + apex * height
+    # Vertices per orientation: apex first, then the two ends of the full side.
+    vertices = [
+        ((ax, top), (left, bottom), (right, bottom)),
+        ((ax, bottom), (left, top), (right, top)),
+        ((left, ay), (right, top), (right, bottom)),
+        ((right, ay), (left, top), (left, bottom)),
+    ]
+    px = np.zeros((3, orientation.size))
+    py = np.zeros((3, orientation.size))
+    for o, corners in enumerate(vertices):
+        sel = orientation == o
+        for i, (vx, vy) in enumerate(corners):
+            px[i, sel] = vx[sel]
+            py[i, sel] = vy[sel]
+    px = px[:, :, None, None]
+    py = py[:, :, None, None]
+    edges = [
+        (px[j] - px[i]) * (ys - py[i]) - (py[j] - py[i]) * (xs - px[i])
+        for i, j in ((0, 1), (1, 2), (2, 0))
+    ]
+    nonneg = (edges[0] >= 0) & (edges[1] >= 0) & (edges[2] >= 0)
+    nonpos = (edges[0] <= 0) & (edges[1] <= 0) & (edges[2] <= 0)
+    return nonneg | nonpos
+
+
+def _one_line(exc: BaseException) -> str:
+    """Formats an exception as ``Type: first line of its message``."""
+    lines = str(exc).strip().splitlines()
+    first = lines[0].strip() if lines else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _tfds_dataset(name: str, split: str, data_dir: str | None) -> tf.data.Dataset:
+    """Reads a prepared tensorflow_datasets split, downloading it when possible."""
+    root = resolve_data_dir(data_dir)
+    hint = (
+        "point --data_dir or TFDS_DATA_DIR at a folder of prepared tensorflow-datasets "
+        "data, or use --data=shapes, which needs no download"
+    )
+    try:
+        import tensorflow_datasets as tfds
+
+        builder = tfds.builder(name, data_dir=root)
+    except Exception as exc:
+        raise DataError(
+            f"cannot load dataset {name!r}: tensorflow-datasets could not open it "
+            f"({_one_line(exc)}); {hint}"
+        ) from exc
+    if not builder.is_prepared():
+        where = root if root is not None else str(builder.data_dir)
+        try:
+            builder.download_and_prepare()
+        except Exception as exc:
+            raise DataError(
+                f"cannot load dataset {name!r}: it is not prepared in {where} and could not "
+                f"be downloaded ({_one_line(exc)}); {hint}"
+            ) from exc
+    try:
+        return builder.as_dataset(split=split, shuffle_files=False)
+    except Exception as exc:
+        raise DataError(
+            f"cannot load dataset {name!r}: reading split {split!r} failed "
+            f"({_one_line(exc)}); {hint}"
+        ) from exc
+
+
+def _image_only(example: dict[str, tf.Tensor]) -> tf.Tensor:
+    """Picks the uint8 image out of a tensorflow_datasets example."""
+    return tf.cast(example["image"], tf.uint8)
+
+
+def _image_and_label(example: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+    """Picks the uint8 image and the int32 label out of a tensorflow_datasets example."""
+    return tf.cast(example["image"], tf.uint8), tf.cast(example["label"], tf.int32)
+
+
+def _bernoulli(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Sets each pixel to 1 with probability pixel / 255, using a stateless seed."""
+    prob = tf.cast(image, tf.float32) / 255.0
+    noise = tf.random.stateless_uniform(tf.shape(image), seed=seed, dtype=tf.float32)
+    return tf.cast(noise < prob, tf.uint8)
+
+
+def _binarize_mnist(
+    raw: tf.data.Dataset, split: str, seed: int, with_labels: bool
+) -> tf.data.Dataset:
+    """Binarizes MNIST stochastically: fresh draws per pass for train, fixed for test."""
+    pairs = raw.map(_image_and_label, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def finish(image: tf.Tensor, label: tf.Tensor, key: tf.Tensor):
+        binary = _bernoulli(image, key)
+        return (binary, label) if with_labels else binary
+
+    if split == "train":
+        # Cache the raw images, then draw the noise after the cache: the random
+        # dataset yields a new, seed-determined sequence on every iteration, so a
+        # repeated dataset sees new binarizations each epoch.
+        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        keyed = tf.data.Dataset.zip(pairs.cache(), draws)
+
+        def train_map(pair, draw):
+            key = tf.stack([draw, tf.constant(0, tf.int64)])
+            return finish(pair[0], pair[1], key)
+
+        return keyed.map(train_map, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def test_map(index, pair):
+        key = tf.stack([tf.constant(_MNIST_TEST_SEED, tf.int64), index])
+        return finish(pair[0], pair[1], key)
+
+    return pairs.enumerate().map(test_map, num_parallel_calls=tf.data.AUTOTUNE)

@@ -1,0 +1,81 @@
+"""Sample grids: tiling, PNG files and a text rendering for terminals."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+
+import numpy as np
+from PIL import Image
+
+_SHADES = " .:-=+*#%@"
+
+
+def make_grid(
+    images: np.ndarray, levels: int, columns: int | None = None, padding: int = 1
+) -> np.ndarray:
+    """Tiles images ``(N, H, W, C)`` with values in ``[0, levels)`` into one image.
+
+    Args:
+      images: integer images.
+      levels: number of values per channel; values are scaled to 0..255.
+      columns: images per row (default: ``ceil(sqrt(N))``, a square grid).
+      padding: pixels of grey between tiles.
+
+    Returns:
+      uint8 array ``(rows * (H + padding) + padding, columns * (W + padding) +
+      padding, C)``.
+
+    Example:
+
+    >>> make_grid(np.ones((4, 2, 2, 1), "uint8"), levels=2).shape
+    (7, 7, 1)
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or len(images) == 0:
+        raise ValueError(f"images must have shape (N, H, W, C) with N > 0, got {images.shape}")
+    if levels < 2:
+        raise ValueError(f"levels must be >= 2, got {levels}")
+    n, h, w, c = images.shape
+    columns = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    scaled = (images.astype(np.float64) * (255.0 / (levels - 1))).round().clip(0, 255)
+    grid = np.full(
+        (rows * (h + padding) + padding, columns * (w + padding) + padding, c), 128, np.uint8
+    )
+    for k in range(n):
+        r, q = divmod(k, columns)
+        top, left = padding + r * (h + padding), padding + q * (w + padding)
+        grid[top : top + h, left : left + w] = scaled[k].astype(np.uint8)
+    return grid
+
+
+def save_png(path: str, grid: np.ndarray) -> None:
+    """Writes a uint8 ``(H, W, 1|3)`` image as PNG, atomically (temp file, rename)."""
+    grid = np.asarray(grid, np.uint8)
+    image = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            image.save(f, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def to_text(grid: np.ndarray) -> str:
+    """Renders a uint8 image as characters, darkest ``' '`` to brightest ``'@'``.
+
+    Example:
+
+    >>> to_text(np.array([[[0], [255]]], "uint8"))
+    ' @'
+    """
+    grey = np.asarray(grid, np.float64).mean(axis=-1)
+    index = (grey / 255.0 * (len(_SHADES) - 1)).round().astype(int)
+    return "\n".join("".join(_SHADES[v] for v in row) for row in index)

@@ -1,0 +1,234 @@
+"""Masked 2-D convolutions for autoregressive image models.
+
+A masked convolution only lets an output pixel see the input pixels that come
+before it in raster order (rows top to bottom, pixels left to right). With
+colour images the channels of one pixel are ordered too (R, then G, then B):
+features are split into as many groups as there are colour channels, and at
+the centre position output group ``g`` sees input groups ``< g`` (mask type A)
+or ``<= g`` (mask type B).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+from keras import ops
+
+MASK_TYPES = ("A", "B")
+
+
+def channel_groups(num_features: int, color_channels: int) -> np.ndarray:
+    """Colour group of each feature: contiguous, near-equal blocks.
+
+    Feature ``f`` of ``num_features`` belongs to group
+    ``f * color_channels // num_features``. With ``num_features ==
+    color_channels`` each feature is its own group (raw RGB input); with
+    ``num_features == color_channels * k`` the groups are blocks of ``k``
+    consecutive features (so logits reshaped to ``(..., color_channels, k)``
+    keep channel ``c`` in block ``c``).
+
+    Args:
+      num_features: number of features (input or output channels).
+      color_channels: number of colour channels ``C``.
+
+    Returns:
+      int array of shape ``(num_features,)`` with values in ``[0, C)``.
+
+    Example:
+
+    >>> channel_groups(6, 3).tolist()
+    [0, 0, 1, 1, 2, 2]
+    """
+    if color_channels < 1:
+        raise ValueError(f"color_channels must be >= 1, got {color_channels}")
+    if num_features < color_channels:
+        raise ValueError(
+            f"{num_features} features cannot be split into {color_channels} colour "
+            "groups: use at least one feature per colour channel"
+        )
+    return (np.arange(num_features) * color_channels) // num_features
+
+
+def make_mask(
+    kernel_size: int | Sequence[int],
+    in_channels: int,
+    out_channels: int,
+    mask_type: str,
+    color_channels: int = 1,
+) -> np.ndarray:
+    """Builds the causal mask of a masked convolution kernel.
+
+    The mask has the kernel's shape ``(kh, kw, in_channels, out_channels)``.
+    Positions above the centre row and left of the centre in the centre row
+    are visible (1); positions after the centre are hidden (0). At the centre
+    itself, output colour group ``g`` sees input group ``h`` when ``h < g``
+    (type A) or ``h <= g`` (type B). With one colour channel, type A hides the
+    centre and type B shows it. For a 5x5 kernel and one colour channel::
+
+        type A        type B
+        1 1 1 1 1     1 1 1 1 1
+        1 1 1 1 1     1 1 1 1 1
+        1 1 0 0 0     1 1 1 0 0
+        0 0 0 0 0     0 0 0 0 0
+        0 0 0 0 0     0 0 0 0 0
+
+    Args:
+      kernel_size: odd int or pair of odd ints ``(kh, kw)``.
+      in_channels: input features.
+      out_channels: output features.
+      mask_type: ``"A"`` (first layer: the pixel does not see itself) or
+        ``"B"`` (later layers).
+      color_channels: number of colour channel groups ``C``.
+
+    Returns:
+      float32 numpy array of shape ``(kh, kw, in_channels, out_channels)``.
+
+    Example:
+
+    >>> make_mask(3, 1, 1, "A")[..., 0, 0].astype(int).tolist()
+    [[1, 1, 1], [1, 0, 0], [0, 0, 0]]
+    """
+    kh, kw = _pair(kernel_size, "kernel_size")
+    if mask_type not in MASK_TYPES:
+        raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
+    mask = np.zeros((kh, kw, in_channels, out_channels), dtype=np.float32)
+    ch, cw = kh // 2, kw // 2
+    mask[:ch] = 1.0
+    mask[ch, :cw] = 1.0
+    in_groups = channel_groups(in_channels, color_channels)[:, None]
+    out_groups = channel_groups(out_channels, color_channels)[None, :]
+    if mask_type == "A":
+        mask[ch, cw] = (in_groups < out_groups).astype(np.float32)
+    else:
+        mask[ch, cw] = (in_groups <= out_groups).astype(np.float32)
+    return mask
+
+
+def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int | np.integer) else tuple(value)
+    if len(pair) != 2 or any(int(v) < 1 or int(v) % 2 == 0 for v in pair):
+        raise ValueError(f"{name} must be an odd positive int or a pair of them, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+@keras.saving.register_keras_serializable(package="pixel_models")
+class MaskedConv2D(keras.layers.Layer):
+    """2-D convolution whose kernel is masked to respect raster order.
+
+    Computes ``conv2d(x, kernel * mask) + bias`` with stride 1 and ``SAME``
+    padding, where ``mask`` comes from :func:`make_mask`: the output at pixel
+    ``(i, j)`` depends only on input pixels before ``(i, j)`` in raster order,
+    plus, for type B, on ``(i, j)`` itself (and, with colour groups, only on
+    the groups allowed at the centre). Masks for a 3x3 kernel::
+
+        type A     type B
+        1 1 1      1 1 1
+        1 0 0      1 1 0
+        0 0 0      0 0 0
+
+    The mask is a constant built once in ``build()`` and applied in ``call()``
+    as ``kernel * mask``; the hidden kernel entries stay at their initial
+    values and never receive gradient.
+
+    Args:
+      filters: number of output features. With ``color_channels > 1`` it is
+        split into ``color_channels`` contiguous groups.
+      kernel_size: odd int or pair of odd ints.
+      mask_type: ``"A"`` or ``"B"``.
+      color_channels: number of colour channel groups (1 for grey or binary
+        images, 3 for RGB).
+      activation: Keras activation applied to the output.
+      use_bias: whether to add a bias.
+      kernel_initializer, bias_initializer: Keras initializers.
+      **kwargs: forwarded to ``keras.layers.Layer``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = MaskedConv2D(4, 3, mask_type="A")
+    >>> layer(np.zeros((2, 8, 8, 1), "float32")).shape
+    (2, 8, 8, 4)
+
+    References:
+      van den Oord, Kalchbrenner, Kavukcuoglu. Pixel Recurrent Neural
+      Networks. ICML 2016. https://arxiv.org/abs/1601.06759 (Section 3.4,
+      Figure 2 for the colour masks).
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | Sequence[int],
+        mask_type: str = "B",
+        color_channels: int = 1,
+        activation=None,
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if int(filters) < 1:
+            raise ValueError(f"filters must be a positive int, got {filters!r}")
+        if mask_type not in MASK_TYPES:
+            raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
+        self.filters = int(filters)
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.mask_type = mask_type
+        self.color_channels = int(color_channels)
+        self.activation = keras.activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        # Fail at construction, not at build, on impossible colour groups.
+        channel_groups(self.filters, self.color_channels)
+
+    def build(self, input_shape):
+        in_channels = int(input_shape[-1])
+        self.mask = ops.convert_to_tensor(
+            make_mask(
+                self.kernel_size,
+                in_channels,
+                self.filters,
+                self.mask_type,
+                self.color_channels,
+            )
+        )
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(*self.kernel_size, in_channels, self.filters),
+            initializer=self.kernel_initializer,
+        )
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias", shape=(self.filters,), initializer=self.bias_initializer
+            )
+        else:
+            self.bias = None
+
+    def call(self, inputs):
+        outputs = ops.conv(inputs, self.kernel * self.mask, strides=1, padding="same")
+        if self.use_bias:
+            outputs = outputs + self.bias
+        return self.activation(outputs)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_size": self.kernel_size,
+                "mask_type": self.mask_type,
+                "color_channels": self.color_channels,
+                "activation": keras.activations.serialize(self.activation),
+                "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            }
+        )
+        return config

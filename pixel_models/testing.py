@@ -1,0 +1,129 @@
+"""Checks that every autoregressive model of the zoo must pass.
+
+Shared by the test suite and usable by anyone adding a model:
+
+- :func:`dependencies`: which input dimensions each output dimension depends
+  on, from gradients at initialisation.
+- :func:`raster_allowed`: which dependencies raster order allows.
+- :func:`assert_causal`: no output depends on its own or a later dimension.
+- :func:`total_probability`: the sum of ``p(x)`` over every image of a tiny
+  shape, which is 1 exactly for a correctly normalised causal model.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pixel_models.distributions import distribution_of
+
+
+def dependencies(
+    fn: Callable[[tf.Tensor], tf.Tensor],
+    image_shape: tuple[int, int, int],
+    num_inputs: int = 3,
+    seed: int = 0,
+) -> np.ndarray:
+    """Which input dimensions each output dimension of ``fn`` depends on.
+
+    ``fn`` maps ``(B, H, W, C_in)`` float32 to ``(B, H, W, C_out, ...)``; the
+    trailing axes (e.g. the levels of categorical logits) are summed. The
+    gradients are taken at ``num_inputs`` random inputs and a dependency is
+    any non-zero gradient at any of them (one input can hide a dependency
+    behind an inactive ReLU).
+
+    Returns:
+      bool array ``(H, W, C_out, H, W, C_in)``: ``[i, j, c, k, l, d]`` is True
+      when output ``(i, j, c)`` changes with input ``(k, l, d)``.
+    """
+    rng = np.random.default_rng(seed)
+    found = None
+    for _ in range(num_inputs):
+        x = tf.constant(rng.uniform(-1.0, 1.0, (1, *image_shape)), tf.float32)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fn(x)
+            y = tf.reshape(y, [1, *y.shape[1:4], -1])
+            y = tf.reduce_sum(y, axis=-1)[0]
+        jac = tape.jacobian(y, x)
+        nonzero = np.abs(jac.numpy()[:, :, :, 0]) > 0
+        found = nonzero if found is None else found | nonzero
+    return found
+
+
+def raster_allowed(
+    image_shape: tuple[int, int, int], out_channels: int | None = None, strict: bool = True
+) -> np.ndarray:
+    """Dependencies that raster order allows, in the layout of :func:`dependencies`.
+
+    Output ``(i, j, c)`` may see input ``(k, l, d)`` when pixel ``(k, l)``
+    comes before ``(i, j)`` in raster order, or when it is the same pixel and
+    the input's colour group comes before (``strict``, mask A) or is not after
+    (not ``strict``, mask B) the output's. Groups are the contiguous blocks of
+    :func:`pixel_models.layers.channel_groups` over ``C = image_shape[-1]``
+    colour channels.
+    """
+    from pixel_models.layers.masked_conv import channel_groups
+
+    height, width, colours = image_shape
+    out_channels = colours if out_channels is None else out_channels
+    pos = np.arange(height * width).reshape(height, width)
+    before = pos[:, :, None, None] > pos[None, None, :, :]
+    same = pos[:, :, None, None] == pos[None, None, :, :]
+    in_group = channel_groups(colours, colours)
+    out_group = channel_groups(out_channels, colours)
+    if strict:
+        group_ok = out_group[:, None] > in_group[None, :]
+    else:
+        group_ok = out_group[:, None] >= in_group[None, :]
+    return before[:, :, None, :, :, None] | (
+        same[:, :, None, :, :, None] & group_ok[None, None, :, None, None, :]
+    )
+
+
+def assert_causal(
+    fn: Callable[[tf.Tensor], tf.Tensor],
+    image_shape: tuple[int, int, int],
+    out_channels: int | None = None,
+    strict: bool = True,
+) -> np.ndarray:
+    """Asserts that ``fn`` only depends on what raster order allows.
+
+    Returns the dependencies (see :func:`dependencies`) so that callers can
+    also check what must be seen (e.g. no blind spot).
+    """
+    found = dependencies(fn, image_shape)
+    allowed = raster_allowed(image_shape, out_channels or found.shape[2], strict)
+    leaks = np.argwhere(found & ~allowed)
+    if len(leaks):
+        i, j, c, k, l, d = leaks[0]
+        raise AssertionError(
+            f"{len(leaks)} forbidden dependencies, e.g. output (row {i}, col {j}, "
+            f"channel {c}) depends on input (row {k}, col {l}, channel {d})"
+        )
+    return found
+
+
+def all_images(image_shape: tuple[int, int, int], levels: int) -> np.ndarray:
+    """Every image of ``image_shape`` with values in ``[0, levels)``."""
+    dims = int(np.prod(image_shape))
+    if levels**dims > 2**16:
+        raise ValueError(f"{levels}**{dims} images are too many to enumerate")
+    values = np.array(list(itertools.product(range(levels), repeat=dims)), np.float32)
+    return values.reshape(-1, *image_shape)
+
+
+def total_probability(model: keras.Model, batch_size: int = 1024) -> float:
+    """Sum of ``p(x)`` over all images of the model's (tiny) input shape."""
+    distribution = distribution_of(model)
+    images = all_images(tuple(model.input_shape[1:]), distribution.levels)
+    total = 0.0
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size]
+        log_p = distribution.log_prob(model(x, training=False), x)
+        total += float(np.sum(np.exp(np.asarray(log_p, np.float64))))
+    return total

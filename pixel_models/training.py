@@ -1,0 +1,379 @@
+"""Training, evaluation and checkpoints, written once for every model.
+
+The loop is a compiled ``tf.distribute`` step: each replica computes the sum
+of its examples' negative log-likelihoods divided by the *global* batch size,
+the gradients are summed over replicas (giving the gradient of the mean NLL
+of the global batch), clipped, and applied. It runs unchanged under the
+default strategy, ``MirroredStrategy`` or ``MultiWorkerMirroredStrategy``.
+
+Checkpoints (model, optimizer and step) go through
+``tf.train.CheckpointManager``, which writes new files and then updates its
+index, so an interrupted save never replaces the last good checkpoint; the
+same command run again restores the latest one and continues.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from pixel_models import images as image_utils
+from pixel_models.distributions import bits_per_dim, distribution_of
+from pixel_models.sampling import sample
+
+OPTIMIZERS = ("rmsprop", "adam")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on; the message says why and what to do."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """How long to train and where to write.
+
+    Attributes:
+      max_steps: total optimisation steps (counted across resumes).
+      test_step: evaluate on the test set every ``test_step`` steps.
+      save_step: checkpoint and write a sample grid every ``save_step`` steps.
+      grad_clip: gradients are clipped to ``[-grad_clip, grad_clip]`` (0: off).
+      checkpoint_dir: where checkpoints go (None: none are written).
+      log_dir: where TensorBoard events go (None: none are written).
+      sample_dir: where sample grids go as PNG (None: none are written).
+      num_samples: images in each sample grid (0: no grids).
+      seed: seed of the sample grids.
+      display: print each sample grid to the terminal.
+      verbose: show a progress bar.
+      max_to_keep: checkpoints kept.
+    """
+
+    max_steps: int
+    test_step: int = 100
+    save_step: int = 1000
+    grad_clip: float = 1.0
+    checkpoint_dir: str | None = None
+    log_dir: str | None = None
+    sample_dir: str | None = None
+    num_samples: int = 100
+    seed: int = 123
+    display: bool = False
+    verbose: bool = True
+    max_to_keep: int = 3
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    """RMSProp (as in carpedm20/pixel-rnn-tensorflow) or Adam."""
+    if learning_rate <= 0:
+        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate)
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    raise ValueError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
+
+
+def write_json_atomic(path: str, payload: dict) -> None:
+    """Writes JSON to a temporary file in the same folder, then renames it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=2, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def check_run_config(checkpoint_dir: str, run_config: dict) -> None:
+    """Records the model's config beside its checkpoints, or checks it.
+
+    A checkpoint directory belongs to one model and one set of model flags;
+    resuming it with others would fail deep inside the restore (or silently
+    mix weights), so it fails here with a clear message instead.
+    """
+    path = os.path.join(checkpoint_dir, "run_config.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        if saved != json.loads(json.dumps(run_config)):
+            diffs = sorted(
+                k for k in set(saved) | set(run_config) if saved.get(k) != run_config.get(k)
+            )
+            shown = ", ".join(f"{k}={saved.get(k)!r} (now {run_config.get(k)!r})" for k in diffs)
+            raise TrainingError(
+                f"checkpoint_dir {checkpoint_dir} holds a run with other settings: {shown}; "
+                "use the same flags or another --checkpoint_dir"
+            )
+    else:
+        write_json_atomic(path, run_config)
+
+
+class Trainer:
+    """Trains and evaluates one model under one distribution strategy.
+
+    Build the model and the optimizer inside ``strategy.scope()`` before
+    creating the trainer.
+
+    Args:
+      model: a model built by :func:`pixel_models.build_model`.
+      optimizer: a Keras optimizer.
+      strategy: the ``tf.distribute`` strategy (default: the current one).
+      grad_clip: gradients are clipped to ``[-grad_clip, grad_clip]`` (0: off).
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        optimizer: keras.optimizers.Optimizer,
+        strategy: tf.distribute.Strategy | None = None,
+        grad_clip: float = 1.0,
+    ):
+        self.model = model
+        self.optimizer = optimizer
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.grad_clip = float(grad_clip)
+        self.distribution = distribution_of(model)
+        self.num_dims = int(np.prod(model.input_shape[1:]))
+        with self.strategy.scope():
+            optimizer.build(model.trainable_variables)
+        self._train_step = None
+        self._eval_step = None
+
+    @property
+    def step(self) -> int:
+        """Optimisation steps taken so far (restored with the checkpoint)."""
+        return int(self.optimizer.iterations.numpy())
+
+    def _nll_sum(self, images, training):
+        logits = self.model(tf.cast(images, tf.float32), training=training)
+        nll = self.distribution.nll(logits, images)
+        return tf.reduce_sum(nll), tf.cast(tf.shape(nll)[0], tf.float32)
+
+    def _make_train_step(self):
+        model, optimizer, clip = self.model, self.optimizer, self.grad_clip
+        replicas = self.strategy.num_replicas_in_sync
+
+        def replica_step(images, global_batch):
+            with tf.GradientTape() as tape:
+                total, count = self._nll_sum(images, training=True)
+                loss = total / global_batch
+            variables = model.trainable_variables
+            grads = tape.gradient(loss, variables)
+            context = tf.distribute.get_replica_context()
+            grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+            if clip > 0:
+                grads = [tf.clip_by_value(g, -clip, clip) for g in grads]
+            # The optimizer sums gradients over replicas again: pre-divide.
+            grads = [g / replicas for g in grads]
+            optimizer.apply_gradients(zip(grads, variables))
+            return total, count
+
+        @tf.function
+        def train_step(batch):
+            global_batch = self.strategy.reduce(
+                tf.distribute.ReduceOp.SUM,
+                self.strategy.run(lambda x: tf.cast(tf.shape(x)[0], tf.float32), (batch,)),
+                axis=None,
+            )
+            total, count = self.strategy.run(replica_step, args=(batch, global_batch))
+            total = self.strategy.reduce(tf.distribute.ReduceOp.SUM, total, axis=None)
+            count = self.strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None)
+            return total / count
+
+        return train_step
+
+    def _make_eval_step(self):
+        @tf.function
+        def eval_step(batch):
+            total, count = self.strategy.run(
+                lambda x: self._nll_sum(x, training=False), args=(batch,)
+            )
+            return (
+                self.strategy.reduce(tf.distribute.ReduceOp.SUM, total, axis=None),
+                self.strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None),
+            )
+
+        return eval_step
+
+    def train_step(self, batch) -> float:
+        """One optimisation step on a (distributed) batch; returns its mean NLL."""
+        if self._train_step is None:
+            self._train_step = self._make_train_step()
+        return float(self._train_step(batch))
+
+    def evaluate(self, dataset: tf.data.Dataset) -> dict[str, float]:
+        """Mean NLL per image (nats) and bits per dimension over a finite dataset."""
+        if self._eval_step is None:
+            self._eval_step = self._make_eval_step()
+        total, count = 0.0, 0.0
+        for batch in self.strategy.experimental_distribute_dataset(dataset):
+            t, c = self._eval_step(batch)
+            total += float(t)
+            count += float(c)
+        if count == 0:
+            raise TrainingError("the test dataset is empty")
+        nll = total / count
+        return {"nll": nll, "bits_per_dim": bits_per_dim(nll, self.num_dims)}
+
+    def checkpoint(self) -> tf.train.Checkpoint:
+        return tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
+
+
+def restore_latest(trainer: Trainer, checkpoint_dir: str, max_to_keep: int = 3):
+    """Restores the latest checkpoint in ``checkpoint_dir`` if there is one.
+
+    Returns:
+      ``(manager, path)``: the checkpoint manager and the restored path, or
+      None when there was nothing to restore.
+    """
+    manager = tf.train.CheckpointManager(
+        trainer.checkpoint(), checkpoint_dir, max_to_keep=max_to_keep
+    )
+    path = manager.latest_checkpoint
+    if path:
+        try:
+            manager.checkpoint.restore(path).assert_existing_objects_matched()
+        except (tf.errors.OpError, AssertionError, ValueError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise TrainingError(
+                f"cannot restore checkpoint {path} ({first}); it was written by another "
+                "model or is damaged: use the flags it was trained with or another "
+                "--checkpoint_dir"
+            ) from None
+    return manager, path
+
+
+def fit(
+    trainer: Trainer,
+    train_dataset: tf.data.Dataset,
+    test_dataset: tf.data.Dataset | None,
+    config: TrainConfig,
+) -> dict[str, float]:
+    """Trains until ``config.max_steps``, resuming from ``config.checkpoint_dir``.
+
+    ``train_dataset`` is batched and repeats forever (see
+    :func:`pixel_models.data.pipeline`); ``test_dataset`` is batched and
+    finite. Writes TensorBoard scalars ``train/nll``, ``test/nll`` and
+    ``test/bits_per_dim`` and images ``samples``, PNG sample grids in
+    ``sample_dir``, and checkpoints every ``save_step`` steps and at the end.
+
+    Returns:
+      The last metrics: ``train/nll``, and ``test/nll`` and
+      ``test/bits_per_dim`` when there is a test set.
+    """
+    if config.max_steps < 0:
+        raise ValueError(f"max_steps must be >= 0, got {config.max_steps}")
+    for name in ("test_step", "save_step"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+    strategy = trainer.strategy
+    chief = _is_chief(strategy)
+    manager = None
+    if config.checkpoint_dir:
+        manager, restored = restore_latest(trainer, config.checkpoint_dir, config.max_to_keep)
+        if restored:
+            logging.info("restored %s at step %d", restored, trainer.step)
+    writer = (
+        tf.summary.create_file_writer(config.log_dir)
+        if config.log_dir and chief
+        else tf.summary.create_noop_writer()
+    )
+    metrics: dict[str, float] = {}
+    start = trainer.step
+    if start >= config.max_steps:
+        logging.info("already trained for %d steps (max_steps=%d)", start, config.max_steps)
+        return metrics
+    progbar = (
+        keras.utils.Progbar(config.max_steps, stateful_metrics=["nll", "test_nll"])
+        if config.verbose
+        else None
+    )
+    if progbar is not None:
+        progbar.update(start)
+    iterator = iter(strategy.experimental_distribute_dataset(train_dataset))
+    tic = time.time()
+    with writer.as_default():
+        while trainer.step < config.max_steps:
+            nll = trainer.train_step(next(iterator))
+            step = trainer.step
+            if not math.isfinite(nll):
+                last = manager.latest_checkpoint if manager else None
+                raise TrainingError(
+                    f"the training loss became {nll} at step {step}; stopped without saving "
+                    f"(last good checkpoint: {last or 'none'}); lower --learning_rate or "
+                    "--grad_clip"
+                )
+            metrics["train/nll"] = nll
+            tf.summary.scalar("train/nll", nll, step=step)
+            shown = [("nll", nll)]
+            last_step = step >= config.max_steps
+            if test_dataset is not None and (step % config.test_step == 0 or last_step):
+                result = trainer.evaluate(test_dataset)
+                metrics["test/nll"] = result["nll"]
+                metrics["test/bits_per_dim"] = result["bits_per_dim"]
+                tf.summary.scalar("test/nll", result["nll"], step=step)
+                tf.summary.scalar("test/bits_per_dim", result["bits_per_dim"], step=step)
+                shown.append(("test_nll", result["nll"]))
+            if step % config.save_step == 0 or last_step:
+                if manager is not None:
+                    _save(manager, step, chief)
+                if config.num_samples > 0 and (config.sample_dir or config.log_dir):
+                    _write_samples(trainer.model, config, step, chief)
+                writer.flush()
+            if progbar is not None:
+                progbar.update(step, shown)
+    elapsed = time.time() - tic
+    logging.info(
+        "trained %d steps in %.1f s; %s",
+        trainer.step - start,
+        elapsed,
+        ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())),
+    )
+    return metrics
+
+
+def _is_chief(strategy: tf.distribute.Strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type in (None, "chief") or (
+        task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict()
+    )
+
+
+def _save(manager: tf.train.CheckpointManager, step: int, chief: bool) -> None:
+    if chief:
+        manager.save(checkpoint_number=step)
+    else:
+        # Every worker takes part in saving a multi-worker checkpoint; the
+        # others write to a throwaway folder.
+        tmp = tempfile.mkdtemp(prefix="pixel_models_worker_ckpt_")
+        manager.checkpoint.write(os.path.join(tmp, "ckpt"))
+
+
+def _write_samples(model: keras.Model, config: TrainConfig, step: int, chief: bool) -> None:
+    images = sample(model, config.num_samples, seed=config.seed)
+    if not chief:
+        return
+    levels = distribution_of(model).levels
+    grid = image_utils.make_grid(images, levels)
+    if config.sample_dir:
+        path = os.path.join(config.sample_dir, f"sample_{step:07d}.png")
+        image_utils.save_png(path, grid)
+        logging.info("wrote %s", path)
+    tf.summary.image("samples", grid[None], step=step)
+    if config.display:
+        print(image_utils.to_text(grid), flush=True)

@@ -1,0 +1,37 @@
+"""Package metadata for pixel_models."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="pixel_models",
+    version="0.1.0",
+    description=(
+        "Autoregressive image models (PixelCNN, PixelRNN, Gated PixelCNN) "
+        "for TensorFlow 2 / Keras 3: causal, exactly normalised, tested."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["pixel_models", "pixel_models.*"]),
+    py_modules=["main", "flags"],
+    install_requires=[
+        "tensorflow>=2.16,<3",
+        "keras>=3.0,<4",
+        "tensorflow-datasets>=4.9,<5",
+        "numpy>=1.23",
+        "absl-py>=1.0",
+        "tensorboard>=2.16",
+        "pillow>=9.0",
+        # tensorflow-datasets imports it lazily when preparing a dataset.
+        "importlib_resources>=5.0",
+    ],
+    extras_require={
+        "test": ["pytest>=7.0", "ruff>=0.4"],
+    },
+    entry_points={"console_scripts": ["pixel-models=main:run"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
