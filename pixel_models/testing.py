@@ -100,10 +100,10 @@ def assert_causal(
     allowed = raster_allowed(image_shape, out_channels or found.shape[2], strict)
     leaks = np.argwhere(found & ~allowed)
     if len(leaks):
-        i, j, c, k, l, d = leaks[0]
+        i, j, c, k, col, d = leaks[0]
         raise AssertionError(
             f"{len(leaks)} forbidden dependencies, e.g. output (row {i}, col {j}, "
-            f"channel {c}) depends on input (row {k}, col {l}, channel {d})"
+            f"channel {c}) depends on input (row {k}, col {col}, channel {d})"
         )
     return found
 

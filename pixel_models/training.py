@@ -177,7 +177,7 @@ class Trainer:
                 grads = [tf.clip_by_value(g, -clip, clip) for g in grads]
             # The optimizer sums gradients over replicas again: pre-divide.
             grads = [g / replicas for g in grads]
-            optimizer.apply_gradients(zip(grads, variables))
+            optimizer.apply_gradients(zip(grads, variables, strict=True))
             return total, count
 
         @tf.function
