@@ -17,7 +17,7 @@ import sys
 
 from absl import app, logging
 
-import flags as _flags  # noqa: F401  (defines the flags)
+import flags as _flags
 
 FLAGS = _flags.FLAGS
 
@@ -195,7 +195,11 @@ def _main_with_errors(argv) -> None:
 
 
 def run() -> None:
-    """Entry point of the ``pixel-models`` console script."""
+    """Entry point of ``python main.py`` and of the ``pixel-models`` console script."""
+    # --helpshort lists the key flags of the program named by sys.argv[0],
+    # which for the console script is not this module.
+    for flag in FLAGS.get_key_flags_for_module(_flags):
+        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     app.run(_main_with_errors)
 
 

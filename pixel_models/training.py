@@ -54,6 +54,8 @@ class TrainConfig:
       display: print each sample grid to the terminal.
       verbose: show a progress bar.
       max_to_keep: checkpoints kept.
+      max_seconds: also stop (after a checkpoint) once training has run this
+        long in this process (None: no time limit).
     """
 
     max_steps: int
@@ -68,6 +70,7 @@ class TrainConfig:
     display: bool = False
     verbose: bool = True
     max_to_keep: int = 3
+    max_seconds: float | None = None
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
@@ -318,7 +321,8 @@ def fit(
             metrics["train/nll"] = nll
             tf.summary.scalar("train/nll", nll, step=step)
             shown = [("nll", nll)]
-            last_step = step >= config.max_steps
+            out_of_time = config.max_seconds is not None and time.time() - tic >= config.max_seconds
+            last_step = step >= config.max_steps or out_of_time
             if test_dataset is not None and (step % config.test_step == 0 or last_step):
                 result = trainer.evaluate(test_dataset)
                 metrics["test/nll"] = result["nll"]
@@ -334,6 +338,8 @@ def fit(
                 writer.flush()
             if progbar is not None:
                 progbar.update(step, shown)
+            if out_of_time:
+                break
     elapsed = time.time() - tic
     logging.info(
         "trained %d steps in %.1f s; %s",

@@ -1,0 +1,153 @@
+"""Training and sampling benchmark: speed and test NLL of one model on one dataset.
+
+Trains a model for a number of steps or minutes with the package's trainer,
+then measures on the same machine, in the same run:
+
+- training images per second (steady state, after the first compiled step),
+- the test NLL in nats per image and in bits per dimension,
+- sampling images per second with the compiled sampler.
+
+Prints the results and writes them as JSON. Example (a minute on a CPU):
+
+    python benchmarks/train_benchmark.py --data=shapes --image_size=16 --minutes=1
+
+The binarized MNIST number of the README:
+
+    TFDS_DATA_DIR=../shared/tensorflow_datasets python benchmarks/train_benchmark.py \
+        --data=binarized_mnist --minutes=45 --optimizer=adam --output=benchmarks/results/bmnist.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import pixel_models  # noqa: E402
+from pixel_models import data, sampling, training  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="pixel_cnn", choices=sorted(pixel_models.MODELS))
+    p.add_argument("--data", default="shapes", choices=list(data.DATASETS))
+    p.add_argument("--data_dir", default=None)
+    p.add_argument("--image_size", type=int, default=28)
+    p.add_argument("--batch_size", type=int, default=100)
+    p.add_argument("--hidden_dims", type=int, default=16)
+    p.add_argument("--recurrent_length", type=int, default=7)
+    p.add_argument("--out_hidden_dims", type=int, default=32)
+    p.add_argument("--out_recurrent_length", type=int, default=2)
+    p.add_argument("--use_residual", action="store_true")
+    p.add_argument("--optimizer", default="rmsprop", choices=list(training.OPTIMIZERS))
+    p.add_argument("--learning_rate", type=float, default=1e-3)
+    p.add_argument("--grad_clip", type=float, default=1.0)
+    p.add_argument("--steps", type=int, default=0, help="training steps (0: use --minutes)")
+    p.add_argument("--minutes", type=float, default=1.0, help="training time budget")
+    p.add_argument("--test_step", type=int, default=1000)
+    p.add_argument("--num_samples", type=int, default=100, help="images for the sampling speed")
+    p.add_argument("--seed", type=int, default=123)
+    p.add_argument("--checkpoint_dir", default=None, help="keep checkpoints here (resumable)")
+    p.add_argument("--output", default="benchmarks/results/train_benchmark.json")
+    args = p.parse_args(argv)
+    if args.steps < 0 or args.minutes <= 0 or args.batch_size < 1 or args.num_samples < 1:
+        p.error("--steps must be >= 0, --minutes > 0, --batch_size and --num_samples >= 1")
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    keras.utils.set_random_seed(args.seed)
+    data_dir = data.resolve_data_dir(args.data_dir)
+    info = data.info(args.data, image_size=args.image_size)
+    train_ds = data.load(
+        args.data, "train", data_dir=data_dir, image_size=args.image_size, seed=args.seed
+    )
+    test_ds = data.load(
+        args.data, "test", data_dir=data_dir, image_size=args.image_size, seed=args.seed
+    )
+    model = pixel_models.build_model(
+        args.model,
+        image_shape=info.image_shape,
+        levels=info.levels,
+        hidden_dims=args.hidden_dims,
+        recurrent_length=args.recurrent_length,
+        out_hidden_dims=args.out_hidden_dims,
+        out_recurrent_length=args.out_recurrent_length,
+        use_residual=args.use_residual,
+    )
+    optimizer = training.make_optimizer(args.optimizer, args.learning_rate)
+    trainer = training.Trainer(model, optimizer, grad_clip=args.grad_clip)
+    train_batches = data.pipeline(train_ds, args.batch_size, training=True, seed=args.seed)
+    test_batches = data.pipeline(test_ds, args.batch_size, training=False)
+
+    # Speed: compile with one step, then time a fixed number of steps.
+    iterator = iter(train_batches)
+    trainer.train_step(next(iterator))
+    timed_steps = 20
+    tic = time.perf_counter()
+    for _ in range(timed_steps):
+        trainer.train_step(next(iterator))
+    train_ips = timed_steps * args.batch_size / (time.perf_counter() - tic)
+
+    budget = args.steps or 10**9
+    config = training.TrainConfig(
+        max_steps=budget,
+        test_step=args.test_step,
+        save_step=max(args.test_step, 1000),
+        grad_clip=args.grad_clip,
+        checkpoint_dir=args.checkpoint_dir,
+        num_samples=0,
+        seed=args.seed,
+        verbose=False,
+        max_seconds=None if args.steps else args.minutes * 60.0,
+    )
+    tic = time.perf_counter()
+    training.fit(trainer, train_batches, None, config)
+    train_seconds = time.perf_counter() - tic
+    result = trainer.evaluate(test_batches)
+
+    sampling.sample(model, 1, seed=args.seed)  # compile
+    tic = time.perf_counter()
+    sampling.sample(model, args.num_samples, seed=args.seed, batch_size=args.num_samples)
+    sample_ips = args.num_samples / (time.perf_counter() - tic)
+
+    report = {
+        "model": args.model,
+        "data": args.data,
+        "image_shape": list(info.image_shape),
+        "config": {k: v for k, v in vars(args).items() if k not in ("output", "data_dir")},
+        "parameters": int(model.count_params()),
+        "steps": trainer.step,
+        "train_seconds": round(train_seconds, 1),
+        "train_images_per_second": round(train_ips, 1),
+        "test_nll_nats": round(result["nll"], 3),
+        "test_bits_per_dim": round(result["bits_per_dim"], 4),
+        "uniform_nll_nats": round(float(np.prod(info.image_shape)) * np.log(info.levels), 3),
+        "sample_images_per_second": round(sample_ips, 3),
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "gpus": len(tf.config.list_physical_devices("GPU")),
+            "tensorflow": tf.__version__,
+        },
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.output:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        training.write_json_atomic(args.output, report)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""End-to-end tests of main.py on procedural data (offline, tiny shapes)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "--data=shapes",
+    "--image_size=8",
+    "--hidden_dims=4",
+    "--recurrent_length=1",
+    "--out_hidden_dims=4",
+    "--out_recurrent_length=1",
+    "--batch_size=16",
+    "--num_samples=4",
+    "--test_step=5",
+    "--save_step=5",
+    "--log_level=WARNING",
+]
+
+
+def run_main(*args: str, cwd: Path | None = None, timeout: float = 240):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    return subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=cwd or ROOT,
+    )
+
+
+def dirs(tmp_path: Path) -> list[str]:
+    return [
+        f"--checkpoint_dir={tmp_path / 'ckpt'}",
+        f"--log_dir={tmp_path / 'logs'}",
+        f"--sample_dir={tmp_path / 'samples'}",
+    ]
+
+
+def only(pattern: str) -> list[str]:
+    return sorted(glob.glob(pattern, recursive=True))
+
+
+@pytest.mark.slow
+def test_train_resume_generate(tmp_path):
+    args = [*TINY, *dirs(tmp_path)]
+    first = run_main(*args, "--max_steps=10")
+    assert first.returncode == 0, first.stderr[-2000:]
+    index = only(f"{tmp_path}/ckpt/*/ckpt-10.index")
+    assert len(index) == 1, os.listdir(tmp_path / "ckpt")
+    assert only(f"{tmp_path}/ckpt/*/ckpt-5.index")
+    assert only(f"{tmp_path}/logs/*/events.out.tfevents.*")
+    pngs = only(f"{tmp_path}/samples/*/sample_*.png")
+    assert [Path(p).name for p in pngs] == ["sample_0000005.png", "sample_0000010.png"]
+    grid = np.asarray(Image.open(pngs[-1]))
+    assert grid.shape == (2 * 9 + 1, 2 * 9 + 1)  # 2x2 tiles of 8x8 with 1-pixel gaps
+
+    # The same command with a higher step limit continues from step 10.
+    second = run_main(*args, "--max_steps=15", "--log_level=INFO")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "at step 10" in second.stderr
+    assert only(f"{tmp_path}/ckpt/*/ckpt-15.index")
+    # Running it once more has nothing left to do and writes nothing new.
+    before = sorted(os.listdir(Path(index[0]).parent))
+    third = run_main(*args, "--max_steps=15")
+    assert third.returncode == 0, third.stderr[-2000:]
+    assert sorted(os.listdir(Path(index[0]).parent)) == before
+
+    generated = run_main(*args, "--is_train=False")
+    assert generated.returncode == 0, generated.stderr[-2000:]
+    out = Path(generated.stdout.strip().splitlines()[-1])
+    assert out.name == "generated_step15_seed123.png" and out.exists()
+    samples = np.asarray(Image.open(out))
+    assert set(np.unique(samples)) <= {0, 128, 255}
+    # Generating again never overwrites the first grid.
+    again = run_main(*args, "--is_train=False")
+    assert again.returncode == 0, again.stderr[-2000:]
+    out2 = Path(again.stdout.strip().splitlines()[-1])
+    assert out2 != out and out2.exists() and out.exists()
+    # Same checkpoint, same seed: the same images.
+    np.testing.assert_array_equal(np.asarray(Image.open(out2)), samples)
+
+
+BAD_FLAGS = [
+    ("--model=pixel_unknown", "--model"),
+    ("--data=imagenet_huge", "--data"),
+    ("--hidden_dims=0", "--hidden_dims"),
+    ("--num_samples=0", "--num_samples"),
+    ("--batch_size=-1", "--batch_size"),
+    ("--image_size=2", "--image_size"),
+    ("--learning_rate=0", "--learning_rate"),
+    ("--grad_clip=-1", "--grad_clip"),
+    ("--optimizer=sgd_unknown", "--optimizer"),
+    ("--strategy=tpu_pod", "--strategy"),
+]
+
+
+@pytest.mark.parametrize("flag, message", BAD_FLAGS)
+def test_bad_flag_values_are_rejected_when_parsed(flag, message):
+    from absl import flags
+
+    sys.path.insert(0, str(ROOT))
+    import flags as project_flags  # noqa: F401  (defines the flags)
+
+    try:
+        with pytest.raises(flags.Error) as err:
+            flags.FLAGS(["main.py", *TINY, flag])
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("flag, message", BAD_FLAGS[:3])
+def test_bad_flags_exit_non_zero_with_one_clear_line(tmp_path, flag, message):
+    result = run_main(*TINY, *dirs(tmp_path), flag, "--max_steps=1", timeout=120)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_unexpected_positional_argument(tmp_path):
+    result = run_main(*TINY, *dirs(tmp_path), "train", timeout=120)
+    assert result.returncode == 1
+    assert "unexpected arguments" in result.stderr
+
+
+def test_generate_without_checkpoint_fails_clearly(tmp_path):
+    result = run_main(*TINY, *dirs(tmp_path), "--is_train=False", timeout=120)
+    assert result.returncode == 1
+    assert "no checkpoint" in result.stderr and "--is_train=True" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "samples").exists()
+
+
+def test_missing_dataset_fails_clearly(tmp_path, monkeypatch, capsys):
+    # An empty data dir and no network: one line saying how to proceed. Run
+    # in-process so that the download can be made to fail at once (tfds
+    # itself retries for minutes before giving up when offline).
+    import tensorflow_datasets as tfds
+    from absl import flags
+
+    sys.path.insert(0, str(ROOT))
+    import main
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Failed to resolve the download host")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
+    empty = tmp_path / "empty_tfds"
+    empty.mkdir()
+    argv = ["main.py", "--data=cifar10", f"--data_dir={empty}", "--max_steps=1", *dirs(tmp_path)]
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(argv)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            main._main_with_errors([argv[0]])
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert exit_info.value.code == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: cannot load dataset 'cifar10'")
+    assert "TFDS_DATA_DIR" in last and "--data=shapes" in last
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_console_script_is_installed():
+    script = shutil.which("pixel-models")
+    if script is None:
+        pytest.skip("the package is not installed (pip install -e .)")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [script, "--helpshort"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert "--recurrent_length" in result.stdout + result.stderr
+    bad = subprocess.run(
+        [script, "--hidden_dims=-3"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert bad.returncode != 0 and "--hidden_dims" in bad.stderr
