@@ -246,6 +246,9 @@ def restore_latest(trainer: Trainer, checkpoint_dir: str, max_to_keep: int = 3):
     )
     path = manager.latest_checkpoint
     if path:
+        # The optimizer's state is restored, but the learning rate is the one
+        # it was built with (the command line of this run, not of the last).
+        learning_rate = float(trainer.optimizer.learning_rate.numpy())
         try:
             manager.checkpoint.restore(path).assert_existing_objects_matched()
         except (tf.errors.OpError, AssertionError, ValueError) as err:
@@ -255,6 +258,7 @@ def restore_latest(trainer: Trainer, checkpoint_dir: str, max_to_keep: int = 3):
                 "model or is damaged: use the flags it was trained with or another "
                 "--checkpoint_dir"
             ) from None
+        trainer.optimizer.learning_rate = learning_rate
     return manager, path
 
 
@@ -332,6 +336,7 @@ def fit(
                 shown.append(("test_nll", result["nll"]))
             if step % config.save_step == 0 or last_step:
                 if manager is not None:
+                    _check_finite_weights(trainer.model, step, manager)
                     _save(manager, step, chief)
                 if config.num_samples > 0 and (config.sample_dir or config.log_dir):
                     _write_samples(trainer.model, config, step, chief)
@@ -348,6 +353,16 @@ def fit(
         ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())),
     )
     return metrics
+
+
+def _check_finite_weights(model: keras.Model, step: int, manager) -> None:
+    bad = [w.path for w in model.weights if not np.all(np.isfinite(np.asarray(w)))]
+    if bad:
+        raise TrainingError(
+            f"the weights became non-finite at step {step} (e.g. {bad[0]}); stopped without "
+            f"saving (last good checkpoint: {manager.latest_checkpoint or 'none'}); lower "
+            "--learning_rate or --grad_clip"
+        )
 
 
 def _is_chief(strategy: tf.distribute.Strategy) -> bool:

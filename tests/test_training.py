@@ -1,0 +1,179 @@
+"""The trainer: steps, evaluation, checkpoints, resume, TensorBoard, guards."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import pixel_models
+from pixel_models import data, training
+
+SHAPE = (6, 6, 1)
+
+
+def tiny_model(hidden_dims: int = 4):
+    return pixel_models.build_model(
+        "pixel_cnn",
+        image_shape=SHAPE,
+        hidden_dims=hidden_dims,
+        recurrent_length=1,
+        out_hidden_dims=4,
+        out_recurrent_length=1,
+    )
+
+
+def trainer_for(model=None, lr=1e-2, grad_clip=1.0):
+    model = model or tiny_model()
+    return training.Trainer(model, training.make_optimizer("adam", lr), grad_clip=grad_clip)
+
+
+def datasets(batch_size=8):
+    images = data.make_shapes(64, SHAPE[0], seed=1)
+    train = tf.data.Dataset.from_tensor_slices(images[:48])
+    test = tf.data.Dataset.from_tensor_slices(images[48:])
+    return (
+        data.pipeline(train, batch_size, training=True, seed=0),
+        data.pipeline(test, batch_size, training=False),
+        images[48:],
+    )
+
+
+def config(tmp_path, **overrides):
+    values = dict(
+        max_steps=6,
+        test_step=3,
+        save_step=3,
+        checkpoint_dir=str(tmp_path / "ckpt"),
+        log_dir=str(tmp_path / "logs"),
+        sample_dir=str(tmp_path / "samples"),
+        num_samples=4,
+        verbose=False,
+    )
+    values.update(overrides)
+    return training.TrainConfig(**values)
+
+
+def summaries(log_dir) -> dict[str, list[tuple[int, float]]]:
+    """Tag -> [(step, value)] of an event folder; NaN for non-scalars (images)."""
+    found: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(glob.glob(os.path.join(log_dir, "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                array = tf.make_ndarray(value.tensor)
+                number = float(array) if array.ndim == 0 else float("nan")
+                found.setdefault(value.tag, []).append((event.step, number))
+    return found
+
+
+def test_evaluate_matches_direct_computation():
+    trainer = trainer_for()
+    _, test, test_images = datasets()
+    result = trainer.evaluate(test)
+    model = trainer.model
+    logits = model(test_images.astype("float32"))
+    expected = float(np.mean(pixel_models.distribution_of(model).nll(logits, test_images)))
+    assert result["nll"] == pytest.approx(expected, rel=1e-5)
+    assert result["bits_per_dim"] == pytest.approx(expected / (36 * np.log(2)), rel=1e-5)
+
+
+def test_train_step_lowers_the_loss():
+    trainer = trainer_for(lr=3e-2)
+    train, test, _ = datasets()
+    before = trainer.evaluate(test)["nll"]
+    iterator = iter(train)
+    for _ in range(40):
+        trainer.train_step(next(iterator))
+    assert trainer.step == 40
+    assert trainer.evaluate(test)["nll"] < before - 1.0
+
+
+def test_fit_writes_checkpoints_events_and_samples_then_resumes(tmp_path):
+    train, test, _ = datasets()
+    trainer = trainer_for()
+    metrics = training.fit(trainer, train, test, config(tmp_path))
+    assert trainer.step == 6
+    assert set(metrics) == {"train/nll", "test/nll", "test/bits_per_dim"}
+    assert tf.train.latest_checkpoint(str(tmp_path / "ckpt")).endswith("ckpt-6")
+    assert sorted(os.listdir(tmp_path / "samples")) == ["sample_0000003.png", "sample_0000006.png"]
+    logged = summaries(str(tmp_path / "logs"))
+    assert [s for s, _ in logged["train/nll"]] == [1, 2, 3, 4, 5, 6]
+    assert [s for s, _ in logged["test/nll"]] == [3, 6]
+    assert [s for s, _ in logged["test/bits_per_dim"]] == [3, 6]
+    assert [s for s, _ in logged["samples"]] == [3, 6]
+    assert logged["test/nll"][-1][1] == pytest.approx(metrics["test/nll"], rel=1e-5)
+
+    # A new trainer on the same folder resumes at step 6 with the same weights
+    # and optimizer state, and continues to 9.
+    saved = [w.numpy() for w in trainer.model.weights]
+    resumed = trainer_for()
+    manager, path = training.restore_latest(resumed, str(tmp_path / "ckpt"))
+    assert path.endswith("ckpt-6") and resumed.step == 6
+    for a, b in zip(saved, resumed.model.weights, strict=True):
+        np.testing.assert_array_equal(a, b.numpy())
+    again = trainer_for()
+    training.fit(again, train, test, config(tmp_path, max_steps=9))
+    assert again.step == 9
+    assert tf.train.latest_checkpoint(str(tmp_path / "ckpt")).endswith("ckpt-9")
+
+
+def test_fit_stops_at_the_time_budget(tmp_path):
+    train, _, _ = datasets()
+    trainer = trainer_for()
+    training.fit(trainer, train, None, config(tmp_path, max_steps=10**6, max_seconds=0.0))
+    # The budget is checked after each step: one step, then a final checkpoint.
+    assert trainer.step == 1
+    assert tf.train.latest_checkpoint(str(tmp_path / "ckpt")).endswith("ckpt-1")
+
+
+def test_nan_loss_stops_with_message_and_keeps_last_checkpoint(tmp_path):
+    train, test, _ = datasets()
+    trainer = trainer_for()
+    training.fit(trainer, train, test, config(tmp_path, max_steps=3))
+    ckpt = str(tmp_path / "ckpt")
+    files = {p: os.path.getmtime(p) for p in glob.glob(f"{ckpt}/ckpt-3.*")}
+    # An absurd learning rate without clipping blows the weights up.
+    bad = trainer_for(lr=1e30, grad_clip=0.0)
+    with pytest.raises(training.TrainingError, match=r"non-finite at step \d+|became nan") as err:
+        training.fit(bad, train, test, config(tmp_path, max_steps=50, save_step=1))
+    message = str(err.value)
+    assert "last good checkpoint: " in message and "--learning_rate" in message
+    named = message.split("last good checkpoint: ")[1].split(")")[0]
+    assert named == tf.train.latest_checkpoint(ckpt)
+    # The checkpoints of the good run are untouched and the last one is finite.
+    assert {p: os.path.getmtime(p) for p in files} == files
+    check = trainer_for()
+    training.restore_latest(check, ckpt)
+    assert all(np.isfinite(w.numpy()).all() for w in check.model.weights)
+
+
+def test_restoring_another_models_checkpoint_fails_clearly(tmp_path):
+    train, test, _ = datasets()
+    training.fit(trainer_for(), train, test, config(tmp_path, max_steps=3, num_samples=0))
+    other = trainer_for(tiny_model(hidden_dims=6))
+    with pytest.raises(training.TrainingError, match="another model or is damaged"):
+        training.restore_latest(other, str(tmp_path / "ckpt"))
+
+
+def test_check_run_config(tmp_path):
+    folder = str(tmp_path / "run")
+    first = {"model": "pixel_cnn", "config": {"hidden_dims": 4}}
+    training.check_run_config(folder, first)
+    with open(os.path.join(folder, "run_config.json")) as f:
+        assert json.load(f) == first
+    training.check_run_config(folder, first)  # same settings: fine
+    with pytest.raises(training.TrainingError, match="config=.*another --checkpoint_dir"):
+        training.check_run_config(folder, {"model": "pixel_cnn", "config": {"hidden_dims": 8}})
+    with open(os.path.join(folder, "run_config.json")) as f:
+        assert json.load(f) == first
+
+
+def test_make_optimizer_rejects_bad_values():
+    with pytest.raises(ValueError, match="unknown optimizer 'sgdx'"):
+        training.make_optimizer("sgdx", 1e-3)
+    with pytest.raises(ValueError, match="learning_rate"):
+        training.make_optimizer("adam", 0.0)
