@@ -189,3 +189,17 @@ def test_console_script_is_installed():
         [script, "--hidden_dims=-3"], capture_output=True, text=True, timeout=120, env=env
     )
     assert bad.returncode != 0 and "--hidden_dims" in bad.stderr
+
+
+@pytest.mark.parametrize("flagfile", sorted((ROOT / "configs").glob("*.cfg")), ids=lambda p: p.name)
+def test_flagfiles_parse(flagfile):
+    from absl import flags
+
+    sys.path.insert(0, str(ROOT))
+    import flags as project_flags  # noqa: F401  (defines the flags)
+
+    try:
+        flags.FLAGS(["main.py", f"--flagfile={flagfile}"])
+        assert flags.FLAGS["model"].present and flags.FLAGS["data"].present
+    finally:
+        flags.FLAGS.unparse_flags()
