@@ -10,15 +10,13 @@ the same seed gives the same images.
 
 from __future__ import annotations
 
-import weakref
-
 import keras
 import numpy as np
 import tensorflow as tf
 
 from pixel_models.distributions import Categorical, Distribution, distribution_of
 
-_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_CACHE_ATTR = "_pixel_models_sampling_loops"
 
 
 def _image_shape(model: keras.Model) -> tuple[int, int, int]:
@@ -30,7 +28,12 @@ def _image_shape(model: keras.Model) -> tuple[int, int, int]:
 
 def _loop(model: keras.Model, distribution: Distribution):
     """One compiled sampling loop per (model, distribution)."""
-    cache = _COMPILED.setdefault(model, {})
+    # Kept on the model itself (not in a global table keyed by the model, which
+    # the compiled function would keep alive): freed together with the model.
+    cache = model.__dict__.get(_CACHE_ATTR)
+    if cache is None:
+        cache = {}
+        object.__setattr__(model, _CACHE_ATTR, cache)
     key = (distribution.kind, distribution.levels, getattr(distribution, "temperature", 1.0))
     if key in cache:
         return cache[key]

@@ -209,7 +209,9 @@ class MaskedConv2D(keras.layers.Layer):
             self.bias = None
 
     def call(self, inputs):
-        outputs = ops.conv(inputs, self.kernel * self.mask, strides=1, padding="same")
+        kernel = self.kernel  # in the compute dtype under mixed precision
+        kernel = kernel * ops.cast(self.mask, kernel.dtype)
+        outputs = ops.conv(inputs, kernel, strides=1, padding="same")
         if self.use_bias:
             outputs = outputs + self.bias
         return self.activation(outputs)

@@ -1,0 +1,302 @@
+"""Tests for pixel_models.sampling: sample() and complete()."""
+
+from __future__ import annotations
+
+import gc
+import math
+import weakref
+
+import keras
+import numpy as np
+import pytest
+
+import pixel_models as pm
+from pixel_models.layers import MaskedConv2D
+from pixel_models.models import pixel_cnn
+from pixel_models.testing import all_images
+
+
+def _model(image_shape, levels=2, seed=0, **kwargs):
+    """A tiny PixelCNN with weights far enough from uniform to make samples vary."""
+    keras.utils.set_random_seed(seed)
+    config = dict(hidden_dims=6, recurrent_length=1, out_hidden_dims=6, out_recurrent_length=1)
+    config.update(kwargs)
+    model = pixel_cnn(image_shape, levels=levels, **config)
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, MaskedConv2D):
+            kernel, bias = layer.get_weights()
+            layer.set_weights([3.0 * kernel, rng.normal(0.0, 0.5, bias.shape).astype(np.float32)])
+    return model
+
+
+@pytest.fixture(scope="module")
+def binary_model():
+    return _model((4, 4, 1))
+
+
+@pytest.fixture(scope="module")
+def rgb_model():
+    return _model((3, 3, 3), levels=4)
+
+
+@pytest.fixture(params=["binary", "rgb"])
+def model(request, binary_model, rgb_model):
+    return binary_model if request.param == "binary" else rgb_model
+
+
+def _set_logits(model, bias):
+    """Makes the logits constant: zero kernel, the given bias."""
+    layer = model.get_layer("logits")
+    kernel, old = layer.get_weights()
+    layer.set_weights([np.zeros_like(kernel), np.asarray(bias, np.float32).reshape(old.shape)])
+
+
+def _probabilities(model):
+    dist = pm.distribution_of(model)
+    images = all_images(tuple(model.input_shape[1:]), dist.levels)
+    return images, np.exp(dist.log_prob(model(images), images).numpy().astype(np.float64))
+
+
+def _frequencies(samples, images):
+    flat = samples.reshape(len(samples), -1).astype(np.float32)
+    keys = images.reshape(len(images), -1)
+    counts = np.array([np.sum(np.all(flat == key, axis=1)) for key in keys])
+    assert counts.sum() == len(samples)
+    return counts
+
+
+def _assert_counts_match(counts, probs, sigmas=4.0):
+    n = counts.sum()
+    for count, p in zip(counts, probs, strict=True):
+        sd = math.sqrt(n * p * (1 - p))
+        assert abs(count - n * p) <= sigmas * sd + 1, (counts.tolist(), (n * probs).round(1))
+
+
+# ---------------------------------------------------------------------------
+# sample()
+# ---------------------------------------------------------------------------
+
+
+def test_sample_shape_dtype_and_range(model):
+    levels = pm.distribution_of(model).levels
+    samples = pm.sample(model, 5, seed=0)
+    assert samples.shape == (5, *model.input_shape[1:])
+    assert samples.dtype == np.uint8
+    assert samples.min() >= 0 and samples.max() < levels
+    # Every value turns up: the samples are not stuck at the blank image.
+    assert set(np.unique(samples).tolist()) == set(range(levels))
+
+
+def test_sample_seeding(model):
+    a = pm.sample(model, 6, seed=1)
+    np.testing.assert_array_equal(a, pm.sample(model, 6, seed=1))
+    np.testing.assert_array_equal(a, pm.sample(model, 6, seed=np.int64(1)))
+    assert not np.array_equal(a, pm.sample(model, 6, seed=2))
+
+
+def test_sample_in_batches(binary_model):
+    split = pm.sample(binary_model, 7, seed=3, batch_size=3)
+    assert split.shape == (7, 4, 4, 1)
+    np.testing.assert_array_equal(split, pm.sample(binary_model, 7, seed=3, batch_size=3))
+    # Each batch gets its own random stream: no batch repeats another.
+    assert not np.array_equal(split[:3], split[3:6])
+    assert len({image.tobytes() for image in split}) > 4
+    one = pm.sample(binary_model, 1, seed=3, batch_size=1)
+    assert one.shape == (1, 4, 4, 1)
+
+
+@pytest.mark.parametrize("num_samples", [0, -1])
+def test_sample_needs_a_positive_number_of_samples(binary_model, num_samples):
+    with pytest.raises(ValueError):
+        pm.sample(binary_model, num_samples)
+
+
+def test_sample_bad_arguments_raise(binary_model, rgb_model):
+    with pytest.raises(ValueError):
+        pm.sample(binary_model, 2, batch_size=0)
+    with pytest.raises(TypeError):
+        pm.sample(binary_model, 2, seed="zero")
+    with pytest.raises(ValueError):
+        pm.sample(binary_model, 2, temperature=0.5)  # Bernoulli heads have no temperature
+    with pytest.raises(ValueError):
+        pm.sample(rgb_model, 2, temperature=0.0)
+
+
+@pytest.mark.parametrize("bias, expected", [(30.0, 1), (-30.0, 0)])
+def test_binary_samples_follow_forced_logits(bias, expected):
+    model = _model((3, 4, 1), seed=4)
+    _set_logits(model, [bias])
+    samples = pm.sample(model, 20, seed=0)
+    np.testing.assert_array_equal(samples, np.full((20, 3, 4, 1), expected, np.uint8))
+
+
+def test_categorical_samples_follow_forced_logits_per_channel():
+    model = _model((2, 3, 3), levels=4, seed=5)
+    target = [2, 0, 3]
+    bias = np.zeros((3, 4), np.float32)
+    bias[np.arange(3), target] = 30.0  # channel c's block of logits favours target[c]
+    _set_logits(model, bias)
+    samples = pm.sample(model, 10, seed=0)
+    np.testing.assert_array_equal(samples, np.broadcast_to(np.uint8(target), (10, 2, 3, 3)))
+
+
+def test_low_temperature_sampling_is_greedy(rgb_model):
+    greedy = pm.sample(rgb_model, 4, seed=0, temperature=1e-4)
+    np.testing.assert_array_equal(greedy, pm.sample(rgb_model, 4, seed=1, temperature=1e-4))
+    np.testing.assert_array_equal(greedy[0], greedy[3])
+    # The compiled loop of one temperature does not leak into another.
+    assert not np.array_equal(pm.sample(rgb_model, 4, seed=0), pm.sample(rgb_model, 4, seed=1))
+
+
+# ---------------------------------------------------------------------------
+# Samples follow the model's distribution
+# ---------------------------------------------------------------------------
+
+
+def _two_pixel_model():
+    """A 2x1 binary PixelCNN with hand-set weights.
+
+    p(top = 1) = 0.3, p(bottom = 1 | top = 0) = 0.9, p(bottom = 1 | top = 1) = 0.2,
+    so the bottom pixel strongly depends on the top one.
+    """
+    model = pixel_cnn(
+        (2, 1, 1), hidden_dims=2, recurrent_length=0, out_hidden_dims=2, out_recurrent_length=0
+    )
+
+    def logit(p):
+        return math.log(p / (1 - p))
+
+    # conv_a (7x7, type A) reads the pixel above, scaled to s in {-1, 1}:
+    # h = (relu(s), relu(-s)); the top pixel only sees padding, so h = (0, 0).
+    kernel = np.zeros((7, 7, 1, 2), np.float32)
+    kernel[2, 3, 0] = [1.0, -1.0]
+    model.get_layer("conv_a").set_weights([kernel, np.zeros(2, np.float32)])
+    top = logit(0.3)
+    weights = np.array([[[[logit(0.2) - top], [logit(0.9) - top]]]], np.float32)
+    model.get_layer("logits").set_weights([weights, np.array([top], np.float32)])
+    return model
+
+
+TWO_PIXEL_PROBS = np.array([0.7 * 0.1, 0.7 * 0.9, 0.3 * 0.8, 0.3 * 0.2])
+
+
+def test_hand_set_two_pixel_model_has_the_intended_probabilities():
+    images, probs = _probabilities(_two_pixel_model())
+    np.testing.assert_array_equal(images.reshape(4, 2), [[0, 0], [0, 1], [1, 0], [1, 1]])
+    np.testing.assert_allclose(probs, TWO_PIXEL_PROBS, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        _two_pixel_model,
+        lambda: _model((2, 1, 1), seed=3),
+        lambda: _model((2, 2, 1), seed=0),
+        lambda: _model((1, 1, 3), seed=0),
+        lambda: _model((1, 2, 2), levels=3, seed=0),
+    ],
+    ids=["two-pixels-hand-set", "two-pixels", "binary2x2", "rgb-one-pixel", "levels3-1x2x2"],
+)
+def test_sample_frequencies_match_model_probabilities(make):
+    model = make()
+    images, probs = _probabilities(model)
+    assert probs.sum() == pytest.approx(1.0, abs=1e-4)
+    samples = pm.sample(model, 6000, seed=7, batch_size=2000)
+    _assert_counts_match(_frequencies(samples, images), probs)
+
+
+# ---------------------------------------------------------------------------
+# complete()
+# ---------------------------------------------------------------------------
+
+
+def _random_images(model, num, seed=0):
+    levels = pm.distribution_of(model).levels
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, levels, (num, *model.input_shape[1:])).astype(np.uint8)
+
+
+def test_complete_keeps_known_values(model):
+    images = _random_images(model, 8)
+    known = np.random.default_rng(1).random(images.shape) < 0.5
+    out = pm.complete(model, images, known, seed=0)
+    assert out.shape == images.shape
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out[known], images[known])
+    assert out.max() < pm.distribution_of(model).levels
+    # The unknown values are drawn, not copied.
+    assert np.any(out[~known] != images[~known])
+    np.testing.assert_array_equal(out, pm.complete(model, images, known, seed=0))
+    split = pm.complete(model, images, known, seed=0, batch_size=3)
+    np.testing.assert_array_equal(split[known], images[known])
+    np.testing.assert_array_equal(split, pm.complete(model, images, known, seed=0, batch_size=3))
+
+
+def test_complete_broadcasts_known(binary_model):
+    images = _random_images(binary_model, 6, seed=2)
+    top_rows = np.zeros((1, 4, 4, 1), bool)
+    top_rows[:, :2] = True
+    out = pm.complete(binary_model, images, top_rows, seed=1)
+    np.testing.assert_array_equal(out[:, :2], images[:, :2])
+    assert np.any(out[:, 2:] != images[:, 2:])
+
+
+def test_complete_fully_known_image_is_unchanged(model):
+    images = _random_images(model, 5, seed=3)
+    np.testing.assert_array_equal(pm.complete(model, images, True, seed=4), images)
+
+
+def test_complete_with_nothing_known_is_sampling(model):
+    # The unknown values given (random here) are overwritten before anything reads
+    # them, as the model is causal: completing nothing is sampling with that seed.
+    images = _random_images(model, 7, seed=5)
+    out = pm.complete(model, images, False, seed=6)
+    np.testing.assert_array_equal(out, pm.sample(model, 7, seed=6))
+    split = pm.complete(model, images, np.zeros(images.shape, bool), seed=6, batch_size=3)
+    np.testing.assert_array_equal(split, pm.sample(model, 7, seed=6, batch_size=3))
+
+
+@pytest.mark.parametrize("top, p_bottom", [(0, 0.9), (1, 0.2)])
+def test_complete_conditions_on_known_pixels(top, p_bottom):
+    model = _two_pixel_model()
+    n = 4000
+    images = np.zeros((n, 2, 1, 1), np.uint8)
+    images[:, 0] = top
+    known = np.array([True, False]).reshape(1, 2, 1, 1)
+    out = pm.complete(model, images, known, seed=8, batch_size=1000)
+    assert np.all(out[:, 0] == top)
+    ones = int(out[:, 1].sum())
+    assert abs(ones - n * p_bottom) <= 4 * math.sqrt(n * p_bottom * (1 - p_bottom)), ones
+
+
+def test_complete_bad_inputs_raise(binary_model, rgb_model):
+    good = np.zeros((2, 4, 4, 1), np.uint8)
+    with pytest.raises(ValueError):
+        pm.complete(binary_model, good[0], True)  # no batch axis
+    with pytest.raises(ValueError):
+        pm.complete(binary_model, np.zeros((2, 4, 5, 1)), True)
+    with pytest.raises(ValueError):
+        pm.complete(binary_model, np.zeros((2, 4, 4, 3)), True)
+    with pytest.raises(ValueError):
+        pm.complete(binary_model, good + 2, True)  # binary values are 0 or 1
+    with pytest.raises(ValueError):
+        pm.complete(binary_model, good.astype(np.int64) - 1, True)
+    with pytest.raises(ValueError):
+        pm.complete(rgb_model, np.full((1, 3, 3, 3), 4), True)  # levels = 4
+    with pytest.raises(ValueError):
+        pm.complete(binary_model, good, np.zeros((3, 4, 4, 1), bool))  # known not broadcastable
+
+
+# ---------------------------------------------------------------------------
+# Compiled-loop cache
+# ---------------------------------------------------------------------------
+
+
+def test_sampled_model_can_be_garbage_collected():
+    model = _model((2, 2, 1), seed=9)
+    pm.sample(model, 1)
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None
