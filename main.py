@@ -27,16 +27,17 @@ class UsageError(Exception):
 
 
 def model_config(info) -> dict:
-    """The builder keywords of the chosen model, from the flags."""
-    return {
-        "image_shape": list(info.image_shape),
-        "levels": info.levels,
-        "hidden_dims": FLAGS.hidden_dims,
-        "recurrent_length": FLAGS.recurrent_length,
-        "out_hidden_dims": FLAGS.out_hidden_dims,
-        "out_recurrent_length": FLAGS.out_recurrent_length,
-        "use_residual": FLAGS.use_residual,
-    }
+    """The builder keywords of the chosen model: the data's shape and levels,
+    and every flag named like one of the builder's parameters."""
+    import inspect
+
+    from pixel_models.models import MODELS
+
+    config = {"image_shape": list(info.image_shape), "levels": info.levels}
+    for name in inspect.signature(MODELS[FLAGS.model]).parameters:
+        if name not in config and name in FLAGS:
+            config[name] = FLAGS[name].value
+    return config
 
 
 def run_config(info) -> dict:
@@ -120,22 +121,18 @@ def train(info, strategy, paths: dict) -> dict:
 
 
 def generate(info, strategy, paths: dict) -> str:
-    from pixel_models import images, sampling, training
+    from pixel_models import build_model, images, sampling, training
 
-    if not os.path.isdir(paths["checkpoint_dir"]) or not _latest(paths["checkpoint_dir"]):
-        raise UsageError(
-            f"no checkpoint in {paths['checkpoint_dir']}: train first with the same flags and "
-            "--is_train=True, or point --checkpoint_dir at a trained run"
-        )
-    training.check_run_config(paths["checkpoint_dir"], run_config(info))
-    trainer = build(info, strategy)
-    training.restore_latest(trainer, paths["checkpoint_dir"])
+    training.check_run_config(paths["checkpoint_dir"], run_config(info), record=False)
+    with strategy.scope():
+        model = build_model(FLAGS.model, **model_config(info))
+    _, step = training.restore_model(model, paths["checkpoint_dir"])
     samples = sampling.sample(
-        trainer.model, FLAGS.num_samples, seed=FLAGS.random_seed, batch_size=FLAGS.batch_size
+        model, FLAGS.num_samples, seed=FLAGS.random_seed, batch_size=FLAGS.batch_size
     )
     grid = images.make_grid(samples, info.levels)
     path = _unused_path(
-        os.path.join(paths["sample_dir"], f"generated_step{trainer.step}_seed{FLAGS.random_seed}")
+        os.path.join(paths["sample_dir"], f"generated_step{step}_seed{FLAGS.random_seed}")
     )
     images.save_png(path, grid)
     if FLAGS.display:
@@ -143,12 +140,6 @@ def generate(info, strategy, paths: dict) -> str:
     logging.info("wrote %d samples to %s", FLAGS.num_samples, path)
     print(path)
     return path
-
-
-def _latest(checkpoint_dir: str) -> str | None:
-    import tensorflow as tf
-
-    return tf.train.latest_checkpoint(checkpoint_dir)
 
 
 def _unused_path(stem: str) -> str:

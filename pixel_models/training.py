@@ -99,8 +99,8 @@ def write_json_atomic(path: str, payload: dict) -> None:
         raise
 
 
-def check_run_config(checkpoint_dir: str, run_config: dict) -> None:
-    """Records the model's config beside its checkpoints, or checks it.
+def check_run_config(checkpoint_dir: str, run_config: dict, record: bool = True) -> None:
+    """Records the model's config beside its checkpoints (when ``record``), or checks it.
 
     A checkpoint directory belongs to one model and one set of model flags;
     resuming it with others would fail deep inside the restore (or silently
@@ -119,7 +119,7 @@ def check_run_config(checkpoint_dir: str, run_config: dict) -> None:
                 f"checkpoint_dir {checkpoint_dir} holds a run with other settings: {shown}; "
                 "use the same flags or another --checkpoint_dir"
             )
-    else:
+    elif record:
         write_json_atomic(path, run_config)
 
 
@@ -249,17 +249,42 @@ def restore_latest(trainer: Trainer, checkpoint_dir: str, max_to_keep: int = 3):
         # The optimizer's state is restored, but the learning rate is the one
         # it was built with (the command line of this run, not of the last).
         learning_rate = float(trainer.optimizer.learning_rate.numpy())
-        try:
-            manager.checkpoint.restore(path).assert_existing_objects_matched()
-        except (tf.errors.OpError, AssertionError, ValueError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise TrainingError(
-                f"cannot restore checkpoint {path} ({first}); it was written by another "
-                "model or is damaged: use the flags it was trained with or another "
-                "--checkpoint_dir"
-            ) from None
+        _restore(manager.checkpoint, path, partial=False)
         trainer.optimizer.learning_rate = learning_rate
     return manager, path
+
+
+def _restore(checkpoint: tf.train.Checkpoint, path: str, partial: bool) -> None:
+    """Restores ``checkpoint`` from ``path``; a mismatch is a TrainingError."""
+    try:
+        status = checkpoint.restore(path)
+        if partial:
+            status = status.expect_partial()
+        status.assert_existing_objects_matched()
+    except Exception as err:  # noqa: BLE001  (a damaged file raises many kinds)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TrainingError(
+            f"cannot restore checkpoint {path} ({first}); it was written by another "
+            "model or is damaged: use the flags it was trained with or another --checkpoint_dir"
+        ) from None
+
+
+def restore_model(model: keras.Model, checkpoint_dir: str) -> tuple[str, int]:
+    """Restores only the model's weights from the latest checkpoint (for sampling).
+
+    Returns:
+      ``(path, step)`` of the restored checkpoint.
+    """
+    path = tf.train.latest_checkpoint(checkpoint_dir)
+    if not path:
+        raise TrainingError(
+            f"no checkpoint in {checkpoint_dir}: train first with the same flags and "
+            "--is_train=True, or point --checkpoint_dir at a trained run"
+        )
+    _restore(tf.train.Checkpoint(model=model), path, partial=True)
+    # Checkpoints are numbered by their step (see fit()).
+    step = int(path.rsplit("-", 1)[-1])
+    return path, step
 
 
 def fit(

@@ -143,6 +143,7 @@ def test_generate_without_checkpoint_fails_clearly(tmp_path):
     assert "no checkpoint" in result.stderr and "--is_train=True" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "samples").exists()
+    assert not (tmp_path / "ckpt").exists()
 
 
 def test_missing_dataset_fails_clearly(tmp_path, monkeypatch, capsys):

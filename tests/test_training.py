@@ -177,3 +177,28 @@ def test_make_optimizer_rejects_bad_values():
         training.make_optimizer("sgdx", 1e-3)
     with pytest.raises(ValueError, match="learning_rate"):
         training.make_optimizer("adam", 0.0)
+
+
+def test_restore_model_loads_weights_only(tmp_path):
+    train, test, _ = datasets()
+    trainer = trainer_for()
+    training.fit(trainer, train, test, config(tmp_path, max_steps=3, num_samples=0))
+    model = tiny_model()
+    path, step = training.restore_model(model, str(tmp_path / "ckpt"))
+    assert path.endswith("ckpt-3") and step == 3
+    for a, b in zip(trainer.model.weights, model.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(training.TrainingError, match="no checkpoint in"):
+        training.restore_model(tiny_model(), str(tmp_path / "empty"))
+    with pytest.raises(training.TrainingError, match="another model or is damaged"):
+        training.restore_model(tiny_model(hidden_dims=6), str(tmp_path / "ckpt"))
+
+
+def test_damaged_checkpoint_fails_clearly(tmp_path):
+    train, test, _ = datasets()
+    training.fit(trainer_for(), train, test, config(tmp_path, max_steps=3, num_samples=0))
+    (data_file,) = glob.glob(str(tmp_path / "ckpt" / "ckpt-3.data-*"))
+    with open(data_file, "r+b") as f:
+        f.truncate(16)
+    with pytest.raises(training.TrainingError, match="another model or is damaged"):
+        training.restore_latest(trainer_for(), str(tmp_path / "ckpt"))
