@@ -20,6 +20,9 @@ import tensorflow as tf
 from keras import ops
 
 HEAD_KINDS = ("bernoulli", "categorical")
+# One counter-based generator everywhere, so that a compiled (XLA) and a plain
+# graph draw the same numbers from the same seed.
+RNG_ALG = "philox"
 
 
 class Distribution:
@@ -84,7 +87,7 @@ class Bernoulli(Distribution):
 
     def sample(self, logits, seed):
         logits = tf.convert_to_tensor(logits, tf.float32)
-        u = tf.random.stateless_uniform(tf.shape(logits), seed=seed)
+        u = tf.random.stateless_uniform(tf.shape(logits), seed=seed, alg=RNG_ALG)
         return tf.cast(u < tf.sigmoid(logits), tf.int32)
 
 
@@ -115,10 +118,11 @@ class Categorical(Distribution):
 
     def sample(self, logits, seed):
         logits = tf.convert_to_tensor(logits, tf.float32) / self.temperature
-        shape = tf.shape(logits)
-        flat = tf.reshape(logits, [-1, self.levels])
-        draws = tf.random.stateless_categorical(flat, 1, seed=seed, dtype=tf.int32)
-        return tf.reshape(draws, shape[:-1])
+        # Gumbel-max: argmax(logits + Gumbel noise) is a draw from softmax(logits).
+        u = tf.random.stateless_uniform(
+            tf.shape(logits), seed=seed, minval=1e-20, maxval=1.0, alg=RNG_ALG
+        )
+        return tf.argmax(logits - tf.math.log(-tf.math.log(u)), axis=-1, output_type=tf.int32)
 
 
 def make_distribution(kind: str, channels: int, levels: int) -> Distribution:

@@ -216,6 +216,37 @@ class MaskedConv2D(keras.layers.Layer):
             outputs = outputs + self.bias
         return self.activation(outputs)
 
+    def causal_window(self) -> tuple[int, int, int]:
+        """Past context an output position reads: ``(rows_above, cols_left, cols_right)``.
+
+        The output at ``(i, j)`` reads input rows ``i - rows_above .. i`` and
+        columns ``j - cols_left .. j + cols_right`` (the mask hides the rows
+        below and the later positions of row ``i``). Incremental samplers use
+        it to size their caches.
+        """
+        kh, kw = self.kernel_size
+        return kh // 2, kw // 2, kw // 2
+
+    def call_window(self, window):
+        """The output at one position from its input window.
+
+        Args:
+          window: ``(B, rows_above + 1, cols_left + 1 + cols_right, in_channels)``
+            input values around the position, the position itself at the
+            bottom row's centre (zeros where the window leaves the image,
+            as the ``SAME`` padding of ``call()``).
+
+        Returns:
+          ``(B, filters)``: exactly what ``call()`` gives at that position.
+        """
+        rows = self.kernel_size[0] // 2 + 1
+        kernel = self.kernel[:rows]
+        kernel = kernel * ops.cast(self.mask[:rows], kernel.dtype)
+        outputs = ops.einsum("brkc,rkco->bo", window, kernel)
+        if self.use_bias:
+            outputs = outputs + self.bias
+        return self.activation(outputs)
+
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.filters)
 
