@@ -160,7 +160,7 @@ class PixelHead(keras.layers.Layer):
 
     >>> import numpy as np
     >>> head = PixelHead("categorical", channels=3, levels=4)
-    >>> head(np.zeros((1, 2, 2, 12), "float32")).shape
+    >>> tuple(head(np.zeros((1, 2, 2, 12), "float32")).shape)
     (1, 2, 2, 3, 4)
     """
 

@@ -148,7 +148,7 @@ class MaskedConv2D(keras.layers.Layer):
 
     >>> import numpy as np
     >>> layer = MaskedConv2D(4, 3, mask_type="A")
-    >>> layer(np.zeros((2, 8, 8, 1), "float32")).shape
+    >>> tuple(layer(np.zeros((2, 8, 8, 1), "float32")).shape)
     (2, 8, 8, 4)
 
     References:
