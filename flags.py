@@ -56,6 +56,14 @@ FLAGS.set_default("log_dir", "logs")
 flags.DEFINE_integer("num_samples", 100, "Images in a sample grid.")
 flags.DEFINE_integer("image_size", 28, "Height and width of procedural datasets (shapes).")
 flags.DEFINE_integer("max_steps", 0, "Stop after this many steps in all; 0: no limit.")
+flags.DEFINE_enum(
+    "complete",
+    "none",
+    ["none", "top_half", "left_half", "bottom_half"],
+    "With --is_train=False: instead of sampling from scratch, take --num_samples test images, "
+    "keep the named part and sample the rest; writes originals, occluded inputs and "
+    "completions side by side.",
+)
 flags.DEFINE_enum("optimizer", "rmsprop", list(OPTIMIZERS), "Optimizer.")
 flags.DEFINE_enum(
     "strategy",

@@ -15,6 +15,7 @@ import math
 import os
 import sys
 
+import numpy as np
 from absl import app, logging
 
 import flags as _flags
@@ -127,19 +128,61 @@ def generate(info, strategy, paths: dict) -> str:
     with strategy.scope():
         model = build_model(FLAGS.model, **model_config(info))
     _, step = training.restore_model(model, paths["checkpoint_dir"])
-    samples = sampling.sample(
-        model, FLAGS.num_samples, seed=FLAGS.random_seed, batch_size=FLAGS.batch_size
-    )
-    grid = images.make_grid(samples, info.levels)
-    path = _unused_path(
-        os.path.join(paths["sample_dir"], f"generated_step{step}_seed{FLAGS.random_seed}")
-    )
+    if FLAGS.complete == "none":
+        samples = sampling.sample(
+            model, FLAGS.num_samples, seed=FLAGS.random_seed, batch_size=FLAGS.batch_size
+        )
+        grid = images.make_grid(samples, info.levels)
+        stem = f"generated_step{step}_seed{FLAGS.random_seed}"
+    else:
+        grid = completion_grid(model, info)
+        stem = f"completed_{FLAGS.complete}_step{step}_seed{FLAGS.random_seed}"
+    path = _unused_path(os.path.join(paths["sample_dir"], stem))
     images.save_png(path, grid)
     if FLAGS.display:
         print(images.to_text(grid), flush=True)
     logging.info("wrote %d samples to %s", FLAGS.num_samples, path)
     print(path)
     return path
+
+
+def known_mask(kind: str, image_shape) -> np.ndarray:
+    """Where the pixels are given, for a --complete kind: (H, W, C) booleans."""
+    height, width, channels = image_shape
+    known = np.zeros((height, width, channels), bool)
+    if kind == "top_half":
+        known[: height // 2] = True
+    elif kind == "bottom_half":
+        known[height - height // 2 :] = True
+    elif kind == "left_half":
+        known[:, : width // 2] = True
+    return known
+
+
+def completion_grid(model, info):
+    """Test images, their occluded versions and completions, three to a row."""
+    from pixel_models import data, images, sampling
+
+    data_dir = data.resolve_data_dir(FLAGS.data_dir if FLAGS["data_dir"].present else None)
+    test = data.load(
+        FLAGS.data,
+        "test",
+        data_dir=data_dir,
+        image_size=FLAGS.image_size,
+        seed=FLAGS.random_seed,
+        num_examples=FLAGS.num_samples,
+    )
+    originals = np.stack([x.numpy() for x in test])
+    known = known_mask(FLAGS.complete, info.image_shape)
+    completed = sampling.complete(
+        model, originals, known, seed=FLAGS.random_seed, batch_size=FLAGS.batch_size
+    )
+    scale = 255.0 / (info.levels - 1)
+    shown_originals = (originals * scale).round()
+    occluded = np.where(known, shown_originals, 128.0)
+    shown_completed = (completed * scale).round()
+    rows = np.stack([shown_originals, occluded, shown_completed], axis=1)
+    return images.make_grid(rows.reshape(-1, *info.image_shape).astype(np.uint8), 256, columns=3)
 
 
 def _unused_path(stem: str) -> str:

@@ -92,6 +92,23 @@ def test_train_resume_generate(tmp_path):
     # Same checkpoint, same seed: the same images.
     np.testing.assert_array_equal(np.asarray(Image.open(out2)), samples)
 
+    # Completion: originals, occluded inputs and completions, three to a row.
+    completed = run_main(*args, "--is_train=False", "--complete=top_half")
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    out3 = Path(completed.stdout.strip().splitlines()[-1])
+    assert out3.name == "completed_top_half_step15_seed123.png"
+    grid = np.asarray(Image.open(out3))
+    assert grid.shape == (4 * 9 + 1, 3 * 9 + 1)  # 4 test images, 3 tiles each
+    for k in range(4):
+        top = 1 + 9 * k
+        original = grid[top : top + 8, 1:9]
+        occluded = grid[top : top + 8, 10:18]
+        completion = grid[top : top + 8, 19:27]
+        np.testing.assert_array_equal(occluded[:4], original[:4])
+        assert (occluded[4:] == 128).all()
+        np.testing.assert_array_equal(completion[:4], original[:4])
+        assert set(np.unique(completion)) <= {0, 255}
+
 
 BAD_FLAGS = [
     ("--model=pixel_unknown", "--model"),
