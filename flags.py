@@ -64,6 +64,16 @@ flags.DEFINE_enum(
     "keep the named part and sample the rest; writes originals, occluded inputs and "
     "completions side by side.",
 )
+flags.DEFINE_float(
+    "temperature", 1.0, "Sampling temperature of categorical heads (1: exact samples)."
+)
+flags.DEFINE_string(
+    "score",
+    "",
+    "Instead of training or sampling: the log-likelihood under the trained run of the images "
+    "in this PNG file, folder of PNG files or .npy array (N, H, W, C), printed as JSON in nats "
+    "per image and bits per dimension.",
+)
 flags.DEFINE_enum("optimizer", "rmsprop", list(OPTIMIZERS), "Optimizer.")
 flags.DEFINE_enum(
     "strategy",
@@ -92,4 +102,5 @@ for _name, _low in (
         message=f"--{_name} must be an integer >= {_low}",
     )
 flags.register_validator("learning_rate", lambda v: v > 0, message="--learning_rate must be > 0")
+flags.register_validator("temperature", lambda v: v > 0, message="--temperature must be > 0")
 flags.register_validator("grad_clip", lambda v: v >= 0, message="--grad_clip must be >= 0")

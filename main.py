@@ -122,15 +122,16 @@ def train(info, strategy, paths: dict) -> dict:
 
 
 def generate(info, strategy, paths: dict) -> str:
-    from pixel_models import build_model, images, sampling, training
+    from pixel_models import images, sampling
 
-    training.check_run_config(paths["checkpoint_dir"], run_config(info), record=False)
-    with strategy.scope():
-        model = build_model(FLAGS.model, **model_config(info))
-    _, step = training.restore_model(model, paths["checkpoint_dir"])
+    model, step = restored_model(info, strategy, paths)
     if FLAGS.complete == "none":
         samples = sampling.sample(
-            model, FLAGS.num_samples, seed=FLAGS.random_seed, batch_size=FLAGS.batch_size
+            model,
+            FLAGS.num_samples,
+            seed=FLAGS.random_seed,
+            batch_size=FLAGS.batch_size,
+            temperature=FLAGS.temperature,
         )
         grid = images.make_grid(samples, info.levels)
         stem = f"generated_step{step}_seed{FLAGS.random_seed}"
@@ -144,6 +145,47 @@ def generate(info, strategy, paths: dict) -> str:
     logging.info("wrote %d samples to %s", FLAGS.num_samples, path)
     print(path)
     return path
+
+
+def restored_model(info, strategy, paths: dict):
+    """The run's model with the weights of its latest checkpoint, and that step."""
+    from pixel_models import build_model, training
+
+    training.check_run_config(paths["checkpoint_dir"], run_config(info), record=False)
+    with strategy.scope():
+        model = build_model(FLAGS.model, **model_config(info))
+    _, step = training.restore_model(model, paths["checkpoint_dir"])
+    return model, step
+
+
+def score(info, strategy, paths: dict) -> dict:
+    """Prints the NLL of the --score images under the run's latest checkpoint."""
+    from pixel_models import bits_per_dim, distribution_of, images
+
+    try:
+        names, arrays = images.load_images(FLAGS.score, info.image_shape, info.levels)
+    except OSError as err:
+        raise UsageError(f"--score: cannot read {FLAGS.score}: {err}") from None
+    model, step = restored_model(info, strategy, paths)
+    distribution = distribution_of(model)
+    nll = np.concatenate(
+        [
+            distribution.nll(model(batch.astype(np.float32), training=False), batch).numpy()
+            for batch in np.array_split(arrays, max(1, -(-len(arrays) // FLAGS.batch_size)))
+        ]
+    )
+    dims = int(np.prod(info.image_shape))
+    report = {
+        "checkpoint_step": step,
+        "images": {
+            name: {"nll_nats": float(v), "bits_per_dim": float(bits_per_dim(v, dims))}
+            for name, v in zip(names, nll, strict=True)
+        },
+        "mean_nll_nats": float(nll.mean()),
+        "mean_bits_per_dim": float(bits_per_dim(nll.mean(), dims)),
+    }
+    print(json.dumps(report, indent=2))
+    return report
 
 
 def known_mask(kind: str, image_shape) -> np.ndarray:
@@ -175,7 +217,12 @@ def completion_grid(model, info):
     originals = np.stack([x.numpy() for x in test])
     known = known_mask(FLAGS.complete, info.image_shape)
     completed = sampling.complete(
-        model, originals, known, seed=FLAGS.random_seed, batch_size=FLAGS.batch_size
+        model,
+        originals,
+        known,
+        seed=FLAGS.random_seed,
+        batch_size=FLAGS.batch_size,
+        temperature=FLAGS.temperature,
     )
     scale = 255.0 / (info.levels - 1)
     shown_originals = (originals * scale).round()
@@ -209,7 +256,9 @@ def main(argv) -> int:
         "sample_dir": os.path.join(FLAGS.sample_dir, name),
     }
     strategy = make_strategy(FLAGS.strategy)
-    if FLAGS.is_train:
+    if FLAGS.score:
+        score(info, strategy, paths)
+    elif FLAGS.is_train:
         metrics = train(info, strategy, paths)
         print(json.dumps({"run": name, **metrics}, sort_keys=True))
     else:
@@ -224,7 +273,7 @@ def _main_with_errors(argv) -> None:
     try:
         sys.exit(main(argv))
     except (UsageError, DataError, TrainingError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(1)
 
 

@@ -79,3 +79,56 @@ def to_text(grid: np.ndarray) -> str:
     grey = np.asarray(grid, np.float64).mean(axis=-1)
     index = (grey / 255.0 * (len(_SHADES) - 1)).round().astype(int)
     return "\n".join("".join(_SHADES[v] for v in row) for row in index)
+
+
+def load_images(
+    path: str, image_shape: tuple[int, int, int], levels: int
+) -> tuple[list, np.ndarray]:
+    """Reads images to score: a PNG file, a folder of PNG files or a ``.npy`` array.
+
+    PNG files are read as grey (one channel) or RGB (three) and must have the
+    model's height and width; for binary models (``levels == 2``) grey values
+    of 128 and more become 1. A ``.npy`` array holds ``(N, H, W, C)`` (or one
+    ``(H, W, C)``) integers in ``[0, levels)``, already in the model's form.
+
+    Returns:
+      ``(names, images)``: a name per image and uint8 ``(N, H, W, C)``.
+    """
+    height, width, channels = image_shape
+    if os.path.isdir(path):
+        files = sorted(f for f in os.listdir(path) if f.lower().endswith(".png"))
+        if not files:
+            raise ValueError(f"--score folder {path} holds no .png files")
+        paths = [os.path.join(path, f) for f in files]
+    elif os.path.isfile(path) and path.lower().endswith(".npy"):
+        array = np.load(path, allow_pickle=False)
+        if array.ndim == 3:
+            array = array[None]
+        if array.shape[1:] != (height, width, channels):
+            raise ValueError(
+                f"{path} holds images of shape {array.shape[1:]}; the model takes "
+                f"{(height, width, channels)}"
+            )
+        if not np.issubdtype(array.dtype, np.integer) or array.min() < 0 or array.max() >= levels:
+            raise ValueError(f"{path} must hold integers in [0, {levels - 1}]")
+        return [f"{path}[{k}]" for k in range(len(array))], array.astype(np.uint8)
+    elif os.path.isfile(path) and path.lower().endswith(".png"):
+        paths = [path]
+    else:
+        raise ValueError(f"--score {path} is not a .png file, a folder of them or a .npy file")
+    images = []
+    for file in paths:
+        with Image.open(file) as image:
+            array = np.asarray(image.convert("L" if channels == 1 else "RGB"))
+        if array.shape[:2] != (height, width):
+            raise ValueError(
+                f"{file} is {array.shape[1]}x{array.shape[0]} pixels; the model takes "
+                f"{width}x{height}"
+            )
+        array = array.reshape(height, width, channels)
+        if levels == 2:
+            array = (array >= 128).astype(np.uint8)
+        elif levels != 256:
+            array = (array.astype(np.float64) * (levels - 1) / 255.0).round().astype(np.uint8)
+        images.append(array)
+    return paths, np.stack(images)

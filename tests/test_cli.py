@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -91,6 +92,24 @@ def test_train_resume_generate(tmp_path):
     assert out2 != out and out2.exists() and out.exists()
     # Same checkpoint, same seed: the same images.
     np.testing.assert_array_equal(np.asarray(Image.open(out2)), samples)
+
+    # Scoring: a .npy array and a PNG of the same image give the same NLL.
+    image = np.zeros((8, 8, 1), np.uint8)
+    image[2:6, 3:7] = 1
+    np.save(tmp_path / "one.npy", image[None])
+    Image.fromarray(image[:, :, 0] * 255).save(tmp_path / "one.png")
+    scores = []
+    for name in ("one.npy", "one.png"):
+        scored = run_main(*args, f"--score={tmp_path / name}")
+        assert scored.returncode == 0, scored.stderr[-2000:]
+        report = json.loads(scored.stdout[scored.stdout.index("{") :])
+        assert report["checkpoint_step"] == 15
+        scores.append(report["mean_nll_nats"])
+        assert report["mean_bits_per_dim"] == pytest.approx(scores[-1] / (64 * np.log(2)))
+    assert 0 < scores[0] < 64 * np.log(2)
+    assert scores[0] == pytest.approx(scores[1], rel=1e-6)
+    wrong = run_main(*args, f"--score={pngs[-1]}")
+    assert wrong.returncode == 1 and "the model takes 8x8" in wrong.stderr
 
     # Completion: originals, occluded inputs and completions, three to a row.
     completed = run_main(*args, "--is_train=False", "--complete=top_half")
