@@ -132,6 +132,7 @@ def generate(info, strategy, paths: dict) -> str:
             seed=FLAGS.random_seed,
             batch_size=FLAGS.batch_size,
             temperature=FLAGS.temperature,
+            verbose=True,
         )
         grid = images.make_grid(samples, info.levels)
         stem = f"generated_step{step}_seed{FLAGS.random_seed}"
@@ -223,6 +224,7 @@ def completion_grid(model, info):
         seed=FLAGS.random_seed,
         batch_size=FLAGS.batch_size,
         temperature=FLAGS.temperature,
+        verbose=True,
     )
     scale = 255.0 / (info.levels - 1)
     shown_originals = (originals * scale).round()

@@ -276,7 +276,7 @@ def _distribution(model: keras.Model, temperature: float | None) -> Distribution
 METHODS = ("auto", "cached", "reference")
 
 
-def _run_batches(model, images, known, seed, batch_size, temperature, method):
+def _run_batches(model, images, known, seed, batch_size, temperature, method, verbose):
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     distribution = _distribution(model, temperature)
@@ -289,6 +289,7 @@ def _run_batches(model, images, known, seed, batch_size, temperature, method):
         run = _loop(model, distribution)
     base = _check_seed(seed)
     outputs = []
+    progbar = keras.utils.Progbar(len(images), unit_name="image") if verbose else None
     for start in range(0, len(images), batch_size):
         batch_seed = tf.random.experimental.stateless_fold_in(
             base, start // batch_size, alg=RNG_ALG
@@ -299,6 +300,8 @@ def _run_batches(model, images, known, seed, batch_size, temperature, method):
             batch_seed,
         )
         outputs.append(out.numpy())
+        if progbar is not None:
+            progbar.add(len(outputs[-1]))
     return np.concatenate(outputs).round().astype(np.uint8)
 
 
@@ -310,6 +313,7 @@ def sample(
     batch_size: int = 100,
     temperature: float | None = None,
     method: str = "auto",
+    verbose: bool = False,
 ) -> np.ndarray:
     """Draws ``num_samples`` images from an autoregressive model.
 
@@ -322,6 +326,7 @@ def sample(
       method: ``"cached"`` (one position per step from cached feature maps),
         ``"reference"`` (the full network per step) or ``"auto"`` (cached
         when the model supports it, see :func:`supports_cached`).
+      verbose: show a progress bar over the batches.
 
     Returns:
       uint8 array ``(num_samples, H, W, C)`` with values in ``[0, levels)``.
@@ -341,7 +346,7 @@ def sample(
     shape = (int(num_samples), *_image_shape(model))
     blank = np.zeros(shape, np.float32)
     return _run_batches(
-        model, blank, np.zeros(shape, bool), seed, int(batch_size), temperature, method
+        model, blank, np.zeros(shape, bool), seed, int(batch_size), temperature, method, verbose
     )
 
 
@@ -354,6 +359,7 @@ def complete(
     batch_size: int = 100,
     temperature: float | None = None,
     method: str = "auto",
+    verbose: bool = False,
 ) -> np.ndarray:
     """Samples the unknown dimensions of ``images`` given the known ones.
 
@@ -370,7 +376,7 @@ def complete(
       seed: the same seed gives the same completions.
       batch_size: images completed at once.
       temperature: as in :func:`sample`.
-      method: as in :func:`sample`.
+      method, verbose: as in :func:`sample`.
 
     Returns:
       uint8 array like ``images``.
@@ -386,5 +392,5 @@ def complete(
         raise ValueError(f"image values must lie in [0, {levels - 1}]")
     known = np.broadcast_to(np.asarray(known, bool), images.shape)
     return _run_batches(
-        model, images.astype(np.float32), known, seed, int(batch_size), temperature, method
+        model, images.astype(np.float32), known, seed, int(batch_size), temperature, method, verbose
     )
