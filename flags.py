@@ -78,9 +78,10 @@ flags.DEFINE_enum("optimizer", "rmsprop", list(OPTIMIZERS), "Optimizer.")
 flags.DEFINE_enum(
     "strategy",
     "auto",
-    ["auto", "default", "mirrored"],
+    ["auto", "default", "mirrored", "multi_worker"],
     "tf.distribute strategy: auto (mirrored over all GPUs if more than one, else default), "
-    "default (one device), mirrored (all visible GPUs, or CPU).",
+    "default (one device), mirrored (all visible GPUs, or CPU), multi_worker "
+    "(MultiWorkerMirroredStrategy, cluster from the TF_CONFIG environment variable).",
 )
 
 for _name, _low in (

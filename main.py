@@ -55,6 +55,13 @@ def run_name(config: dict) -> str:
 def make_strategy(name: str):
     import tensorflow as tf
 
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise UsageError(
+                "--strategy=multi_worker needs the TF_CONFIG environment variable describing "
+                "the cluster and this task"
+            )
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         return tf.distribute.MirroredStrategy()

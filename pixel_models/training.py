@@ -18,6 +18,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import tempfile
 import time
 
@@ -407,7 +408,10 @@ def _save(manager: tf.train.CheckpointManager, step: int, chief: bool) -> None:
         # Every worker takes part in saving a multi-worker checkpoint; the
         # others write to a throwaway folder.
         tmp = tempfile.mkdtemp(prefix="pixel_models_worker_ckpt_")
-        manager.checkpoint.write(os.path.join(tmp, "ckpt"))
+        try:
+            manager.checkpoint.write(os.path.join(tmp, "ckpt"))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _write_samples(model: keras.Model, config: TrainConfig, step: int, chief: bool) -> None:

@@ -70,3 +70,109 @@ def test_mirrored_two_replicas_match_one_device():
     assert two["test"] == pytest.approx(one["test"], rel=1e-4)
     # And the model did train (the comparison is not between two constants).
     assert one["losses"][-1] < one["losses"][0] - 1.0
+
+
+def free_ports(n: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@pytest.mark.slow
+def test_multi_worker_run_on_localhost(tmp_path):
+    import tensorflow as tf
+
+    import pixel_models
+    from pixel_models import training
+
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    args = [
+        sys.executable,
+        str(ROOT / "main.py"),
+        "--data=shapes",
+        "--image_size=8",
+        "--hidden_dims=4",
+        "--recurrent_length=1",
+        "--out_hidden_dims=4",
+        "--out_recurrent_length=1",
+        "--batch_size=16",
+        "--num_samples=4",
+        "--test_step=2",
+        "--save_step=2",
+        "--max_steps=4",
+        "--strategy=multi_worker",
+        f"--checkpoint_dir={tmp_path / 'ckpt'}",
+        f"--log_dir={tmp_path / 'logs'}",
+        f"--sample_dir={tmp_path / 'samples'}",
+    ]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        env = dict(
+            os.environ,
+            TF_CONFIG=json.dumps(tf_config),
+            TF_CPP_MIN_LOG_LEVEL="3",
+            CUDA_VISIBLE_DEVICES="",
+        )
+        processes.append(
+            subprocess.Popen(
+                args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+    outputs = []
+    try:
+        for process in processes:
+            out, err = process.communicate(timeout=300)
+            outputs.append((process.returncode, out, err))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    for code, _, err in outputs:
+        assert code == 0, err[-3000:]
+    # Both workers took the same steps on the same model: the same final losses.
+    finals = [json.loads(out.strip().splitlines()[-1]) for _, out, _ in outputs]
+    assert finals[0]["train/nll"] == pytest.approx(finals[1]["train/nll"], rel=1e-6)
+    # The chief (worker 0) wrote the checkpoints, logs and samples; they restore.
+    (run,) = os.listdir(tmp_path / "ckpt")
+    assert tf.train.latest_checkpoint(str(tmp_path / "ckpt" / run)).endswith("ckpt-4")
+    assert len(os.listdir(tmp_path / "logs" / run)) == 1
+    model = pixel_models.build_model(
+        "pixel_cnn",
+        image_shape=(8, 8, 1),
+        hidden_dims=4,
+        recurrent_length=1,
+        out_hidden_dims=4,
+        out_recurrent_length=1,
+    )
+    _, step = training.restore_model(model, str(tmp_path / "ckpt" / run))
+    assert step == 4
+
+
+def test_multi_worker_without_tf_config_fails_clearly(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    env.update(TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "main.py"),
+            "--data=shapes",
+            "--strategy=multi_worker",
+            f"--checkpoint_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=ROOT,
+    )
+    assert result.returncode == 1
+    assert "TF_CONFIG" in result.stderr and "--strategy=multi_worker" in result.stderr
+    assert os.listdir(tmp_path) == []
