@@ -302,6 +302,8 @@ def _run_batches(model, images, known, seed, batch_size, temperature, method, ve
         outputs.append(out.numpy())
         if progbar is not None:
             progbar.add(len(outputs[-1]))
+    if not outputs:  # nothing to complete
+        return np.asarray(images).round().astype(np.uint8)
     return np.concatenate(outputs).round().astype(np.uint8)
 
 

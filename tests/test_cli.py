@@ -240,3 +240,46 @@ def test_flagfiles_parse(flagfile):
         assert flags.FLAGS["model"].present and flags.FLAGS["data"].present
     finally:
         flags.FLAGS.unparse_flags()
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+    import signal
+    import time
+
+    args = [*TINY, *dirs(tmp_path), "--max_steps=100000", "--test_step=1000", "--num_samples=1"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 180
+        while not only(f"{tmp_path}/ckpt/*/ckpt-10.index") and time.time() < deadline:
+            assert process.poll() is None, "training ended early"
+            time.sleep(0.2)
+        assert only(f"{tmp_path}/ckpt/*/ckpt-10.index"), "no checkpoint within 180 s"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+    (run,) = os.listdir(tmp_path / "ckpt")
+    import tensorflow as tf
+
+    last = tf.train.latest_checkpoint(str(tmp_path / "ckpt" / run))
+    killed_at = int(last.rsplit("-", 1)[-1])
+    assert killed_at >= 10 and killed_at % 5 == 0
+    # The same command with a step limit continues from the last checkpoint
+    # (not from zero) and stops at the limit.
+    limit = killed_at + 5
+    resumed = run_main(
+        *[a for a in args if not a.startswith("--max_steps")],
+        f"--max_steps={limit}",
+        "--log_level=INFO",
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"at step {killed_at}" in resumed.stderr
+    assert "trained 5 steps" in resumed.stderr
+    assert tf.train.latest_checkpoint(str(tmp_path / "ckpt" / run)).endswith(f"ckpt-{limit}")

@@ -380,3 +380,9 @@ def test_models_without_a_position_wise_form_fall_back_to_reference():
 def test_unknown_sampling_method(binary_model):
     with pytest.raises(ValueError, match="method must be one of auto, cached, reference"):
         pm.sample(binary_model, 1, method="fast")
+
+
+def test_complete_of_no_images_returns_no_images(binary_model):
+    empty = np.zeros((0, *binary_model.input_shape[1:]), np.uint8)
+    out = pm.complete(binary_model, empty, False)
+    assert out.shape == empty.shape and out.dtype == np.uint8
