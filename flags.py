@@ -24,6 +24,12 @@ flags.DEFINE_integer("recurrent_length", 7, "Number of hidden (3x3 type B / recu
 flags.DEFINE_integer("out_hidden_dims", 32, "Features of the 1x1 output layers.")
 flags.DEFINE_integer("out_recurrent_length", 2, "Number of 1x1 output layers.")
 flags.DEFINE_boolean("use_residual", False, "Add residual connections between hidden layers.")
+flags.DEFINE_enum(
+    "rnn_type",
+    "diagonal_bilstm",
+    ["diagonal_bilstm", "row_lstm"],
+    "Recurrent layer of --model=pixel_rnn.",
+)
 
 # Training.
 flags.DEFINE_integer("max_epoch", 100000, "Stop after this many passes over the training set.")
