@@ -19,7 +19,7 @@ from pixel_models.distributions import (
     distribution_of,
     head_of,
 )
-from pixel_models.layers import MaskedConv2D, make_mask
+from pixel_models.layers import GatedBlock, MaskedConv2D, make_mask
 from pixel_models.models import MODELS
 from pixel_models.sampling import complete, sample
 
@@ -44,6 +44,7 @@ __all__ = [
     "MODELS",
     "Bernoulli",
     "Categorical",
+    "GatedBlock",
     "MaskedConv2D",
     "PixelHead",
     "bits_per_dim",

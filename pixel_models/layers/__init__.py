@@ -1,5 +1,13 @@
 """Keras layers of the zoo, one family per module."""
 
+from pixel_models.layers.gated import GatedBlock, horizontal_mask, shift_down
 from pixel_models.layers.masked_conv import MaskedConv2D, channel_groups, make_mask
 
-__all__ = ["MaskedConv2D", "channel_groups", "make_mask"]
+__all__ = [
+    "GatedBlock",
+    "MaskedConv2D",
+    "channel_groups",
+    "horizontal_mask",
+    "make_mask",
+    "shift_down",
+]

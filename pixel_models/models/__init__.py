@@ -1,7 +1,8 @@
 """Model builders: each returns a ``keras.Model`` from images to logits."""
 
+from pixel_models.models.gated_pixel_cnn import gated_pixel_cnn
 from pixel_models.models.pixel_cnn import model_input, pixel_cnn
 
-MODELS = {"pixel_cnn": pixel_cnn}
+MODELS = {"pixel_cnn": pixel_cnn, "gated_pixel_cnn": gated_pixel_cnn}
 
-__all__ = ["MODELS", "model_input", "pixel_cnn"]
+__all__ = ["MODELS", "gated_pixel_cnn", "model_input", "pixel_cnn"]
