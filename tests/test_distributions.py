@@ -82,7 +82,11 @@ def test_categorical_log_prob_matches_numpy():
     )
 
 
-@pytest.mark.parametrize("dist, shape", [(Bernoulli(2), (2, 3, 3, 2)), (Categorical(2, 4), None)])
+@pytest.mark.parametrize(
+    "dist, shape",
+    [(Bernoulli(2), (2, 3, 3, 2)), (Categorical(2, 4), None)],
+    ids=["bernoulli", "categorical"],
+)
 def test_probabilities_of_all_values_sum_to_one_per_dimension(dist, shape):
     rng = np.random.default_rng(2)
     if shape is None:
@@ -113,6 +117,7 @@ def test_categorical_log_prob_ignores_temperature():
 @pytest.mark.parametrize(
     "dist, logits_shape",
     [(Bernoulli(1), (4, 5, 5, 1)), (Categorical(3, 7), (4, 5, 5, 3, 7))],
+    ids=["bernoulli", "categorical"],
 )
 def test_sample_shape_dtype_range_and_seeding(dist, logits_shape):
     logits = np.zeros(logits_shape, np.float32)
