@@ -53,6 +53,12 @@ flags.DEFINE_enum(
     "log_level", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR", "FATAL"], "Logging level."
 )
 flags.DEFINE_integer("random_seed", 123, "Seed of all random number generators.")
+flags.DEFINE_boolean(
+    "deterministic",
+    False,
+    "Make TensorFlow ops deterministic (tf.config.experimental.enable_op_determinism): with "
+    "the same --random_seed, two runs on the same device give identical losses; slower on GPU.",
+)
 
 # Beyond carpedm20.
 flags.DEFINE_string("checkpoint_dir", "checkpoints", "Where checkpoints are written.")

@@ -77,6 +77,8 @@ def setup() -> None:
     if not FLAGS.use_gpu:
         tf.config.set_visible_devices([], "GPU")
     keras.utils.set_random_seed(FLAGS.random_seed)
+    if FLAGS.deterministic:
+        tf.config.experimental.enable_op_determinism()
 
 
 def build(info, strategy):

@@ -283,3 +283,15 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     assert f"at step {killed_at}" in resumed.stderr
     assert "trained 5 steps" in resumed.stderr
     assert tf.train.latest_checkpoint(str(tmp_path / "ckpt" / run)).endswith(f"ckpt-{limit}")
+
+
+@pytest.mark.slow
+def test_deterministic_runs_give_identical_losses(tmp_path):
+    finals = []
+    for k in range(2):
+        folder = tmp_path / f"run{k}"
+        result = run_main(*TINY, *dirs(folder), "--max_steps=6", "--deterministic")
+        assert result.returncode == 0, result.stderr[-2000:]
+        finals.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    assert finals[0] == finals[1]
+    assert finals[0]["train/nll"] > 0
