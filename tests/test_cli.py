@@ -129,6 +129,31 @@ def test_train_resume_generate(tmp_path):
         assert set(np.unique(completion)) <= {0, 255}
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "model_flags",
+    [
+        ["--model=gated_pixel_cnn"],
+        ["--model=pixel_rnn", "--rnn_type=row_lstm"],
+        ["--model=pixel_rnn", "--rnn_type=diagonal_bilstm", "--use_residual"],
+    ],
+    ids=lambda flags: "-".join(f.split("=")[-1] for f in flags),
+)
+def test_every_model_trains_resumes_and_generates(tmp_path, model_flags):
+    args = [*TINY, *dirs(tmp_path), *model_flags]
+    first = run_main(*args, "--max_steps=5")
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = run_main(*args, "--max_steps=10", "--log_level=INFO")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "at step 5" in second.stderr
+    assert only(f"{tmp_path}/ckpt/*/ckpt-10.index")
+    generated = run_main(*args, "--is_train=False")
+    assert generated.returncode == 0, generated.stderr[-2000:]
+    out = Path(generated.stdout.strip().splitlines()[-1])
+    assert out.name == "generated_step10_seed123.png"
+    assert set(np.unique(np.asarray(Image.open(out)))) <= {0, 128, 255}
+
+
 BAD_FLAGS = [
     ("--model=pixel_unknown", "--model"),
     ("--data=imagenet_huge", "--data"),

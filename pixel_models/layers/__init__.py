@@ -2,12 +2,18 @@
 
 from pixel_models.layers.gated import GatedBlock, horizontal_mask, shift_down
 from pixel_models.layers.masked_conv import MaskedConv2D, channel_groups, make_mask
+from pixel_models.layers.recurrent import DiagonalBiLSTM, DiagonalLSTM, RowLSTM, skew, unskew
 
 __all__ = [
+    "DiagonalBiLSTM",
+    "DiagonalLSTM",
     "GatedBlock",
     "MaskedConv2D",
     "channel_groups",
     "horizontal_mask",
     "make_mask",
+    "RowLSTM",
     "shift_down",
+    "skew",
+    "unskew",
 ]

@@ -2,7 +2,12 @@
 
 from pixel_models.models.gated_pixel_cnn import gated_pixel_cnn
 from pixel_models.models.pixel_cnn import model_input, pixel_cnn
+from pixel_models.models.pixel_rnn import pixel_rnn
 
-MODELS = {"pixel_cnn": pixel_cnn, "gated_pixel_cnn": gated_pixel_cnn}
+MODELS = {
+    "pixel_cnn": pixel_cnn,
+    "pixel_rnn": pixel_rnn,
+    "gated_pixel_cnn": gated_pixel_cnn,
+}
 
-__all__ = ["MODELS", "gated_pixel_cnn", "model_input", "pixel_cnn"]
+__all__ = ["MODELS", "gated_pixel_cnn", "model_input", "pixel_cnn", "pixel_rnn"]

@@ -1,0 +1,632 @@
+"""Two-dimensional LSTM layers of PixelRNN: Row LSTM and Diagonal (Bi)LSTM.
+
+Both layers compute, for every pixel, an LSTM state from these parts:
+
+- *input-to-state*: a masked convolution of the layer's input, computed for
+  the whole image at once (1 x k for the Row LSTM, 1 x 1 for the Diagonal
+  LSTM). It is the only part that reads the current row, so its mask (type A
+  or B, with colour groups) is what keeps the layer causal within a row.
+- an optional *conditioning* map ``(B, H, W, 4 * units)`` added to the
+  input-to-state part (``layer(x, condition=...)``);
+- *state-to-state*: a convolution of the states computed one step earlier,
+  applied in a loop over rows (Row LSTM) or over the columns of the skewed
+  image (Diagonal LSTM).
+
+Every step is a standard LSTM update with gates ``i, f, o`` (sigmoid) and
+candidate ``g`` (tanh)::
+
+    [i, f, o, g] = input_to_state(x)[here] + state_to_state(h[previous step])
+    c = sigmoid(f) * c[previous step] + sigmoid(i) * tanh(g)
+    h = sigmoid(o) * tanh(c)
+
+With ``C`` colour channels the ``units`` hidden features are split into ``C``
+contiguous groups (:func:`~pixel_models.layers.masked_conv.channel_groups`);
+each gate has its own masked input-to-state convolution so that gate feature
+``f`` is in the same colour group as hidden feature ``f``. The cell update is
+elementwise and the state-to-state convolution only reads states of earlier
+pixels (the previous row, or the left and upper neighbours), which are
+entirely in the past, so it needs no mask.
+
+References:
+  van den Oord, Kalchbrenner, Kavukcuoglu. Pixel Recurrent Neural Networks.
+  ICML 2016. https://arxiv.org/abs/1601.06759 (Section 3.1 Row LSTM,
+  Section 3.2 Diagonal BiLSTM, Figure 2 colour masks, Figure 4 receptive fields).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from pixel_models.layers.masked_conv import MASK_TYPES, MaskedConv2D, channel_groups
+
+GATES = ("i", "f", "o", "g")
+
+
+def skew(x) -> tf.Tensor:
+    """Shifts row ``i`` of a ``(B, H, W, C)`` map right by ``i`` positions.
+
+    The result has shape ``(B, H, W + H - 1, C)`` and zeros where no input
+    lands. Each diagonal of the input (going up and to the right) becomes a
+    column, so that a loop over the columns of the skewed map visits the
+    image diagonal by diagonal. For ``H = 3, W = 3``::
+
+        a b c        a b c 0 0
+        d e f   ->   0 d e f 0
+        g h k        0 0 g h k
+
+    Column ``t`` of the skewed map holds the pixels ``(i, t - i)``; its
+    neighbours in column ``t - 1`` at rows ``i`` and ``i - 1`` are the left
+    neighbour ``(i, j - 1)`` and the upper neighbour ``(i - 1, j)`` of pixel
+    ``(i, j)``.
+
+    Args:
+      x: tensor or array of shape ``(B, H, W, C)``.
+
+    Returns:
+      tensor of shape ``(B, H, W + H - 1, C)``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> x = np.arange(1, 5, dtype="float32").reshape(1, 2, 2, 1)
+    >>> np.asarray(skew(x))[0, ..., 0].tolist()
+    [[1.0, 2.0, 0.0], [0.0, 3.0, 4.0]]
+    """
+    x = ops.convert_to_tensor(x)
+    height, width, channels = _static_hwc(x, "skew")
+    length = width + height  # each row padded with H zeros
+    # Row i starts at flat index i * length in the padded map, which is
+    # position i of row i in a map of rows of length - 1: read the flat
+    # padded rows back with one position fewer per row.
+    padded = ops.pad(x, [[0, 0], [0, 0], [0, height], [0, 0]])
+    flat = ops.reshape(padded, (-1, height * length, channels))
+    flat = flat[:, : height * (length - 1)]
+    return ops.reshape(flat, (-1, height, length - 1, channels))
+
+
+def unskew(x) -> tf.Tensor:
+    """Inverts :func:`skew`: ``(B, H, W + H - 1, C)`` to ``(B, H, W, C)``.
+
+    Row ``i`` of the result is the slice ``[i, i + W)`` of row ``i`` of the
+    skewed map; everything else is dropped.
+
+    Args:
+      x: tensor or array of shape ``(B, H, W + H - 1, C)``.
+
+    Returns:
+      tensor of shape ``(B, H, W, C)``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> skewed = np.array([[1, 2, 0], [0, 3, 4]], "float32").reshape(1, 2, 3, 1)
+    >>> np.asarray(unskew(skewed))[0, ..., 0].tolist()
+    [[1.0, 2.0], [3.0, 4.0]]
+    """
+    x = ops.convert_to_tensor(x)
+    height, skewed_width, channels = _static_hwc(x, "unskew")
+    width = skewed_width - height + 1
+    if width < 1:
+        raise ValueError(f"unskew needs a skewed width W + H - 1 >= H, got shape {tuple(x.shape)}")
+    # Inverse of skew: append H zeros to the flat skewed rows and read them
+    # back with one position more per row; row i then starts at its pixel 0.
+    flat = ops.reshape(x, (-1, height * skewed_width, channels))
+    flat = ops.pad(flat, [[0, 0], [0, height], [0, 0]])
+    rows = ops.reshape(flat, (-1, height, skewed_width + 1, channels))
+    return rows[:, :, :width]
+
+
+def _static_hwc(x, name: str) -> tuple[int, int, int]:
+    if len(x.shape) != 4 or any(v is None for v in x.shape[1:]):
+        raise ValueError(f"{name} needs a (B, H, W, C) tensor with static H, W, C, got {x.shape}")
+    return int(x.shape[1]), int(x.shape[2]), int(x.shape[3])
+
+
+def _check_condition(condition, gates, layer: str):
+    """The conditioning map, checked against the gates it is added to."""
+    condition = ops.cast(condition, gates.dtype)
+    if tuple(condition.shape[1:]) != tuple(gates.shape[1:]):
+        raise ValueError(
+            f"{layer} condition must have shape (B, H, W, 4 * units) = "
+            f"{(None, *gates.shape[1:])}, got {tuple(condition.shape)}"
+        )
+    return condition
+
+
+def _lstm_update(gates, c_prev):
+    """One LSTM step from the summed gate pre-activations ``[i, f, o, g]``."""
+    i, f, o, g = ops.split(gates, 4, axis=-1)
+    c = ops.sigmoid(f) * c_prev + ops.sigmoid(i) * ops.tanh(g)
+    return ops.sigmoid(o) * ops.tanh(c), c
+
+
+def _scan(step: Callable, sequence, units: int):
+    """Runs an LSTM ``step`` over axis 0 of ``sequence`` from a zero state.
+
+    Args:
+      step: ``(gates_t, h, c) -> (h, c)``.
+      sequence: ``(T, B, ..., 4 * units)`` input-to-state gates of each step.
+      units: hidden features.
+
+    Returns:
+      ``(T, B, ..., units)``: ``h`` after every step.
+
+    A ``tf.while_loop`` over ``T`` with ``TensorArray`` inputs and outputs: one
+    loop in the graph whatever ``T``, differentiable, usable inside
+    ``tf.function``, XLA and an enclosing ``tf.while_loop`` (the sampler).
+    """
+    length = sequence.shape[0]
+    if length is None:
+        length = tf.shape(sequence)[0]
+    zeros = ops.zeros_like(sequence[0, ..., :units])
+    inputs = tf.TensorArray(sequence.dtype, size=length, element_shape=sequence.shape[1:]).unstack(
+        sequence
+    )
+    outputs = tf.TensorArray(sequence.dtype, size=length, element_shape=zeros.shape)
+
+    def body(t, h, c, outputs):
+        h, c = step(inputs.read(t), h, c)
+        return t + 1, h, c, outputs.write(t, h)
+
+    _, _, _, outputs = tf.while_loop(
+        lambda t, *_: t < length,
+        body,
+        (tf.constant(0), zeros, zeros, outputs),
+        maximum_iterations=length,
+    )
+    return outputs.stack()
+
+
+def _diagonal_lstm(gates, layers, units: int):
+    """Diagonal LSTMs of ``D`` directions in one loop over skewed columns.
+
+    Args:
+      gates: ``(D, B, H, W, 4 * units)`` input-to-state gates of each
+        direction (already mirrored for a right-to-left direction).
+      layers: the ``D`` :class:`DiagonalLSTM` layers whose state kernels to use.
+      units: hidden features.
+
+    Returns:
+      ``(D, B, H, W, units)``: ``h`` of every pixel and direction.
+    """
+    directions = len(layers)
+    height, width = int(gates.shape[2]), int(gates.shape[3])
+    skewed = skew(ops.reshape(gates, (-1, height, width, 4 * units)))
+    skewed_width = width + height - 1
+    skewed = ops.reshape(skewed, (directions, -1, height, skewed_width, 4 * units))
+    # [h of the row above, h of the same row] @ kernel: the 2x1 convolution
+    # over the previous column, zero-padded on top only.
+    kernels = ops.stack(
+        [
+            ops.reshape(ops.cast(layer.state_kernel, gates.dtype), (2 * units, -1))
+            for layer in layers
+        ]
+    )
+
+    def step(column, h, c):  # (D, B, H, 4h), (D, B, H, h), (D, B, H, h)
+        above = ops.pad(h[:, :, :-1], [[0, 0], [0, 0], [1, 0], [0, 0]])
+        state = ops.einsum("dbhk,dkn->dbhn", ops.concatenate([above, h], axis=-1), kernels)
+        return _lstm_update(column + state, c)
+
+    columns = _scan(step, ops.transpose(skewed, (3, 0, 1, 2, 4)), units)  # (W', D, B, H, h)
+    columns = ops.reshape(
+        ops.transpose(columns, (1, 2, 3, 0, 4)), (-1, height, skewed_width, units)
+    )
+    return ops.reshape(unskew(columns), (directions, -1, height, width, units))
+
+
+class _GatedInput(keras.layers.Layer):
+    """Shared parts of the LSTM layers: arguments and masked input-to-state."""
+
+    def __init__(
+        self,
+        units: int,
+        mask_type: str,
+        color_channels: int,
+        unit_forget_bias: bool,
+        kernel_initializer,
+        recurrent_initializer,
+        bias_initializer,
+        input_kernel_size: tuple[int, int],
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if int(units) < 1:
+            raise ValueError(f"units must be a positive int, got {units!r}")
+        if mask_type not in MASK_TYPES:
+            raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
+        self.units = int(units)
+        self.mask_type = mask_type
+        self.color_channels = int(color_channels)
+        self.unit_forget_bias = bool(unit_forget_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        # Fail at construction on impossible colour groups.
+        channel_groups(self.units, self.color_channels)
+        # One masked convolution per gate, so that every gate's features are
+        # in the colour groups of the hidden features they update.
+        self.input_convs = [
+            MaskedConv2D(
+                self.units,
+                input_kernel_size,
+                mask_type=self.mask_type,
+                color_channels=self.color_channels,
+                kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+                bias_initializer=(
+                    "ones"
+                    if gate == "f" and self.unit_forget_bias
+                    else keras.initializers.serialize(self.bias_initializer)
+                ),
+                dtype=self.dtype_policy,
+                name=f"input_{gate}",
+            )
+            for gate in GATES
+        ]
+
+    def _build_input(self, input_shape):
+        if len(input_shape) != 4 or any(v is None for v in input_shape[1:]):
+            raise ValueError(
+                f"{type(self).__name__} needs inputs (B, H, W, C) with static H, W, C, "
+                f"got {tuple(input_shape)}"
+            )
+        for conv in self.input_convs:
+            conv.build(input_shape)
+
+    def _input_to_state(self, inputs, condition=None):
+        """``(B, H, W, 4 * units)``: the gates' input-to-state part, order ``i, f, o, g``,
+        plus the conditioning map when one is given."""
+        gates = ops.concatenate([conv(inputs) for conv in self.input_convs], axis=-1)
+        if condition is not None:
+            gates = gates + _check_condition(condition, gates, type(self).__name__)
+        return gates
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "mask_type": self.mask_type,
+                "color_channels": self.color_channels,
+                "unit_forget_bias": self.unit_forget_bias,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="pixel_models")
+class RowLSTM(_GatedInput):
+    """Row LSTM: an LSTM over the rows of an image, one whole row per step.
+
+    The input-to-state part is a ``1 x k`` masked convolution over the
+    current row, computed for all rows at once; the state-to-state part is a
+    1-D convolution of width ``k`` over the hidden state of the previous row
+    (zero above the first row). Rows are processed top to bottom::
+
+        [i, f, o, g]_r = maskedconv_1xk(x)_r + conv1d_k(h_{r-1})
+        c_r = sigmoid(f) * c_{r-1} + sigmoid(i) * tanh(g)
+        h_r = sigmoid(o) * tanh(c_r)
+
+    The output at ``(i, j)`` sees the current row's inputs ``j - k//2 .. j``
+    (the mask: type A hides ``j``, type B shows it, by colour group) and,
+    through the states, a triangle above: with ``r = k // 2``, row ``i - d``
+    contributes columns ``j - (d + 1) r .. j + d r`` (k = 3, one layer,
+    ``x`` the output pixel, ``*`` its inputs, type B)::
+
+        * * * * * * * * .      d = 3
+        . * * * * * * . .      d = 2
+        . . * * * * . . .      d = 1
+        . . . * x . . . .      current row (type B: x sees itself)
+
+    so a single layer does not see the whole past (Figure 4 of the paper);
+    stacked layers widen the triangle.
+
+    Args:
+      units: hidden features ``h`` (each gate has ``h`` features).
+      kernel_size: odd width ``k`` of the input-to-state and state-to-state
+        convolutions (3 in the paper).
+      mask_type: ``"A"`` (first layer: a pixel does not see itself) or
+        ``"B"``.
+      color_channels: colour groups ``C`` of the input and hidden features.
+      unit_forget_bias: initialise the forget gate's bias to 1.
+      kernel_initializer: initializer of the input-to-state kernels.
+      recurrent_initializer: initializer of the state-to-state kernel.
+      bias_initializer: initializer of the input-to-state biases.
+      **kwargs: forwarded to ``keras.layers.Layer``.
+
+    Input: ``(B, H, W, C_in)`` with static ``H, W, C_in``. Output:
+    ``(B, H, W, units)``, the hidden state ``h`` of every pixel.
+
+    Call arguments: ``layer(inputs, condition=None)``. ``condition`` is an
+    optional ``(B, H, W, 4 * units)`` map added to the input-to-state
+    pre-activations (gate order ``i, f, o, g``): a conditioning bias such as
+    the upsampled small image of the Multi-Scale PixelRNN. It is not masked,
+    so it must not depend on the pixels being modelled. The Diagonal
+    (Bi)LSTM layers take the same argument.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = RowLSTM(4, kernel_size=3, mask_type="B")
+    >>> tuple(layer(np.zeros((2, 5, 6, 1), "float32")).shape)
+    (2, 5, 6, 4)
+
+    References:
+      van den Oord, Kalchbrenner, Kavukcuoglu. Pixel Recurrent Neural
+      Networks. ICML 2016. https://arxiv.org/abs/1601.06759 (Section 3.1).
+      Deviation: Eq. 3 of the paper writes one nonlinearity ``sigma`` over
+      all four pre-activations ``[o, f, i, g]``; here the candidate ``g``
+      uses ``tanh``, as in the standard LSTM (a sigmoid candidate can only
+      add to the cell, never subtract). The same holds for the Diagonal LSTM.
+    """
+
+    def __init__(
+        self,
+        units: int,
+        kernel_size: int = 3,
+        mask_type: str = "B",
+        color_channels: int = 1,
+        unit_forget_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int | np.integer):
+            raise ValueError(f"kernel_size must be an odd positive int, got {kernel_size!r}")
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be an odd positive int, got {kernel_size!r}")
+        super().__init__(
+            units,
+            mask_type,
+            color_channels,
+            unit_forget_bias,
+            kernel_initializer,
+            recurrent_initializer,
+            bias_initializer,
+            input_kernel_size=(1, int(kernel_size)),
+            **kwargs,
+        )
+        self.kernel_size = int(kernel_size)
+
+    def build(self, input_shape):
+        self._build_input(input_shape)
+        self.state_kernel = self.add_weight(
+            name="state_kernel",
+            shape=(self.kernel_size, self.units, 4 * self.units),
+            initializer=self.recurrent_initializer,
+        )
+
+    def call(self, inputs, condition=None):
+        gates = self._input_to_state(inputs, condition)  # (B, H, W, 4h)
+        kernel = ops.cast(self.state_kernel, gates.dtype)
+
+        def step(gates_row, h, c):  # (B, W, 4h), (B, W, h), (B, W, h)
+            return _lstm_update(gates_row + ops.conv(h, kernel, padding="same"), c)
+
+        rows = _scan(step, ops.transpose(gates, (1, 0, 2, 3)), self.units)
+        return ops.transpose(rows, (1, 0, 2, 3))
+
+    def get_config(self):
+        config = super().get_config()
+        config["kernel_size"] = self.kernel_size
+        return config
+
+
+@keras.saving.register_keras_serializable(package="pixel_models")
+class DiagonalLSTM(_GatedInput):
+    """Diagonal LSTM in one direction: left to right along the diagonals.
+
+    The input goes through a ``1 x 1`` masked input-to-state convolution, is
+    :func:`skew`-ed, and the columns of the skewed map are processed left to
+    right. The state-to-state part is a ``2 x 1`` convolution over the
+    previous column with zero padding on top only: it reads the same row and
+    the row above, which are the left neighbour ``(i, j - 1)`` and the upper
+    neighbour ``(i - 1, j)`` of pixel ``(i, j)``; never the row below. The
+    cell state comes from the left neighbour. The outputs are unskewed::
+
+        [i, f, o, g]_(i,j) = maskedconv_1x1(x)_(i,j)
+                             + K_up h_(i-1,j) + K_left h_(i,j-1)
+        c_(i,j) = sigmoid(f) * c_(i,j-1) + sigmoid(i) * tanh(g)
+        h_(i,j) = sigmoid(o) * tanh(c_(i,j))
+
+    The output at ``(i, j)`` sees every pixel ``(k, l)`` with ``k <= i`` and
+    ``l <= j`` (and the pixel itself as the mask allows)::
+
+        * * * . .
+        * * * . .
+        * * x . .
+
+    :class:`DiagonalBiLSTM` adds the mirrored direction to cover the rest.
+
+    Args:
+      units: hidden features ``h``.
+      mask_type: ``"A"`` or ``"B"``. With one colour channel a type-A 1x1
+        convolution is all zero, so a type-A Diagonal LSTM sees no input at
+        all: use it after a type-A convolution, as :func:`pixel_rnn` does.
+      color_channels: colour groups ``C``.
+      unit_forget_bias: initialise the forget gate's bias to 1.
+      kernel_initializer: initializer of the input-to-state kernels.
+      recurrent_initializer: initializer of the state-to-state kernel, of
+        shape ``(2, units, 4 * units)``: ``[0]`` reads the row above, ``[1]``
+        the same row of the previous column.
+      bias_initializer: initializer of the input-to-state biases.
+      **kwargs: forwarded to ``keras.layers.Layer``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = DiagonalLSTM(4)
+    >>> tuple(layer(np.zeros((2, 5, 6, 1), "float32")).shape)
+    (2, 5, 6, 4)
+
+    References:
+      van den Oord, Kalchbrenner, Kavukcuoglu. Pixel Recurrent Neural
+      Networks. ICML 2016. https://arxiv.org/abs/1601.06759 (Section 3.2).
+    """
+
+    def __init__(
+        self,
+        units: int,
+        mask_type: str = "B",
+        color_channels: int = 1,
+        unit_forget_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(
+            units,
+            mask_type,
+            color_channels,
+            unit_forget_bias,
+            kernel_initializer,
+            recurrent_initializer,
+            bias_initializer,
+            input_kernel_size=(1, 1),
+            **kwargs,
+        )
+
+    def build(self, input_shape):
+        self._build_input(input_shape)
+        self.state_kernel = self.add_weight(
+            name="state_kernel",
+            shape=(2, self.units, 4 * self.units),
+            initializer=self.recurrent_initializer,
+        )
+
+    def call(self, inputs, condition=None):
+        gates = self._input_to_state(inputs, condition)
+        return _diagonal_lstm(gates[None], [self], self.units)[0]
+
+
+@keras.saving.register_keras_serializable(package="pixel_models")
+class DiagonalBiLSTM(keras.layers.Layer):
+    """Diagonal BiLSTM: two Diagonal LSTMs, one of them mirrored and shifted down.
+
+    A :class:`DiagonalLSTM` runs left to right; a second one runs on the
+    horizontally mirrored input (right to left). The right-to-left output is
+    mirrored back and shifted down by one row, so that pixel ``(i, j)``
+    receives its value at ``(i - 1, j)``, which has seen rows ``<= i - 1``
+    at columns ``>= j`` and nothing of row ``i``. The two are added::
+
+        left to right      right to left,      sum: every pixel before
+        at (i, j)          shifted down        (i, j) in raster order
+        * * * . .          . . * * *           * * * * *
+        * * * . .          . . * * *           * * * * *
+        * * x . .          . . x . .           * * x . .
+
+    so one layer already sees the whole past: there is no blind spot.
+    Colour: the shifted stream reads only rows above, all of whose channels
+    are in the past; the current pixel enters only through the type A/B
+    input-to-state masks.
+
+    Args:
+      units: hidden features of each direction and of the output.
+      mask_type: ``"A"`` or ``"B"`` (see :class:`DiagonalLSTM`).
+      color_channels: colour groups ``C``.
+      unit_forget_bias, kernel_initializer, recurrent_initializer,
+        bias_initializer: as in :class:`DiagonalLSTM`, for both directions.
+      **kwargs: forwarded to ``keras.layers.Layer``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = DiagonalBiLSTM(4, color_channels=2)
+    >>> tuple(layer(np.zeros((1, 3, 4, 2), "float32")).shape)
+    (1, 3, 4, 4)
+
+    References:
+      van den Oord, Kalchbrenner, Kavukcuoglu. Pixel Recurrent Neural
+      Networks. ICML 2016. https://arxiv.org/abs/1601.06759 (Section 3.2:
+      "the output map of the right-to-left LSTM is shifted down by one row
+      and added to the left-to-right output map").
+    """
+
+    def __init__(
+        self,
+        units: int,
+        mask_type: str = "B",
+        color_channels: int = 1,
+        unit_forget_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if int(units) < 1:
+            raise ValueError(f"units must be a positive int, got {units!r}")
+        self.units = int(units)
+        self.mask_type = mask_type
+        self.color_channels = int(color_channels)
+        self.unit_forget_bias = bool(unit_forget_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+        def direction(name):
+            return DiagonalLSTM(
+                self.units,
+                mask_type=mask_type,
+                color_channels=self.color_channels,
+                unit_forget_bias=self.unit_forget_bias,
+                kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+                recurrent_initializer=keras.initializers.serialize(self.recurrent_initializer),
+                bias_initializer=keras.initializers.serialize(self.bias_initializer),
+                dtype=self.dtype_policy,
+                name=name,
+            )
+
+        self.forward_lstm = direction("left_to_right")
+        self.backward_lstm = direction("right_to_left")
+
+    def build(self, input_shape):
+        self.forward_lstm.build(input_shape)
+        self.backward_lstm.build(input_shape)
+
+    def call(self, inputs, condition=None):
+        # Both directions run in one loop (their states stacked on a leading
+        # axis); the weights stay in the two DiagonalLSTM sublayers.
+        flipped = None if condition is None else ops.flip(condition, axis=2)
+        gates = ops.stack(
+            [
+                self.forward_lstm._input_to_state(inputs, condition),
+                self.backward_lstm._input_to_state(ops.flip(inputs, axis=2), flipped),
+            ]
+        )
+        both = _diagonal_lstm(gates, [self.forward_lstm, self.backward_lstm], self.units)
+        forward, backward = both[0], ops.flip(both[1], axis=2)
+        # Shift down one row: row i gets row i - 1, row 0 gets zeros.
+        backward = ops.pad(backward[:, :-1], [[0, 0], [1, 0], [0, 0], [0, 0]])
+        return forward + backward
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "mask_type": self.mask_type,
+                "color_channels": self.color_channels,
+                "unit_forget_bias": self.unit_forget_bias,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            }
+        )
+        return config
