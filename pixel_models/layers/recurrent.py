@@ -35,7 +35,7 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
@@ -127,13 +127,14 @@ def _static_hwc(x, name: str) -> tuple[int, int, int]:
     return int(x.shape[1]), int(x.shape[2]), int(x.shape[3])
 
 
-def _check_condition(condition, gates, layer: str):
-    """The conditioning map, checked against the gates it is added to."""
-    condition = ops.cast(condition, gates.dtype)
-    if tuple(condition.shape[1:]) != tuple(gates.shape[1:]):
+def _check_condition(condition, dtype, units: int, shape, layer: str):
+    """The conditioning map, checked against the ``(B, H, W, 4 * units)`` gates."""
+    condition = ops.cast(condition, dtype)
+    expected = (*tuple(shape)[1:3], 4 * units)
+    if tuple(condition.shape[1:]) != expected:
         raise ValueError(
             f"{layer} condition must have shape (B, H, W, 4 * units) = "
-            f"{(None, *gates.shape[1:])}, got {tuple(condition.shape)}"
+            f"{(None, *expected)}, got {tuple(condition.shape)}"
         )
     return condition
 
@@ -182,42 +183,127 @@ def _scan(step: Callable, sequence, units: int):
     return outputs.stack()
 
 
-def _diagonal_lstm(gates, layers, units: int):
-    """Diagonal LSTMs of ``D`` directions in one loop over skewed columns.
+def _diagonal_indices(height: int, width: int, mirrored: Sequence[bool]):
+    """Index tables between an image and its skewed, time-major form.
+
+    Returns ``(read, write, valid)``:
+
+    - ``read``: ``(T, D, H)`` positions in the flattened ``H * W`` image (plus
+      one zero row at index ``H * W``) of the pixel that direction ``d``
+      visits at row ``i`` of skewed column ``t``: pixel ``(i, t - i)``, or
+      ``(i, W - 1 - (t - i))`` for a mirrored direction;
+    - ``write``: ``(D, H * W)`` positions in the flattened ``(T, D, H)``
+      loop outputs of each pixel of each direction (the inverse of ``read``);
+    - ``valid``: ``(T, H)`` 1 where ``0 <= t - i < W``, else 0.
+
+    ``T = W + H - 1``.
+    """
+    steps = width + height - 1
+    t, i = np.meshgrid(np.arange(steps), np.arange(height), indexing="ij")
+    j = t - i
+    valid = (j >= 0) & (j < width)
+    read = np.empty((steps, len(mirrored), height), np.int32)
+    write = np.empty((len(mirrored), height * width), np.int32)
+    rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    for d, mirror in enumerate(mirrored):
+        column = width - 1 - j if mirror else j
+        read[:, d] = np.where(valid, i * width + column, height * width)
+        # Pixel (r, c) is visited at column r + c (r + W - 1 - c if mirrored), row r.
+        step = rows + (width - 1 - cols if mirror else cols)
+        write[d] = ((step * len(mirrored) + d) * height + rows).reshape(-1)
+    return read, write, valid.astype(np.float32)
+
+
+def _diagonal_lstm(layers, mirrored: Sequence[bool], inputs, condition=None):
+    """Diagonal LSTMs of ``D`` directions in one loop over the skewed columns.
 
     Args:
-      gates: ``(D, B, H, W, 4 * units)`` input-to-state gates of each
-        direction (already mirrored for a right-to-left direction).
-      layers: the ``D`` :class:`DiagonalLSTM` layers whose state kernels to use.
-      units: hidden features.
+      layers: the ``D`` :class:`DiagonalLSTM` layers (their input-to-state
+        convolutions and state kernels are used).
+      mirrored: for each direction, whether it runs right to left (on the
+        horizontally mirrored image).
+      inputs: ``(B, H, W, C)`` layer input.
+      condition: optional ``(B, H, W, 4 * units)`` conditioning map.
 
     Returns:
-      ``(D, B, H, W, units)``: ``h`` of every pixel and direction.
+      ``(D, B, H, W, units)``: ``h`` of every pixel and direction, in the
+      original (unmirrored) column order.
+
+    The image is gathered once into the skewed, time-major layout
+    ``(T, D, H, B, C)`` with ``T = W + H - 1`` (a zero row where no pixel
+    lands), so neither the gates nor the skewed map are ever materialised at
+    full size; each step computes, for every direction in one batched
+    matrix product, ``[x, h above, h left] @ [W_in; K_up; K_left] + bias``:
+    the 1x1 masked input-to-state convolution and the 2x1 state-to-state
+    convolution over the previous column, zero-padded on top only. Positions
+    outside the image (left of a row's start, right of its end) have their
+    state reset to zero, which makes the loop equal to the per-pixel
+    recurrence of :class:`DiagonalLSTM`.
     """
+    units = layers[0].units
+    batch_dims = ops.shape(inputs)[0]
+    height, width = int(inputs.shape[1]), int(inputs.shape[2])
     directions = len(layers)
-    height, width = int(gates.shape[2]), int(gates.shape[3])
-    skewed = skew(ops.reshape(gates, (-1, height, width, 4 * units)))
-    skewed_width = width + height - 1
-    skewed = ops.reshape(skewed, (directions, -1, height, skewed_width, 4 * units))
-    # [h of the row above, h of the same row] @ kernel: the 2x1 convolution
-    # over the previous column, zero-padded on top only.
-    kernels = ops.stack(
-        [
-            ops.reshape(ops.cast(layer.state_kernel, gates.dtype), (2 * units, -1))
-            for layer in layers
-        ]
-    )
+    dtype = inputs.dtype
+    read, write, valid = _diagonal_indices(height, width, mirrored)
+    steps = read.shape[0]
 
-    def step(column, h, c):  # (D, B, H, 4h), (D, B, H, h), (D, B, H, h)
-        above = ops.pad(h[:, :, :-1], [[0, 0], [0, 0], [1, 0], [0, 0]])
-        state = ops.einsum("dbhk,dkn->dbhn", ops.concatenate([above, h], axis=-1), kernels)
-        return _lstm_update(column + state, c)
+    kernels, biases = [], []
+    for layer in layers:
+        # 1x1 masked kernels of the four gates, concatenated: (C, 4h).
+        kernel = ops.concatenate(
+            [
+                ops.cast(conv.kernel, dtype)[0, 0] * ops.cast(conv.mask, dtype)[0, 0]
+                for conv in layer.input_convs
+            ],
+            axis=-1,
+        )
+        parts = [kernel, ops.reshape(ops.cast(layer.state_kernel, dtype), (2 * units, -1))]
+        if condition is not None:
+            parts.insert(1, ops.eye(4 * units, dtype=dtype))  # the map is added as it is
+        kernels.append(ops.concatenate(parts, axis=0))
+        biases.append(ops.concatenate([ops.cast(c.bias, dtype) for c in layer.input_convs], -1))
+    kernels = ops.stack(kernels)  # (D, C [+ 4h] + 2h, 4h)
+    biases = ops.reshape(ops.stack(biases), (directions, 1, 1, 4 * units))
 
-    columns = _scan(step, ops.transpose(skewed, (3, 0, 1, 2, 4)), units)  # (W', D, B, H, h)
-    columns = ops.reshape(
-        ops.transpose(columns, (1, 2, 3, 0, 4)), (-1, height, skewed_width, units)
+    features = inputs
+    if condition is not None:
+        condition = _check_condition(
+            condition, dtype, units, inputs.shape, type(layers[0]).__name__
+        )
+        features = ops.concatenate([inputs, condition], -1)
+    channels = int(features.shape[-1])
+    # (H * W + 1, B, C): pixels first, then one zero row for the padding.
+    flat = ops.transpose(ops.reshape(features, (-1, height * width, channels)), (1, 0, 2))
+    flat = ops.pad(flat, [[0, 1], [0, 0], [0, 0]])
+    sequence = ops.take(flat, ops.convert_to_tensor(read), axis=0)  # (T, D, H, B, C)
+    valid = ops.reshape(ops.cast(valid, dtype), (steps, 1, height, 1, 1))
+
+    zeros = ops.zeros((directions, height, batch_dims, units), dtype)
+    sequence = tf.TensorArray(dtype, size=steps, element_shape=sequence.shape[1:]).unstack(sequence)
+    outputs = tf.TensorArray(dtype, size=steps, element_shape=zeros.shape)
+
+    def body(t, h, c, outputs):
+        above = ops.pad(h[:, :-1], [[0, 0], [1, 0], [0, 0], [0, 0]])
+        x = ops.concatenate([sequence.read(t), above, h], axis=-1)
+        x = ops.reshape(x, (directions, -1, x.shape[-1]))
+        gates = ops.reshape(ops.matmul(x, kernels), (directions, height, -1, 4 * units))
+        h, c = _lstm_update(gates + biases, c)
+        keep = valid[t]
+        h, c = h * keep, c * keep
+        return t + 1, h, c, outputs.write(t, h)
+
+    _, _, _, outputs = tf.while_loop(
+        lambda t, *_: t < steps,
+        body,
+        (tf.constant(0), zeros, zeros, outputs),
+        maximum_iterations=steps,
     )
-    return ops.reshape(unskew(columns), (directions, -1, height, width, units))
+    # (T * D * H, B, h) -> each direction's pixels in raster order.
+    columns = ops.reshape(outputs.stack(), (steps * directions * height, -1, units))
+    pixels = ops.take(columns, ops.convert_to_tensor(write), axis=0)  # (D, H * W, B, h)
+    pixels = ops.transpose(pixels, (0, 2, 1, 3))
+    return ops.reshape(pixels, (directions, -1, height, width, units))
 
 
 class _GatedInput(keras.layers.Layer):
@@ -283,7 +369,9 @@ class _GatedInput(keras.layers.Layer):
         plus the conditioning map when one is given."""
         gates = ops.concatenate([conv(inputs) for conv in self.input_convs], axis=-1)
         if condition is not None:
-            gates = gates + _check_condition(condition, gates, type(self).__name__)
+            gates = gates + _check_condition(
+                condition, gates.dtype, self.units, gates.shape, type(self).__name__
+            )
         return gates
 
     def compute_output_shape(self, input_shape):
@@ -508,8 +596,7 @@ class DiagonalLSTM(_GatedInput):
         )
 
     def call(self, inputs, condition=None):
-        gates = self._input_to_state(inputs, condition)
-        return _diagonal_lstm(gates[None], [self], self.units)[0]
+        return _diagonal_lstm([self], [False], inputs, condition)[0]
 
 
 @keras.saving.register_keras_serializable(package="pixel_models")
@@ -600,15 +687,10 @@ class DiagonalBiLSTM(keras.layers.Layer):
     def call(self, inputs, condition=None):
         # Both directions run in one loop (their states stacked on a leading
         # axis); the weights stay in the two DiagonalLSTM sublayers.
-        flipped = None if condition is None else ops.flip(condition, axis=2)
-        gates = ops.stack(
-            [
-                self.forward_lstm._input_to_state(inputs, condition),
-                self.backward_lstm._input_to_state(ops.flip(inputs, axis=2), flipped),
-            ]
+        both = _diagonal_lstm(
+            [self.forward_lstm, self.backward_lstm], [False, True], inputs, condition
         )
-        both = _diagonal_lstm(gates, [self.forward_lstm, self.backward_lstm], self.units)
-        forward, backward = both[0], ops.flip(both[1], axis=2)
+        forward, backward = both[0], both[1]
         # Shift down one row: row i gets row i - 1, row 0 gets zeros.
         backward = ops.pad(backward[:, :-1], [[0, 0], [1, 0], [0, 0], [0, 0]])
         return forward + backward
