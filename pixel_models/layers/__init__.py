@@ -1,6 +1,15 @@
 """Keras layers of the zoo, one family per module."""
 
 from pixel_models.layers.gated import GatedBlock, horizontal_mask, shift_down
+from pixel_models.layers.invariant import (
+    GroupBatchNormalization,
+    GroupConv2D,
+    GroupPooling,
+    InvariantConv2D,
+    group_table,
+    transform_group_features,
+    transform_images,
+)
 from pixel_models.layers.masked_conv import MaskedConv2D, channel_groups, make_mask
 from pixel_models.layers.recurrent import DiagonalBiLSTM, DiagonalLSTM, RowLSTM, skew, unskew
 
@@ -16,4 +25,11 @@ __all__ = [
     "shift_down",
     "skew",
     "unskew",
+    "GroupBatchNormalization",
+    "GroupConv2D",
+    "GroupPooling",
+    "InvariantConv2D",
+    "group_table",
+    "transform_group_features",
+    "transform_images",
 ]
