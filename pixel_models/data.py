@@ -1,9 +1,10 @@
 """Datasets in the form the models read: uint8 images of shape (H, W, C).
 
 Binary datasets (``levels == 2``) hold pixel values in {0, 1}; 8-bit datasets
-(``levels == 256``) hold values in 0..255. Real datasets come from
-``tensorflow_datasets``; ``shapes`` is drawn procedurally with numpy and needs no
-download, so it serves for tests and quick runs without network access.
+(``levels == 256``) hold values in 0..255; the coloured datasets hold values in
+``0..color_levels - 1``. Real datasets come from ``tensorflow_datasets``;
+``shapes`` and ``colored_shapes`` are drawn procedurally with numpy and need no
+download, so they serve for tests and quick runs without network access.
 """
 
 from __future__ import annotations
@@ -20,12 +21,34 @@ __all__ = [
     "DatasetInfo",
     "info",
     "load",
+    "make_colored_shapes",
     "make_shapes",
     "pipeline",
     "resolve_data_dir",
 ]
 
-DATASETS: tuple[str, ...] = ("mnist", "binarized_mnist", "cifar10", "shapes")
+DATASETS: tuple[str, ...] = (
+    "mnist",
+    "binarized_mnist",
+    "cifar10",
+    "imagenet32",
+    "imagenet64",
+    "shapes",
+    "colored_shapes",
+    "colored_mnist",
+)
+# tensorflow-datasets names, where they differ from ours, and the tfds split
+# that serves as our "test" split.
+_TFDS_NAMES = {
+    "imagenet32": "downsampled_imagenet/32x32",
+    "imagenet64": "downsampled_imagenet/64x64",
+    "colored_mnist": "mnist",
+}
+_TFDS_TEST_SPLITS = {"imagenet32": "validation", "imagenet64": "validation"}
+# Fixed keys of the colours of colored_mnist, so that the dataset is the same
+# in every run whatever seed the run uses.
+_COLORED_MNIST_KEYS = {"train": 31_415, "test": 27_182}
+_DEFAULT_COLOR_LEVELS = 256
 
 # Number of procedural images per split of the ``shapes`` dataset.
 _SHAPES_SPLIT_SIZES = {"train": 20000, "test": 2000}
@@ -65,12 +88,15 @@ class DatasetInfo:
     needs_download: bool
 
 
-def info(name: str, image_size: int = 28) -> DatasetInfo:
+def info(name: str, image_size: int = 28, color_levels: int = _DEFAULT_COLOR_LEVELS) -> DatasetInfo:
     """Describes a dataset without loading it.
 
     Args:
         name: Dataset name, one of ``DATASETS``.
-        image_size: Side length of procedural images (``shapes`` only); at least 4.
+        image_size: Side length of procedural images (``shapes``,
+            ``colored_shapes``); at least 4.
+        color_levels: Values per channel of the coloured datasets
+            (``colored_shapes``, ``colored_mnist``), from 2 to 256.
 
     Returns:
         The dataset's ``DatasetInfo``.
@@ -86,10 +112,19 @@ def info(name: str, image_size: int = 28) -> DatasetInfo:
         )
     if name == "cifar10":
         return DatasetInfo("cifar10", (32, 32, 3), 256, 10, ("train", "test"), True)
-    if name == "shapes":
+    if name in ("imagenet32", "imagenet64"):
+        size = int(name[len("imagenet") :])
+        return DatasetInfo(name, (size, size, 3), 256, None, ("train", "test"), True)
+    if name in ("shapes", "colored_shapes"):
         _check_image_size(image_size)
         size = int(image_size)
-        return DatasetInfo("shapes", (size, size, 1), 2, None, ("train", "test"), False)
+        if name == "shapes":
+            return DatasetInfo("shapes", (size, size, 1), 2, None, ("train", "test"), False)
+        levels = _check_color_levels(color_levels)
+        return DatasetInfo(name, (size, size, 3), levels, None, ("train", "test"), False)
+    if name == "colored_mnist":
+        levels = _check_color_levels(color_levels)
+        return DatasetInfo(name, (28, 28, 3), levels, 10, ("train", "test"), True)
     raise DataError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
 
 
@@ -118,21 +153,28 @@ def load(
     seed: int = 0,
     with_labels: bool = False,
     num_examples: int | None = None,
+    color_levels: int = _DEFAULT_COLOR_LEVELS,
 ) -> tf.data.Dataset:
     """Loads one split of a dataset as a finite, unbatched ``tf.data.Dataset``.
 
     MNIST is binarized stochastically (a pixel becomes 1 with probability
     pixel / 255): the train split draws fresh noise on every pass through the data,
     reproducibly from ``seed``; the test split is binarized once with a fixed seed.
+    ``colored_mnist`` paints each digit in a random colour on a random background
+    colour (fixed per image, the same in every run) and quantizes the result to
+    ``color_levels`` values per channel. ``colored_shapes`` draws two layers of
+    ``shapes``, each in one random colour, over a random background colour. The
+    downsampled ImageNet datasets use tfds's ``validation`` split as ``test``.
 
     Args:
         name: Dataset name, one of ``DATASETS``.
         split: Split name, one of ``info(name).splits``.
         data_dir: Folder of prepared tensorflow_datasets data; see ``resolve_data_dir``.
-        image_size: Side length of procedural images (``shapes`` only).
+        image_size: Side length of procedural images (``shapes``, ``colored_shapes``).
         seed: Seed for procedural data and for the MNIST train binarization.
         with_labels: Whether to yield (image, label) pairs with int32 labels.
         num_examples: If given, keep only the first ``num_examples`` examples.
+        color_levels: Values per channel of ``colored_shapes`` and ``colored_mnist``.
 
     Returns:
         A dataset of uint8 images of shape (H, W, C), or of (image, label) tuples.
@@ -141,7 +183,7 @@ def load(
         DataError: If the dataset, split or options are invalid, or the data cannot
             be loaded.
     """
-    meta = info(name, image_size)
+    meta = info(name, image_size, color_levels)
     if split not in meta.splits:
         raise DataError(
             f"unknown split {split!r} for dataset {name!r}: choose one of {', '.join(meta.splits)}"
@@ -151,20 +193,27 @@ def load(
     if num_examples is not None and num_examples < 0:
         raise DataError(f"num_examples must be >= 0 or None, got {num_examples}")
 
-    if name == "shapes":
+    if name in ("shapes", "colored_shapes"):
         count = _SHAPES_SPLIT_SIZES[split]
         if num_examples is not None:
             count = min(count, num_examples)
         split_seed = seed * 2 + (0 if split == "train" else 1)
-        images = make_shapes(_SHAPES_SPLIT_SIZES[split], meta.image_shape[0], split_seed)
+        size = meta.image_shape[0]
+        if name == "shapes":
+            images = make_shapes(_SHAPES_SPLIT_SIZES[split], size, split_seed)
+        else:
+            images = make_colored_shapes(_SHAPES_SPLIT_SIZES[split], size, split_seed, meta.levels)
         return tf.data.Dataset.from_tensor_slices(images[:count])
 
-    raw = _tfds_dataset(name, split, data_dir)
+    tfds_split = _TFDS_TEST_SPLITS.get(name, "test") if split == "test" else split
+    raw = _tfds_dataset(_TFDS_NAMES.get(name, name), tfds_split, data_dir)
     if num_examples is not None:
         raw = raw.take(num_examples)
 
     if name == "mnist":
         return _binarize_mnist(raw, split, seed, with_labels)
+    if name == "colored_mnist":
+        return _color_mnist(raw, split, meta.levels, with_labels)
     if with_labels:
         return raw.map(_image_and_label, num_parallel_calls=tf.data.AUTOTUNE)
     return raw.map(_image_only, num_parallel_calls=tf.data.AUTOTUNE)
@@ -225,6 +274,40 @@ def make_shapes(num: int, size: int, seed: int) -> np.ndarray:
     return out.astype(np.uint8)[..., None]
 
 
+def make_colored_shapes(num: int, size: int, seed: int, levels: int = 256) -> np.ndarray:
+    """Draws RGB images of coloured shapes on coloured backgrounds.
+
+    Each image has a random background colour and two layers of
+    :func:`make_shapes` shapes drawn over it, each layer in one random colour
+    (the second covers the first where they overlap). Colours are uniform over
+    the ``levels ** 3`` possible ones.
+
+    Args:
+        num: Number of images.
+        size: Image side length in pixels; at least 4.
+        seed: Seed; equal seeds give equal images.
+        levels: Values per channel, from 2 to 256.
+
+    Returns:
+        A uint8 array of shape (num, size, size, 3) with values in ``[0, levels)``.
+
+    Example:
+
+    >>> images = make_colored_shapes(2, 8, seed=0, levels=4)
+    >>> images.shape, int(images.max()) < 4
+    ((2, 8, 8, 3), True)
+    """
+    levels = _check_color_levels(levels)
+    rng = np.random.default_rng(seed)
+    layer_seeds = rng.integers(0, 2**31, size=2)
+    colors = rng.integers(0, levels, size=(3, num, 1, 1, 3), dtype=np.uint8)
+    images = np.broadcast_to(colors[0], (num, size, size, 3))
+    for layer, layer_seed in enumerate(layer_seeds):
+        mask = make_shapes(num, size, int(layer_seed)).astype(bool)
+        images = np.where(mask, colors[layer + 1], images)
+    return np.ascontiguousarray(images, dtype=np.uint8)
+
+
 def pipeline(
     ds: tf.data.Dataset,
     batch_size: int,
@@ -250,6 +333,15 @@ def pipeline(
         ds = ds.shuffle(_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _check_color_levels(levels: int) -> int:
+    """Returns ``levels`` as an int, or raises DataError unless it is in [2, 256]."""
+    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)):
+        raise DataError(f"color_levels must be an integer from 2 to 256, got {levels!r}")
+    if not 2 <= levels <= 256:
+        raise DataError(f"color_levels must be from 2 to 256, got {levels}")
+    return int(levels)
 
 
 def _check_image_size(image_size: int) -> None:
@@ -389,6 +481,32 @@ def _bernoulli(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     prob = tf.cast(image, tf.float32) / 255.0
     noise = tf.random.stateless_uniform(tf.shape(image), seed=seed, dtype=tf.float32)
     return tf.cast(noise < prob, tf.uint8)
+
+
+def _color_mnist(
+    raw: tf.data.Dataset, split: str, levels: int, with_labels: bool
+) -> tf.data.Dataset:
+    """Paints MNIST digits in a random colour over a random background colour.
+
+    The colours of image ``k`` come from a stateless draw keyed by ``k`` and the
+    split, so the dataset is identical in every run. The foreground differs from
+    the background by at least a quarter of the range in every channel
+    (cyclically), so that every digit stays visible.
+    """
+    key = _COLORED_MNIST_KEYS[split]
+
+    def paint(index, example):
+        image, label = _image_and_label(example)
+        seed = tf.stack([tf.constant(key, tf.int64), index])
+        draws = tf.random.stateless_uniform([2, 3], seed=seed, dtype=tf.float32)
+        background = draws[0]
+        foreground = tf.math.floormod(background + 0.25 + 0.5 * draws[1], 1.0)
+        alpha = tf.cast(image, tf.float32) / 255.0  # (28, 28, 1)
+        value = background * (1.0 - alpha) + foreground * alpha  # (28, 28, 3)
+        colored = tf.cast(tf.round(value * (levels - 1)), tf.uint8)
+        return (colored, label) if with_labels else colored
+
+    return raw.enumerate().map(paint, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _binarize_mnist(

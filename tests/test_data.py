@@ -42,6 +42,10 @@ def _images(ds: tf.data.Dataset) -> np.ndarray:
         ("binarized_mnist", (28, 28, 1), 2, None, ("train", "validation", "test"), True),
         ("cifar10", (32, 32, 3), 256, 10, ("train", "test"), True),
         ("shapes", (28, 28, 1), 2, None, ("train", "test"), False),
+        ("colored_shapes", (28, 28, 3), 256, None, ("train", "test"), False),
+        ("colored_mnist", (28, 28, 3), 256, 10, ("train", "test"), True),
+        ("imagenet32", (32, 32, 3), 256, None, ("train", "test"), True),
+        ("imagenet64", (64, 64, 3), 256, None, ("train", "test"), True),
     ],
 )
 def test_info_describes_each_dataset(name, shape, levels, classes, splits, download):
@@ -57,11 +61,44 @@ def test_info_shapes_follows_image_size():
     assert data.info("mnist", image_size=16).image_shape == (28, 28, 1)
 
 
+def test_color_levels_set_the_levels_of_the_coloured_datasets():
+    assert data.info("colored_shapes", image_size=8, color_levels=4).levels == 4
+    assert data.info("colored_shapes", image_size=8, color_levels=4).image_shape == (8, 8, 3)
+    assert data.info("colored_mnist", color_levels=2).levels == 2
+    assert data.info("cifar10", color_levels=4).levels == 256  # only the coloured ones
+    for bad in (1, 257, 0, 3.5, True):
+        with pytest.raises(data.DataError, match="color_levels must be"):
+            data.info("colored_shapes", color_levels=bad)
+
+
+def test_make_colored_shapes_form_and_content():
+    images = data.make_colored_shapes(50, 12, seed=1, levels=4)
+    assert images.shape == (50, 12, 12, 3) and images.dtype == np.uint8
+    assert images.min() >= 0 and images.max() <= 3
+    np.testing.assert_array_equal(images, data.make_colored_shapes(50, 12, seed=1, levels=4))
+    assert not np.array_equal(images, data.make_colored_shapes(50, 12, seed=2, levels=4))
+    colours = [len(np.unique(image.reshape(-1, 3), axis=0)) for image in images]
+    # A background and one or two shape colours: never more than three colours.
+    assert max(colours) <= 3 and np.mean(np.array(colours) >= 2) > 0.8
+    # The background colour is the one of the corner that no shape covers most often.
+    assert len(np.unique(images[:, 0, 0].reshape(-1, 3), axis=0)) > 10
+    full = data.make_colored_shapes(200, 8, seed=3)
+    assert full.max() > 200 and len(np.unique(full)) > 100
+
+
+def test_load_colored_shapes():
+    ds = data.load("colored_shapes", "test", image_size=8, color_levels=4, num_examples=20)
+    assert ds.element_spec == tf.TensorSpec((8, 8, 3), tf.uint8)
+    images = _images(ds)
+    np.testing.assert_array_equal(images, data.make_colored_shapes(2000, 8, seed=1, levels=4)[:20])
+
+
 def test_info_unknown_name():
     with pytest.raises(data.DataError) as err:
         data.info("foo")
     assert str(err.value) == (
-        "unknown dataset 'foo': choose one of mnist, binarized_mnist, cifar10, shapes"
+        "unknown dataset 'foo': choose one of mnist, binarized_mnist, cifar10, imagenet32, "
+        "imagenet64, shapes, colored_shapes, colored_mnist"
     )
 
 
@@ -362,3 +399,30 @@ def test_binarized_mnist_real():
     assert 0.08 < batch.mean() < 0.2
     validation = data.load("binarized_mnist", "validation", data_dir=folder, num_examples=3)
     assert _images(validation).shape == (3, 28, 28, 1)
+
+
+def test_colored_mnist_real(monkeypatch):
+    folder = _real_data_dir()
+    monkeypatch.delenv("TFDS_DATA_DIR", raising=False)
+    ds = data.load("colored_mnist", "test", data_dir=folder, num_examples=64, with_labels=True)
+    assert ds.element_spec == (
+        tf.TensorSpec((28, 28, 3), tf.uint8),
+        tf.TensorSpec((), tf.int32),
+    )
+    pairs = list(ds.as_numpy_iterator())
+    images = np.stack([image for image, _ in pairs])
+    labels = np.array([label for _, label in pairs])
+    again = _images(data.load("colored_mnist", "test", data_dir=folder, num_examples=64))
+    np.testing.assert_array_equal(images, again)  # the same colours in every run
+    plain = data.load("mnist", "test", data_dir=folder, with_labels=True, num_examples=64)
+    np.testing.assert_array_equal(labels, [label for _, label in plain.as_numpy_iterator()])
+    # The corner is background: its colour differs between images.
+    assert len(np.unique(images[:, 0, 0], axis=0)) > 50
+    # Digit strokes differ from the background by at least a quarter of the range.
+    corner = images[:, :1, :1].astype(int)
+    stroke = np.abs(images.astype(int) - corner).max(axis=-1)
+    assert (stroke.reshape(64, -1).max(axis=1) >= 60).all()
+    few = _images(
+        data.load("colored_mnist", "train", data_dir=folder, color_levels=4, num_examples=32)
+    )
+    assert few.max() <= 3 and len(np.unique(few)) == 4
