@@ -25,6 +25,7 @@ __all__ = [
     "make_shapes",
     "pipeline",
     "resolve_data_dir",
+    "rotate_images",
 ]
 
 DATASETS: tuple[str, ...] = (
@@ -36,6 +37,7 @@ DATASETS: tuple[str, ...] = (
     "shapes",
     "colored_shapes",
     "colored_mnist",
+    "rotated_mnist",
 )
 # tensorflow-datasets names, where they differ from ours, and the tfds split
 # that serves as our "test" split.
@@ -44,6 +46,12 @@ _TFDS_NAMES = {
     "imagenet64": "downsampled_imagenet/64x64",
     "colored_mnist": "mnist",
 }
+# rotated_mnist, like MNIST-rot: 12000 training and 50000 test digits, each
+# rotated by its own random angle. Train: the first 12000 MNIST training
+# digits; test: the next 40000 training digits and the 10000 test digits.
+_ROTATED_MNIST_TRAIN = 12_000
+_ROTATED_MNIST_TEST_FROM_TRAIN = 40_000
+_ROTATED_MNIST_KEY = 16_180
 _TFDS_TEST_SPLITS = {"imagenet32": "validation", "imagenet64": "validation"}
 # Fixed keys of the colours of colored_mnist, so that the dataset is the same
 # in every run whatever seed the run uses.
@@ -125,6 +133,8 @@ def info(name: str, image_size: int = 28, color_levels: int = _DEFAULT_COLOR_LEV
     if name == "colored_mnist":
         levels = _check_color_levels(color_levels)
         return DatasetInfo(name, (28, 28, 3), levels, 10, ("train", "test"), True)
+    if name == "rotated_mnist":
+        return DatasetInfo(name, (28, 28, 1), 256, 10, ("train", "test"), True)
     raise DataError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
 
 
@@ -165,6 +175,11 @@ def load(
     ``color_levels`` values per channel. ``colored_shapes`` draws two layers of
     ``shapes``, each in one random colour, over a random background colour. The
     downsampled ImageNet datasets use tfds's ``validation`` split as ``test``.
+    ``rotated_mnist`` (8-bit, like MNIST-rot) rotates each MNIST digit about the
+    image centre by its own angle, uniform in [0, 360) degrees, with bilinear
+    interpolation; the angles are fixed (the same in every run). Its 12000
+    training digits are the first 12000 of MNIST's train split; its 50000 test
+    digits are the next 40000 of the train split and the 10000 of the test split.
 
     Args:
         name: Dataset name, one of ``DATASETS``.
@@ -205,6 +220,8 @@ def load(
             images = make_colored_shapes(_SHAPES_SPLIT_SIZES[split], size, split_seed, meta.levels)
         return tf.data.Dataset.from_tensor_slices(images[:count])
 
+    if name == "rotated_mnist":
+        return _rotated_mnist(split, data_dir, with_labels, num_examples)
     tfds_split = _TFDS_TEST_SPLITS.get(name, "test") if split == "test" else split
     raw = _tfds_dataset(_TFDS_NAMES.get(name, name), tfds_split, data_dir)
     if num_examples is not None:
@@ -481,6 +498,69 @@ def _bernoulli(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     prob = tf.cast(image, tf.float32) / 255.0
     noise = tf.random.stateless_uniform(tf.shape(image), seed=seed, dtype=tf.float32)
     return tf.cast(noise < prob, tf.uint8)
+
+
+def rotate_images(images, angles) -> tf.Tensor:
+    """Rotates ``(N, H, W, C)`` images counter-clockwise by ``angles`` radians.
+
+    About the image centre, with bilinear interpolation and zeros where the
+    rotated image leaves the frame. A quarter turn moves pixels exactly as
+    ``np.rot90`` does.
+
+    Example:
+
+    >>> import numpy as np
+    >>> image = np.zeros((1, 4, 4, 1), np.float32)
+    >>> image[0, 0, 1, 0] = 1.0
+    >>> turned = rotate_images(image, np.array([np.pi / 2], np.float32))
+    >>> np.argwhere(turned.numpy()[0, ..., 0] > 0.5).tolist()
+    [[2, 0]]
+    """
+    images = tf.convert_to_tensor(images, tf.float32)
+    angles = tf.convert_to_tensor(angles, tf.float32)
+    height, width = images.shape[1], images.shape[2]
+    cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
+    cos, sin = tf.cos(angles), tf.sin(angles)
+    # Output pixel (x, y) reads the input at
+    # (cos (x - cx) - sin (y - cy) + cx, sin (x - cx) + cos (y - cy) + cy).
+    zeros = tf.zeros_like(angles)
+    transforms = tf.stack(
+        [cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy, zeros, zeros],
+        axis=1,
+    )
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=transforms,
+        output_shape=[height, width],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
+
+
+def _rotated_mnist(
+    split: str, data_dir: str | None, with_labels: bool, num_examples: int | None
+) -> tf.data.Dataset:
+    """The rotated MNIST splits (see ``load``)."""
+    train = _tfds_dataset("mnist", "train", data_dir)
+    if split == "train":
+        raw = train.take(_ROTATED_MNIST_TRAIN)
+    else:
+        rest = train.skip(_ROTATED_MNIST_TRAIN).take(_ROTATED_MNIST_TEST_FROM_TRAIN)
+        raw = rest.concatenate(_tfds_dataset("mnist", "test", data_dir))
+    if num_examples is not None:
+        raw = raw.take(num_examples)
+    offset = 0 if split == "train" else _ROTATED_MNIST_TRAIN
+
+    def turn(index, example):
+        image, label = _image_and_label(example)
+        seed = tf.stack([tf.constant(_ROTATED_MNIST_KEY, tf.int64), index + offset])
+        angle = tf.random.stateless_uniform([1], seed=seed, maxval=2.0 * np.pi)
+        rotated = rotate_images(tf.cast(image, tf.float32)[None], angle)[0]
+        rotated = tf.cast(tf.clip_by_value(tf.round(rotated), 0.0, 255.0), tf.uint8)
+        return (rotated, label) if with_labels else rotated
+
+    return raw.enumerate().map(turn, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _color_mnist(

@@ -46,6 +46,7 @@ def _images(ds: tf.data.Dataset) -> np.ndarray:
         ("colored_mnist", (28, 28, 3), 256, 10, ("train", "test"), True),
         ("imagenet32", (32, 32, 3), 256, None, ("train", "test"), True),
         ("imagenet64", (64, 64, 3), 256, None, ("train", "test"), True),
+        ("rotated_mnist", (28, 28, 1), 256, 10, ("train", "test"), True),
     ],
 )
 def test_info_describes_each_dataset(name, shape, levels, classes, splits, download):
@@ -98,7 +99,7 @@ def test_info_unknown_name():
         data.info("foo")
     assert str(err.value) == (
         "unknown dataset 'foo': choose one of mnist, binarized_mnist, cifar10, imagenet32, "
-        "imagenet64, shapes, colored_shapes, colored_mnist"
+        "imagenet64, shapes, colored_shapes, colored_mnist, rotated_mnist"
     )
 
 
@@ -426,3 +427,52 @@ def test_colored_mnist_real(monkeypatch):
         data.load("colored_mnist", "train", data_dir=folder, color_levels=4, num_examples=32)
     )
     assert few.max() <= 3 and len(np.unique(few)) == 4
+
+
+def test_rotate_images_quarter_turns_are_exact_and_angle_zero_is_identity():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, size=(3, 7, 7, 2)).astype(np.float32)
+    for k in range(4):
+        angles = np.full(3, k * np.pi / 2, np.float32)
+        turned = data.rotate_images(images, angles).numpy()
+        np.testing.assert_allclose(turned, np.rot90(images, k, axes=(1, 2)), atol=1e-3)
+    # Each image gets its own angle; a non-square image keeps its shape.
+    mixed = data.rotate_images(images, np.array([0, np.pi, np.pi / 2], np.float32)).numpy()
+    np.testing.assert_allclose(mixed[0], images[0], atol=1e-3)
+    np.testing.assert_allclose(mixed[1], images[1, ::-1, ::-1], atol=1e-3)
+    wide = data.rotate_images(images[:, :4], np.zeros(3, np.float32)).numpy()
+    np.testing.assert_allclose(wide, images[:, :4], atol=1e-4)
+    # A 45 degree turn moves mass off a corner pixel and keeps the centre.
+    corner = np.zeros((1, 7, 7, 1), np.float32)
+    corner[0, 3, 3] = corner[0, 0, 0] = 1.0
+    half = data.rotate_images(corner, np.array([np.pi / 4], np.float32)).numpy()[0, ..., 0]
+    assert half[3, 3] == pytest.approx(1.0) and half[0, 0] == 0.0
+
+
+def test_rotated_mnist_real(monkeypatch):
+    folder = _real_data_dir()
+    monkeypatch.delenv("TFDS_DATA_DIR", raising=False)
+    assert int(data.load("rotated_mnist", "train", data_dir=folder).cardinality()) == 12000
+    assert int(data.load("rotated_mnist", "test", data_dir=folder).cardinality()) == 50000
+    ds = data.load("rotated_mnist", "train", data_dir=folder, with_labels=True, num_examples=32)
+    assert ds.element_spec == (tf.TensorSpec((28, 28, 1), tf.uint8), tf.TensorSpec((), tf.int32))
+    pairs = list(ds.as_numpy_iterator())
+    rotated = np.stack([image for image, _ in pairs]).astype(np.float32)
+    originals = [
+        (image, label)
+        for image, label in data._tfds_dataset("mnist", "train", folder)
+        .take(32)
+        .map(data._image_and_label)
+        .as_numpy_iterator()
+    ]
+    assert [label for _, label in pairs] == [label for _, label in originals]
+    digits = np.stack([image for image, _ in originals]).astype(np.float32)
+    # The same digits, turned: about the same ink, not in the same places.
+    ink = rotated.sum(axis=(1, 2, 3)) / digits.sum(axis=(1, 2, 3))
+    assert np.all((ink > 0.8) & (ink < 1.2))
+    moved = np.abs(rotated - digits).sum(axis=(1, 2, 3)) / digits.sum(axis=(1, 2, 3))
+    assert np.mean(moved > 0.5) > 0.75
+    again = _images(data.load("rotated_mnist", "train", data_dir=folder, num_examples=32))
+    np.testing.assert_array_equal(again, rotated.astype(np.uint8))  # fixed angles
+    test = _images(data.load("rotated_mnist", "test", data_dir=folder, num_examples=4))
+    assert test.shape == (4, 28, 28, 1) and test.max() > 100
