@@ -27,7 +27,17 @@ setup(
         "importlib_resources>=5.0",
     ],
     extras_require={
-        "test": ["pytest>=7.0", "ruff>=0.4"],
+        "test": [
+            "pytest>=7.0",
+            "ruff>=0.4",
+            # tests/test_notebooks.py executes the notebooks in a python3 kernel.
+            "nbclient>=0.7",
+            "nbformat>=5.7",
+            "ipykernel>=6.0",
+            "matplotlib>=3.6",
+        ],
+        # Running the notebooks/ tutorials (and regenerating them with nbformat).
+        "notebooks": ["ipykernel>=6.0", "matplotlib>=3.6", "nbformat>=5.7"],
     },
     entry_points={"console_scripts": ["pixel-models=main:run"]},
     classifiers=[
