@@ -1,7 +1,8 @@
 """Sampling speed: naive loop vs compiled reference vs cached sampler, in one run.
 
-For each model and image shape, builds one model and draws one batch of images
-with three methods, timing each after a warm-up call (so compilation is not
+For each model (PixelCNN and Gated PixelCNN by default, of the same width and
+depth) and image shape, builds one model and draws one batch of images with
+three methods, timing each after a warm-up call (so compilation is not
 counted):
 
 - naive: a Python loop that runs the whole network once per dimension and
@@ -15,6 +16,12 @@ Checks that reference and cached give the same images for the same seed, and
 prints and writes JSON with images/second and the ratios against naive.
 
     python benchmarks/sampling_benchmark.py --output=benchmarks/results/sampling.json
+
+With ``--merge``, rows of an existing ``--output`` file for the models and
+shapes not measured in this run are kept (each row records its own machine
+and time), so one model can be measured again on its own:
+
+    python benchmarks/sampling_benchmark.py --models=gated_pixel_cnn --merge
 """
 
 from __future__ import annotations
@@ -92,6 +99,7 @@ def measure(name: str, case: str, args: argparse.Namespace) -> dict:
     return {
         "model": name,
         "case": case,
+        "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
         "batch_size": n,
         "parameters": int(model.count_params()),
         "images_per_second": {
@@ -112,7 +120,9 @@ def measure(name: str, case: str, args: argparse.Namespace) -> dict:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default="pixel_cnn", help="comma-separated model names")
+    p.add_argument(
+        "--models", default="pixel_cnn,gated_pixel_cnn", help="comma-separated model names"
+    )
     p.add_argument("--cases", default=",".join(CASES), help=f"among {', '.join(CASES)}")
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--naive_batches", type=float, default=1.0, help="naive runs this share")
@@ -121,27 +131,40 @@ def main(argv=None) -> dict:
     p.add_argument("--out_hidden_dims", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default="benchmarks/results/sampling.json")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the rows of an existing --output for the models and cases not run now",
+    )
     args = p.parse_args(argv)
     cases = args.cases.split(",")
     unknown = [c for c in cases if c not in CASES]
     if unknown or args.batch_size < 1:
         p.error(f"--cases must be among {', '.join(CASES)}; --batch_size >= 1")
 
+    machine = {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "gpus": len(tf.config.list_physical_devices("GPU")),
+        "tensorflow": tf.__version__,
+    }
+    names = args.models.split(",")
+    kept = []
+    if args.merge and args.output and os.path.exists(args.output):
+        with open(args.output) as f:
+            old = json.load(f)
+        for row in old.get("rows", []):
+            if row["model"] not in names or row["case"] not in cases:
+                row.setdefault("machine", old.get("machine"))
+                kept.append(row)
     rows = []
-    for name in args.models.split(","):
+    for name in names:
         for case in cases:
             row = measure(name, case, args)
+            row["machine"] = machine
             print(json.dumps(row), flush=True)
             rows.append(row)
-    report = {
-        "rows": rows,
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "gpus": len(tf.config.list_physical_devices("GPU")),
-            "tensorflow": tf.__version__,
-        },
-    }
+    report = {"rows": kept + rows, "machine": machine}
     if args.output:
         training.write_json_atomic(args.output, report)
     return report

@@ -7,15 +7,33 @@ step runs the full network on the partial image and draws the next value from
 the model's head with a stateless random op keyed by ``(seed, position)``:
 the same seed gives the same images.
 
-Models whose layers can be evaluated one position at a time (masked
-convolutions, pointwise layers) also get a *cached* sampler (Ramachandran et
-al. 2017, Fast Generation for Convolutional Autoregressive Models): every
-intermediate feature map is kept in a buffer, and each step computes only the
-outputs at the current position from the buffered windows of the layer
-below, so a step costs about 1/(H*W) of a full forward pass. It uses the same
-random draws as the reference loop, so both give the same images up to
-float32 rounding of the logits, and it is compiled with XLA so that the
-buffer updates happen in place.
+Models whose layers can be evaluated one position at a time also get a
+*cached* sampler (Ramachandran et al. 2017, Fast Generation for Convolutional
+Autoregressive Models): every intermediate feature map is kept in a buffer,
+and each step computes only the outputs at the current position from the
+buffered windows of the layer below, so a step costs about 1/(H*W) of a full
+forward pass. It uses the same random draws as the reference loop, so both
+give the same images up to float32 rounding of the logits, and it is compiled
+with XLA so that the buffer updates happen in place. The cached path supports
+functional models built from:
+
+- ``MaskedConv2D`` (through ``causal_window()`` / ``call_window()``), one
+  position at a time;
+- ``GatedBlock`` without a ``spatial_condition``: its vertical stack has seen
+  only image rows above the current one, so it is computed a whole row at a
+  time before the row's first pixel (``vertical_window()`` /
+  ``call_vertical_row()``), and its horizontal stack one position at a time
+  (``horizontal_window()`` / ``call_horizontal_window()``);
+- the pointwise layers ``Rescaling``, ``Add``, ``Activation`` and ``ReLU``;
+- any layers that read only the conditioning inputs (``CategoryEncoding``,
+  ``Concatenate``, ...), run once per batch before the loop;
+- the ``PixelHead``.
+
+So PixelCNN and Gated PixelCNN (unconditional, class- or latent-conditional)
+models sample with it; :func:`supports_cached` tells, and ``method="auto"``
+uses it whenever it can. Conditional models take their labels or codes
+through the ``condition`` argument of :func:`sample` and :func:`complete`, in
+both loops.
 """
 
 from __future__ import annotations
@@ -37,10 +55,20 @@ _CACHE_ATTR = "_pixel_models_sampling_loops"
 
 
 def _image_shape(model: keras.Model) -> tuple[int, int, int]:
-    shape = tuple(model.input_shape[1:])
+    inputs = _model_inputs(model)
+    # The images are the first input (a conditional model takes more inputs after them).
+    shape = tuple(inputs[0].shape[1:]) if len(inputs) > 1 else tuple(model.input_shape[1:])
     if len(shape) != 3 or any(v is None for v in shape):
         raise ValueError(f"sampling needs a model with a fixed (H, W, C) input, got {shape}")
     return tuple(int(v) for v in shape)
+
+
+def _model_inputs(model: keras.Model) -> list:
+    """The symbolic inputs of a functional model (none for a subclassed one)."""
+    try:
+        return list(model.inputs or [])
+    except AttributeError:
+        return []
 
 
 def _model_cache(model: keras.Model) -> dict:
@@ -64,14 +92,14 @@ def _loop(model: keras.Model, distribution: Distribution):
 
     # Compiled with XLA like the cached loop, so that both draw the same numbers.
     @tf.function(jit_compile=True, reduce_retracing=True)
-    def run(images, known, seed):
+    def run(images, known, seed, conditions):
         batch = tf.shape(images)[0]
         rows = tf.range(batch)
 
         def body(t, x):
             pos, c = t // channels, t % channels
             i, j = pos // width, pos % width
-            logits = model(x, training=False)
+            logits = model([x, *conditions] if conditions else x, training=False)
             values = distribution.sample(
                 logits[:, i, j, c], tf.random.experimental.stateless_fold_in(seed, t, alg=RNG_ALG)
             )
@@ -89,61 +117,194 @@ def _loop(model: keras.Model, distribution: Distribution):
     return run
 
 
-class _Plan:
-    """How to evaluate a functional model at one position at a time.
+class _Unsupported(Exception):
+    """Raised while planning: the model has no position-wise form."""
 
-    Walks the model's graph from input to head. Supported operations are the
-    input, pointwise layers (``Rescaling``, ``Add``, ``Activation``), layers
-    with ``causal_window()`` / ``call_window()`` (masked convolutions) and the
-    ``PixelHead``. ``reason`` says why a model is not supported.
+
+class _Plan:
+    """How to evaluate a functional model one position at a time.
+
+    Walks the model's graph from its inputs to the head and files every
+    tensor under one of three rates:
+
+    - *constant*: depends on the conditioning inputs only (labels, latent
+      codes): computed once per batch, before the loop, by the model's own
+      layers (``CategoryEncoding``, ``Concatenate``, any layer at all);
+    - *row*: a ``GatedBlock``'s vertical stack, which at image row ``i`` has
+      seen only image rows above: computed a whole row at a time, before the
+      row's first position;
+    - *position*: everything else, computed at the current position only.
+
+    Supported layers on image features: pointwise layers (``Rescaling``,
+    ``Add``, ``Activation``, ``ReLU``), layers with ``causal_window()`` /
+    ``call_window()`` (``MaskedConv2D``), layers with ``vertical_window()`` /
+    ``call_vertical_row()`` and ``horizontal_window()`` /
+    ``call_horizontal_window()`` (``GatedBlock``, with or without a constant
+    ``condition``) and the ``PixelHead``. Every tensor that a later step reads
+    through a window lives in a zero-padded buffer ``(B, top + H, left + W +
+    right, F)``, written once per position (or per row) and read by slices.
+    ``reason`` says why a model is not supported.
     """
 
     POINTWISE = ("Rescaling", "Add", "Activation", "ReLU")
 
     def __init__(self, model: keras.Model):
-        self.steps: list[tuple[str, object, list[int], int]] = []
+        self.constant_nodes: list = []  # graph nodes that read conditioning inputs only
+        self.row_steps: list[tuple[str, object, list, list]] = []
+        self.position_steps: list[tuple[str, object, list, list]] = []
         self.pads: dict[int, list[int]] = {}  # tensor id -> [top, left, right, features]
+        self.rates: dict[int, str] = {}  # tensor id -> "constant", "row" or "position"
+        self.head = self.head_input = None
         self.reason = ""
         nodes_by_depth = getattr(model, "_nodes_by_depth", None)
-        if nodes_by_depth is None or len(model.inputs) != 1:
-            self.reason = "not a single-input functional model"
+        if nodes_by_depth is None or not model.inputs:
+            self.reason = "not a functional model"
             return
+        self.height, self.width = (int(v) for v in model.inputs[0].shape[1:3])
         self.input_id = id(model.inputs[0])
-        self.head_input = None
-        for depth in sorted(nodes_by_depth, reverse=True):
-            for node in nodes_by_depth[depth]:
-                layer = node.operation
-                kind = type(layer).__name__
-                ins = [id(t) for t in node.input_tensors]
-                out = id(node.output_tensors[0])
-                if isinstance(layer, keras.layers.InputLayer):
-                    continue
-                if isinstance(layer, PixelHead):
-                    self.head_input = ins[0]
-                    self.head = layer
-                elif hasattr(layer, "causal_window") and len(ins) == 1:
-                    top, left, right = layer.causal_window()
-                    shape = node.input_tensors[0].shape
-                    pad = self.pads.setdefault(ins[0], [0, 0, 0, int(shape[-1])])
-                    pad[:3] = max(pad[0], top), max(pad[1], left), max(pad[2], right)
-                    self.steps.append(("window", layer, ins, out))
-                elif kind in self.POINTWISE:
-                    self.steps.append(("pointwise", layer, ins, out))
-                else:
-                    self.reason = f"layer {layer.name!r} ({kind}) has no position-wise form"
-                    return
-        if self.head_input is None:
-            self.reason = "no PixelHead"
+        self.condition_ids = [id(t) for t in model.inputs[1:]]
+        self.rates[self.input_id] = "position"
+        self.rates.update(dict.fromkeys(self.condition_ids, "constant"))
+        try:
+            for depth in sorted(nodes_by_depth, reverse=True):
+                for node in nodes_by_depth[depth]:
+                    if not isinstance(node.operation, keras.layers.InputLayer):
+                        self._add(node)
+            if self.head is None:
+                raise _Unsupported("no PixelHead")
+        except _Unsupported as error:
+            self.reason = str(error)
 
-    def init_buffers(self, batch, height, width):
+    def _need(self, tensor, top: int, left: int, right: int) -> None:
+        """Keeps ``tensor`` in a buffer with at least this much padding."""
+        pad = self.pads.setdefault(id(tensor), [0, 0, 0, int(tensor.shape[-1])])
+        pad[:3] = max(pad[0], top), max(pad[1], left), max(pad[2], right)
+
+    def _add(self, node) -> None:
+        layer = node.operation
+        what = f"layer {layer.name!r} ({type(layer).__name__})"
+        ins = [id(t) for t in node.input_tensors]
+        outs = [id(t) for t in node.output_tensors]
+        rates = [self.rates[k] for k in ins]
+        if rates and all(rate == "constant" for rate in rates):
+            self.constant_nodes.append(node)
+            self.rates.update(dict.fromkeys(outs, "constant"))
+            return
+        if "constant" in rates and not hasattr(layer, "call_vertical_row"):
+            raise _Unsupported(f"{what} mixes conditioning inputs into image features")
+        if isinstance(layer, PixelHead):
+            if rates[0] == "row":
+                self._need(node.input_tensors[0], 0, 0, 0)
+            self.head_input, self.head = ins[0], layer
+        elif hasattr(layer, "call_vertical_row"):
+            self._add_gated(node, what)
+        elif hasattr(layer, "causal_window") and len(ins) == 1:
+            self._need(node.input_tensors[0], *layer.causal_window())
+            self.position_steps.append(("window", layer, ins, outs))
+            self.rates[outs[0]] = "position"
+        elif type(layer).__name__ in self.POINTWISE:
+            if all(rate == "row" for rate in rates):
+                self.row_steps.append(("pointwise", layer, ins, outs))
+                self.rates[outs[0]] = "row"
+                return
+            for tensor, rate in zip(node.input_tensors, rates, strict=True):
+                if rate == "row":  # read at the current position
+                    self._need(tensor, 0, 0, 0)
+            self.position_steps.append(("pointwise", layer, ins, outs))
+            self.rates[outs[0]] = "position"
+        else:
+            raise _Unsupported(f"{what} has no position-wise form")
+
+    def _add_gated(self, node, what: str) -> None:
+        """A gated block: its vertical stack joins the row steps, its horizontal
+        stack the position steps; the vertical-to-horizontal link of the row
+        goes from one to the other."""
+        layer = node.operation
+        names = ("inputs", "condition", "spatial_condition")
+        bound = dict(zip(names, node.arguments.args, strict=False))
+        bound.update(node.arguments.kwargs)
+        vertical, horizontal = bound["inputs"]
+        condition = bound.get("condition")
+        if bound.get("spatial_condition") is not None:
+            raise _Unsupported(f"{what} has no position-wise form with a spatial_condition")
+        if condition is not None and self.rates[id(condition)] != "constant":
+            raise _Unsupported(f"{what} has a condition that depends on the image")
+        top, bottom, left, right = layer.vertical_window()
+        v_rate, h_rate = self.rates[id(vertical)], self.rates[id(horizontal)]
+        if "constant" in (v_rate, h_rate) or (v_rate == "position" and bottom < 1):
+            # A position-wise vertical input is complete only up to the row above.
+            raise _Unsupported(f"{what} reads the current row of position-wise vertical features")
+        self._need(vertical, top, left, right)
+        self._need(horizontal, *layer.horizontal_window())
+        condition_id = None if condition is None else id(condition)
+        link_id = id(node)
+        outs = [id(t) for t in node.output_tensors]
+        self.row_steps.append(("vertical", layer, [id(vertical), condition_id], [outs[0], link_id]))
+        self.position_steps.append(
+            ("horizontal", layer, [id(horizontal), link_id, condition_id], outs[1:])
+        )
+        self.rates[outs[0]] = "row"
+        self.rates.update(dict.fromkeys(outs[1:], "position"))
+
+    def constants(self, conditions) -> dict:
+        """The constant tensors of a batch from its conditioning inputs."""
+        values = dict(zip(self.condition_ids, conditions, strict=True))
+        for node in self.constant_nodes:
+            args, kwargs = node.arguments.fill_in(values)
+            outputs = tf.nest.flatten(node.operation(*args, **kwargs))
+            values.update(zip((id(t) for t in node.output_tensors), outputs, strict=True))
+        return values
+
+    def init_buffers(self, batch):
         return {
-            key: tf.zeros([batch, height + top, width + left + right, features])
+            key: tf.zeros([batch, self.height + top, self.width + left + right, features])
             for key, (top, left, right, features) in self.pads.items()
         }
 
-    def evaluate(self, pixel, i, j, buffers):
-        """Head logits at ``(i, j)`` (``(B, C)`` or ``(B, C, L)``); updates buffers."""
-        values = {self.input_id: pixel}
+    def _window(self, buffers, key, row, rows: int, col, cols: int):
+        """Rows ``row ..`` and columns ``col ..`` (image coordinates, zeros
+        outside the image) of the buffered tensor ``key``."""
+        top, left = self.pads[key][:2]
+        buffer = buffers[key]
+        return ops.slice(
+            buffer,
+            [0, row + top, col + left, 0],
+            [tf.shape(buffer)[0], rows, cols, buffer.shape[-1]],
+        )
+
+    def evaluate_row(self, i, buffers, constants):
+        """Computes the row-rate tensors at row ``i`` (from rows above, and the
+        row-rate tensors of row ``i`` computed before them).
+
+        Returns the updated buffers and the row's vertical-to-horizontal links.
+        """
+        values, links = {}, {}
+        buffers = dict(buffers)
+        for kind, layer, ins, outs in self.row_steps:
+            if kind == "vertical":
+                top, bottom, left, right = layer.vertical_window()
+                window = self._window(
+                    buffers, ins[0], i - top, top - bottom + 1, -left, self.width + left + right
+                )
+                value, links[outs[1]] = layer.call_vertical_row(window, constants.get(ins[1]))
+            else:
+                args = [values[k] for k in ins]
+                value = layer(args if len(args) > 1 else args[0])
+            values[outs[0]] = value
+            if outs[0] in buffers:
+                top, left = self.pads[outs[0]][:2]
+                buffers[outs[0]] = ops.slice_update(
+                    buffers[outs[0]], [0, i + top, left, 0], value[:, None]
+                )
+        return buffers, links
+
+    def evaluate(self, pixel, i, j, buffers, links, constants):
+        """Head logits at ``(i, j)`` (``(B, C)`` or ``(B, C, L)``); updates buffers.
+
+        ``links`` and the row-rate buffers must hold row ``i``
+        (:meth:`evaluate_row`).
+        """
+        values = {}
         buffers = dict(buffers)
 
         def store(key, value):
@@ -154,22 +315,30 @@ class _Plan:
                     buffers[key], [0, i + top, j + left, 0], value[:, None, None, :]
                 )
 
+        def value_at(key):  # position-rate: computed above; row-rate: from its buffer
+            if key in values:
+                return values[key]
+            return self._window(buffers, key, i, 1, j, 1)[:, 0, 0]
+
+        def window(key, top, left, right):
+            return self._window(buffers, key, i - top, top + 1, j - left, left + 1 + right)
+
         store(self.input_id, pixel)
-        for kind, layer, ins, out in self.steps:
+        for kind, layer, ins, outs in self.position_steps:
             if kind == "pointwise":
-                args = [values[k] for k in ins]
-                store(out, layer(args if len(args) > 1 else args[0]))
-                continue
-            top, left, right = layer.causal_window()
-            buf_top, buf_left = self.pads[ins[0]][:2]
-            buffer = buffers[ins[0]]
-            window = ops.slice(
-                buffer,
-                [0, i + buf_top - top, j + buf_left - left, 0],
-                [tf.shape(buffer)[0], top + 1, left + 1 + right, buffer.shape[-1]],
-            )
-            store(out, layer.call_window(window))
-        logits = tf.cast(values[self.head_input], tf.float32)
+                args = [value_at(k) for k in ins]
+                store(outs[0], layer(args if len(args) > 1 else args[0]))
+            elif kind == "window":
+                store(outs[0], layer.call_window(window(ins[0], *layer.causal_window())))
+            else:  # the horizontal stack of a gated block
+                h_out, skip = layer.call_horizontal_window(
+                    window(ins[0], *layer.horizontal_window()),
+                    links[ins[1]][:, j],
+                    constants.get(ins[2]),
+                )
+                store(outs[0], h_out)
+                store(outs[1], skip)
+        logits = tf.cast(value_at(self.head_input), tf.float32)
         if self.head.kind == "categorical":
             logits = tf.reshape(logits, [-1, self.head.channels, self.head.levels])
         return logits, buffers
@@ -188,7 +357,12 @@ def supports_cached(model: keras.Model) -> bool:
 
 
 def _cached_loop(model: keras.Model, distribution: Distribution, collect_logits: bool):
-    """The compiled cached sampling loop (or teacher-forced logits when collecting)."""
+    """The compiled cached sampling loop (or teacher-forced logits when collecting).
+
+    An outer loop over rows computes each row's row-rate tensors (the vertical
+    stacks), then an inner loop over the row's positions computes everything
+    else, one colour channel at a time.
+    """
     cache = _model_cache(model)
     key = (
         "cached",
@@ -206,37 +380,46 @@ def _cached_loop(model: keras.Model, distribution: Distribution, collect_logits:
     logit_tail = [] if distribution.kind == "bernoulli" else [distribution.levels]
 
     @tf.function(jit_compile=True, reduce_retracing=True)
-    def run(images, known, seed):
+    def run(images, known, seed, conditions):
         batch = tf.shape(images)[0]
-        buffers = plan.init_buffers(batch, height, width)
+        constants = plan.constants(conditions)
+        buffers = plan.init_buffers(batch)
         logits_out = tf.zeros([batch, height, width, channels, *logit_tail])
 
-        def body(p, x, buffers, logits_out):
-            i, j = p // width, p % width
-            pixel = x[:, i, j, :]
-            known_here = known[:, i, j, :]
-            for c in range(channels + 1):
-                logits, buffers = plan.evaluate(pixel, i, j, buffers)
-                if c == channels:
-                    break  # the last pass only stores the finished pixel's features
-                if collect_logits:
-                    logits_out = ops.slice_update(
-                        logits_out,
-                        [0, i, j, c] + [0] * len(logit_tail),
-                        logits[:, c][:, None, None, None],
+        def row_body(i, x, buffers, logits_out):
+            buffers, links = plan.evaluate_row(i, buffers, constants)
+
+            def body(j, x, buffers, logits_out):
+                p = i * width + j
+                pixel = x[:, i, j, :]
+                known_here = known[:, i, j, :]
+                for c in range(channels + 1):
+                    logits, buffers = plan.evaluate(pixel, i, j, buffers, links, constants)
+                    if c == channels:
+                        break  # the last pass only stores the finished pixel's features
+                    if collect_logits:
+                        logits_out = ops.slice_update(
+                            logits_out,
+                            [0, i, j, c] + [0] * len(logit_tail),
+                            logits[:, c][:, None, None, None],
+                        )
+                    seed_t = tf.random.experimental.stateless_fold_in(
+                        seed, p * channels + c, alg=RNG_ALG
                     )
-                seed_t = tf.random.experimental.stateless_fold_in(
-                    seed, p * channels + c, alg=RNG_ALG
-                )
-                drawn = tf.cast(distribution.sample(logits[:, c], seed_t), x.dtype)
-                value = tf.where(known_here[:, c], pixel[:, c], drawn)
-                pixel = tf.concat([pixel[:, :c], value[:, None], pixel[:, c + 1 :]], axis=1)
-            x = ops.slice_update(x, [0, i, j, 0], pixel[:, None, None, :])
-            return p + 1, x, buffers, logits_out
+                    drawn = tf.cast(distribution.sample(logits[:, c], seed_t), x.dtype)
+                    value = tf.where(known_here[:, c], pixel[:, c], drawn)
+                    pixel = tf.concat([pixel[:, :c], value[:, None], pixel[:, c + 1 :]], axis=1)
+                x = ops.slice_update(x, [0, i, j, 0], pixel[:, None, None, :])
+                return j + 1, x, buffers, logits_out
+
+            _, x, buffers, logits_out = tf.while_loop(
+                lambda j, *_: j < width, body, [tf.constant(0), x, buffers, logits_out]
+            )
+            return i + 1, x, buffers, logits_out
 
         _, x, _, logits_out = tf.while_loop(
-            lambda p, *_: p < height * width,
-            body,
+            lambda i, *_: i < height,
+            row_body,
             [tf.constant(0), images, buffers, logits_out],
         )
         return x, logits_out
@@ -245,16 +428,23 @@ def _cached_loop(model: keras.Model, distribution: Distribution, collect_logits:
     return run
 
 
-def cached_logits(model: keras.Model, images: np.ndarray) -> np.ndarray:
+def cached_logits(model: keras.Model, images: np.ndarray, condition=None) -> np.ndarray:
     """The model's logits computed position by position with the cached path.
 
     Feeds ``images`` (teacher forcing) through the cached sampler's loop and
     returns the logits it computes at every step; for a correct cache they
-    equal ``model(images)`` up to float32 rounding.
+    equal ``model(images)`` (``model([images, condition])`` for a conditional
+    model) up to float32 rounding.
     """
     images = np.asarray(images, np.float32)
+    conditions = _conditions(model, condition, len(images))
     run = _cached_loop(model, distribution_of(model), collect_logits=True)
-    _, logits = run(tf.constant(images), tf.ones(images.shape, tf.bool), _check_seed(0))
+    _, logits = run(
+        tf.constant(images),
+        tf.ones(images.shape, tf.bool),
+        _check_seed(0),
+        tuple(tf.constant(c) for c in conditions),
+    )
     return logits.numpy()
 
 
@@ -273,18 +463,81 @@ def _distribution(model: keras.Model, temperature: float | None) -> Distribution
     return Categorical(distribution.channels, distribution.levels, temperature)
 
 
+def _label_count(model: keras.Model, tensor) -> int | None:
+    """Number of classes of an int input that a ``CategoryEncoding`` reads."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.CategoryEncoding):
+            for node in layer._inbound_nodes:
+                if any(t is tensor for t in node.input_tensors):
+                    return int(layer.num_tokens)
+    return None
+
+
+def _conditions(model: keras.Model, condition, num: int) -> list[np.ndarray]:
+    """The conditioning inputs of ``num`` images, checked, one per model input
+    after the images.
+
+    A model with one conditioning input (labels or latent codes) takes one
+    array; a model with several takes a sequence of arrays in the order of its
+    inputs. Each array is broadcast to ``(num, *input shape)``, so one label or
+    one code serves every image.
+    """
+    extra = _model_inputs(model)[1:]
+    if not extra:
+        if condition is not None:
+            raise ValueError(f"model {model.name!r} is unconditional: it takes no condition")
+        return []
+    names = ", ".join(t.name for t in extra)
+    if condition is None:
+        raise ValueError(
+            f"model {model.name!r} is conditional: pass condition= ({names}) for its inputs"
+        )
+    if len(extra) == 1:
+        given = [condition]
+    elif isinstance(condition, list | tuple) and len(condition) == len(extra):
+        given = list(condition)
+    else:
+        raise ValueError(
+            f"model {model.name!r} takes {len(extra)} conditions: pass condition=({names})"
+        )
+    arrays = []
+    for tensor, value in zip(extra, given, strict=True):
+        shape = (num, *(int(d) for d in tensor.shape[1:]))
+        dtype = np.dtype(tensor.dtype)
+        value = np.asarray(value)
+        if value.dtype == object or not np.issubdtype(value.dtype, np.number):
+            raise ValueError(f"condition {tensor.name!r} must be numeric, got {value.dtype}")
+        try:
+            value = np.broadcast_to(value, shape)
+        except ValueError:
+            raise ValueError(
+                f"condition {tensor.name!r} must have shape {shape} (or broadcast to it), "
+                f"got {value.shape}"
+            ) from None
+        if np.issubdtype(dtype, np.integer):
+            if value.size and np.any(value != np.round(value)):
+                raise ValueError(f"condition {tensor.name!r} takes integers")
+            count = _label_count(model, tensor)
+            if count is not None and value.size and (value.min() < 0 or value.max() >= count):
+                raise ValueError(f"condition {tensor.name!r} must lie in [0, {count - 1}]")
+        arrays.append(np.ascontiguousarray(value.astype(dtype)))
+    return arrays
+
+
 METHODS = ("auto", "cached", "reference")
 
 
-def _run_batches(model, images, known, seed, batch_size, temperature, method, verbose):
+def _run_batches(
+    model, images, known, seed, batch_size, temperature, method, verbose, conditions=()
+):
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     distribution = _distribution(model, temperature)
     if method == "cached" or (method == "auto" and supports_cached(model)):
         cached = _cached_loop(model, distribution, collect_logits=False)
 
-        def run(x, k, s):
-            return cached(x, k, s)[0]
+        def run(x, k, s, c):
+            return cached(x, k, s, c)[0]
     else:
         run = _loop(model, distribution)
     base = _check_seed(seed)
@@ -298,6 +551,7 @@ def _run_batches(model, images, known, seed, batch_size, temperature, method, ve
             tf.constant(images[start : start + batch_size], tf.float32),
             tf.constant(known[start : start + batch_size]),
             batch_seed,
+            tuple(tf.constant(c[start : start + batch_size]) for c in conditions),
         )
         outputs.append(out.numpy())
         if progbar is not None:
@@ -316,6 +570,7 @@ def sample(
     temperature: float | None = None,
     method: str = "auto",
     verbose: bool = False,
+    condition=None,
 ) -> np.ndarray:
     """Draws ``num_samples`` images from an autoregressive model.
 
@@ -329,6 +584,12 @@ def sample(
         ``"reference"`` (the full network per step) or ``"auto"`` (cached
         when the model supports it, see :func:`supports_cached`).
       verbose: show a progress bar over the batches.
+      condition: what a conditional model is conditioned on, and nothing for
+        an unconditional one: int labels ``(num_samples,)`` for a
+        class-conditional model, latent codes ``(num_samples, latent_dims)``
+        for a latent-conditional one, a pair ``(labels, codes)`` for a model
+        that takes both; broadcast to ``num_samples`` (one label or one code
+        for all images).
 
     Returns:
       uint8 array ``(num_samples, H, W, C)`` with values in ``[0, levels)``.
@@ -340,15 +601,31 @@ def sample(
     ...                        recurrent_length=1, out_recurrent_length=0)
     >>> pm.sample(model, 3, seed=1).shape
     (3, 4, 4, 1)
+    >>> digits = pm.build_model("gated_pixel_cnn", image_shape=(4, 4, 1), hidden_dims=2,
+    ...                         recurrent_length=1, num_classes=10)
+    >>> pm.sample(digits, 2, seed=1, condition=[3, 7]).shape
+    (2, 4, 4, 1)
     """
     if int(num_samples) < 1:
         raise ValueError(f"num_samples must be a positive int, got {num_samples}")
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size}")
     shape = (int(num_samples), *_image_shape(model))
+    conditions = _conditions(model, condition, shape[0])
     blank = np.zeros(shape, np.float32)
+    if _stages(model) is not None:  # generated in stages: complete a blank image
+        options = dict(temperature=temperature, method=method, verbose=verbose)
+        return complete(model, blank, False, seed, batch_size=batch_size, **options)
     return _run_batches(
-        model, blank, np.zeros(shape, bool), seed, int(batch_size), temperature, method, verbose
+        model,
+        blank,
+        np.zeros(shape, bool),
+        seed,
+        int(batch_size),
+        temperature,
+        method,
+        verbose,
+        conditions,
     )
 
 
@@ -362,13 +639,15 @@ def complete(
     temperature: float | None = None,
     method: str = "auto",
     verbose: bool = False,
+    condition=None,
 ) -> np.ndarray:
     """Samples the unknown dimensions of ``images`` given the known ones.
 
     Dimensions are visited in raster order; a known dimension keeps its value
     and an unknown one is drawn from the model given everything before it.
     (Known pixels after an unknown one do not influence it: the models are
-    causal.)
+    causal.) A multi-scale model completes its small image first, then the
+    other pixels given it (see ``_stages``).
 
     Args:
       model: a model built by :func:`pixel_models.build_model`.
@@ -379,6 +658,7 @@ def complete(
       batch_size: images completed at once.
       temperature: as in :func:`sample`.
       method, verbose: as in :func:`sample`.
+      condition: as in :func:`sample`, one per image.
 
     Returns:
       uint8 array like ``images``.
@@ -393,6 +673,43 @@ def complete(
     if images.size and (images.min() < 0 or images.max() >= levels):
         raise ValueError(f"image values must lie in [0, {levels - 1}]")
     known = np.broadcast_to(np.asarray(known, bool), images.shape)
+    conditions = _conditions(model, condition, len(images))
+    stages = _stages(model)
+    if stages is not None:
+        options = dict(batch_size=batch_size, temperature=temperature, method=method)
+        return _complete_in_stages(stages, images, known, seed, verbose=verbose, **options)
     return _run_batches(
-        model, images.astype(np.float32), known, seed, int(batch_size), temperature, method, verbose
+        model,
+        images.astype(np.float32),
+        known,
+        seed,
+        int(batch_size),
+        temperature,
+        method,
+        verbose,
+        conditions,
     )
+
+
+def _stages(model: keras.Model):
+    """``(small_model, full_model, (sh, sw))`` of a model generated in two stages
+    (one with a ``multiscale_stages()`` method: the Multi-Scale PixelRNN), else None.
+
+    The small image is ``x[:, ::sh, ::sw]``; ``full_model`` is causal in the
+    other pixels and sees all of the small image.
+    """
+    stages = getattr(model, "multiscale_stages", None)
+    return stages() if callable(stages) else None
+
+
+def _complete_in_stages(stages, images, known, seed, **options) -> np.ndarray:
+    """Completes the small image (its known pixels kept), writes it into the
+    grid, then completes the rest of the full image given it, with a seed of its own."""
+    small_model, full_model, (sh, sw) = stages
+    images, known = images.astype(np.float32), known.copy()
+    small = complete(small_model, images[:, ::sh, ::sw], known[:, ::sh, ::sw], seed, **options)
+    images[:, ::sh, ::sw] = small
+    known[:, ::sh, ::sw] = True
+    _check_seed(seed)
+    second = int(np.random.SeedSequence([int(seed) % (2**31), 1]).generate_state(1)[0] >> 1)
+    return complete(full_model, images, known, second, **options)

@@ -324,6 +324,54 @@ def test_vector_condition_is_the_same_bias_at_every_position():
 
 
 # ---------------------------------------------------------------------------
+# Position-wise form (cached sampling)
+# ---------------------------------------------------------------------------
+
+
+def _rows_then_positions(block, v, h, condition=None):
+    """Evaluates a block with vertical_window()/call_vertical_row() row by row and
+    horizontal_window()/call_horizontal_window() position by position, from
+    zero-padded copies of its inputs, as a cached sampler does."""
+    _, height, width, _ = v.shape
+    top, bottom, left, right = block.vertical_window()
+    h_top, h_left, h_right = block.horizontal_window()
+    assert (h_top, h_right) == (0, 0)
+    v_padded = np.pad(v, [(0, 0), (top, 0), (left, right), (0, 0)])
+    h_padded = np.pad(h, [(0, 0), (0, 0), (h_left, 0), (0, 0)])
+    outs = [np.zeros((*v.shape[:3], block.filters), np.float32) for _ in range(3)]
+    for i in range(height):
+        # Padded rows top + i - top .. top + i - bottom: image rows i - top .. i - bottom.
+        window = v_padded[:, i : i + top - bottom + 1]
+        v_row, link = block.call_vertical_row(window, condition)
+        outs[0][:, i] = np.asarray(v_row)
+        for j in range(width):
+            h_window = h_padded[:, i : i + 1, j : j + h_left + 1]
+            h_out, skip = block.call_horizontal_window(h_window, np.asarray(link)[:, j], condition)
+            outs[1][:, i, j], outs[2][:, i, j] = np.asarray(h_out), np.asarray(skip)
+    return outs
+
+
+@pytest.mark.parametrize("colours, kernel_size", [(1, 3), (3, 5)])
+def test_position_wise_form_equals_call(colours, kernel_size):
+    keras.utils.set_random_seed(0)
+    x = _random((2, 5, 4, colours))
+    condition = _random((2, 3), seed=1)
+    first = GatedBlock(6, kernel_size, mask_type="A", color_channels=colours)
+    later = GatedBlock(6, 3, mask_type="B", color_channels=colours, bias_initializer="ones")
+    v, h, skip = (np.asarray(t) for t in first((x, x), condition=condition))
+    positionwise = _rows_then_positions(first, x, x, condition)
+    for actual, expected in zip(positionwise, (v, h, skip), strict=True):
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
+    # Type A reads the image rows above (its input is shifted down); type B the
+    # current row of a vertical stack, which has seen only the rows above.
+    assert first.vertical_window() == (kernel_size // 2 + 1, 1, kernel_size // 2, kernel_size // 2)
+    assert later.vertical_window() == (1, 0, 1, 1)
+    expected = [np.asarray(t) for t in later((v, h))]
+    for actual, want in zip(_rows_then_positions(later, v, h), expected, strict=True):
+        np.testing.assert_allclose(actual, want, rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------
 # Serialization and precision
 # ---------------------------------------------------------------------------
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import pixel_models as pm
-from pixel_models.layers import MaskedConv2D
-from pixel_models.models import pixel_cnn
+from pixel_models.layers import GatedBlock, MaskedConv2D
+from pixel_models.models import gated_pixel_cnn, pixel_cnn
 from pixel_models.testing import all_images
 
 
@@ -214,7 +214,7 @@ def test_sample_frequencies_match_model_probabilities(make):
 def _random_images(model, num, seed=0):
     levels = pm.distribution_of(model).levels
     rng = np.random.default_rng(seed)
-    return rng.integers(0, levels, (num, *model.input_shape[1:])).astype(np.uint8)
+    return rng.integers(0, levels, (num, *model.inputs[0].shape[1:])).astype(np.uint8)
 
 
 def test_complete_keeps_known_values(model):
@@ -386,3 +386,186 @@ def test_complete_of_no_images_returns_no_images(binary_model):
     empty = np.zeros((0, *binary_model.input_shape[1:]), np.uint8)
     out = pm.complete(binary_model, empty, False)
     assert out.shape == empty.shape and out.dtype == np.uint8
+
+
+# ---------------------------------------------------------------------------
+# The cached sampler of the Gated PixelCNN: vertical stacks a row at a time,
+# horizontal stacks a position at a time; conditioning.
+# ---------------------------------------------------------------------------
+
+
+def _gated(image_shape, levels=2, seed=0, condition_scale=2.0, **kwargs):
+    """A tiny Gated PixelCNN with sharpened weights and random biases."""
+    keras.utils.set_random_seed(seed)
+    config = dict(
+        hidden_dims=6,
+        recurrent_length=1,
+        out_hidden_dims=6,
+        out_recurrent_length=1,
+        kernel_size=3,
+        first_kernel_size=3,
+    )
+    config.update(kwargs)
+    model = gated_pixel_cnn(image_shape, levels=levels, **config)
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, GatedBlock | MaskedConv2D):
+            values = []
+            for weight, value in zip(layer.weights, layer.get_weights(), strict=True):
+                if weight.name.endswith("bias"):
+                    values.append(rng.normal(0.0, 0.5, value.shape).astype(np.float32))
+                elif weight.name.startswith("condition"):
+                    values.append(rng.normal(0.0, condition_scale, value.shape).astype(np.float32))
+                else:
+                    values.append(2.0 * value)
+            layer.set_weights(values)
+    return model
+
+
+GATED_CASES = {
+    "binary-k5-first": dict(image_shape=(5, 4, 1), recurrent_length=2, first_kernel_size=5),
+    "binary-no-residual": dict(image_shape=(4, 4, 1), recurrent_length=0),
+    "rgb4-k5": dict(image_shape=(3, 4, 3), levels=4, kernel_size=5),
+    "rgb256": dict(image_shape=(3, 3, 3), levels=256),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(GATED_CASES))
+def gated_case(request):
+    config = dict(GATED_CASES[request.param])
+    return _gated(config.pop("image_shape"), **config)
+
+
+def test_gated_cached_logits_equal_full_network_logits(gated_case):
+    model = gated_case
+    assert pm.sampling.supports_cached(model)
+    images = _random_images(model, 3, seed=1).astype(np.float32)
+    full = model(images).numpy()
+    cached = pm.sampling.cached_logits(model, images)
+    assert cached.shape == full.shape
+    np.testing.assert_allclose(cached, full, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gated_cached_samples_equal_reference_samples(gated_case, seed):
+    model = gated_case
+    reference = pm.sample(model, 6, seed=seed, batch_size=4, method="reference")
+    cached = pm.sample(model, 6, seed=seed, batch_size=4, method="cached")
+    np.testing.assert_array_equal(cached, reference)
+    assert len({image.tobytes() for image in cached}) > 1
+    np.testing.assert_array_equal(pm.sample(model, 6, seed=seed, batch_size=4), cached)  # auto
+
+
+def test_gated_cached_completion_matches_reference():
+    model = _gated((3, 4, 3), levels=4, seed=2)
+    images = _random_images(model, 5, seed=3)
+    known = np.random.default_rng(4).uniform(size=images.shape) < 0.5
+    cached = pm.complete(model, images, known, seed=4, method="cached")
+    np.testing.assert_array_equal(cached[known], images[known])
+    np.testing.assert_array_equal(
+        cached, pm.complete(model, images, known, seed=4, method="reference")
+    )
+
+
+@pytest.fixture(scope="module")
+def class_model():
+    return _gated((4, 4, 1), num_classes=3, condition_scale=3.0, seed=3)
+
+
+def test_conditional_cached_logits_equal_full_network_logits(class_model):
+    images = _random_images(class_model, 3, seed=5).astype(np.float32)
+    labels = np.array([0, 2, 1], np.int32)
+    full = class_model([images, labels]).numpy()
+    np.testing.assert_allclose(
+        pm.sampling.cached_logits(class_model, images, condition=labels),
+        full,
+        rtol=1e-5,
+        atol=1e-4,
+    )
+    # The labels matter.
+    assert not np.allclose(class_model([images, labels[::-1]]).numpy(), full, atol=1e-3)
+
+
+@pytest.mark.parametrize("label", [0, 2])
+def test_class_conditional_cached_samples_equal_reference(class_model, label):
+    assert pm.sampling.supports_cached(class_model)
+    labels = np.full(6, label)
+    for seed in (0, 1):
+        cached = pm.sample(class_model, 6, seed=seed, batch_size=4, condition=labels)
+        reference = pm.sample(
+            class_model, 6, seed=seed, batch_size=4, method="reference", condition=labels
+        )
+        np.testing.assert_array_equal(cached, reference)
+    # One label broadcasts to every image.
+    np.testing.assert_array_equal(
+        pm.sample(class_model, 6, seed=1, batch_size=4, condition=label), cached
+    )
+
+
+def test_class_conditional_samples_differ_between_classes(class_model):
+    n = 200
+    by_class = [pm.sample(class_model, n, seed=0, condition=label) for label in range(3)]
+    for a in range(3):
+        for b in range(a + 1, 3):
+            assert not np.array_equal(by_class[a], by_class[b])
+    # Mixed labels in one batch give each image its own class's sample.
+    mixed = pm.sample(class_model, n, seed=0, condition=np.arange(n) % 3)
+    for label in range(3):
+        assert np.mean(mixed[label::3]) == pytest.approx(np.mean(by_class[label]), abs=0.1)
+    # The classes' pixel means differ (the conditioning weights are large).
+    means = [images.mean(axis=0) for images in by_class]
+    assert max(np.abs(means[a] - means[b]).max() for a, b in [(0, 1), (0, 2), (1, 2)]) > 0.3
+
+
+def test_latent_and_class_conditional_cached_samples_equal_reference():
+    model = _gated((3, 3, 1), num_classes=2, latent_dims=3, seed=4)
+    assert pm.sampling.supports_cached(model)
+    codes = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    condition = (np.array([0, 1, 1, 0, 1]), codes)
+    cached = pm.sample(model, 5, seed=2, condition=condition)
+    np.testing.assert_array_equal(
+        cached, pm.sample(model, 5, seed=2, condition=condition, method="reference")
+    )
+    images = _random_images(model, 5, seed=6)
+    known = np.zeros(images.shape, bool)
+    known[:, 0] = True
+    completed = pm.complete(model, images, known, seed=3, condition=condition)
+    np.testing.assert_array_equal(completed[:, 0], images[:, 0])
+    np.testing.assert_array_equal(
+        completed,
+        pm.complete(model, images, known, seed=3, condition=condition, method="reference"),
+    )
+
+
+def test_condition_errors(class_model, binary_model):
+    with pytest.raises(ValueError, match="is conditional: pass condition="):
+        pm.sample(class_model, 2)
+    with pytest.raises(ValueError, match="is conditional: pass condition="):
+        pm.complete(class_model, np.zeros((2, 4, 4, 1)), False)
+    with pytest.raises(ValueError, match="is unconditional"):
+        pm.sample(binary_model, 2, condition=[0, 1])
+    with pytest.raises(ValueError, match="must have shape \\(2,\\)"):
+        pm.sample(class_model, 2, condition=[0, 1, 2])
+    with pytest.raises(ValueError, match="must lie in \\[0, 2\\]"):
+        pm.sample(class_model, 2, condition=[0, 3])
+    with pytest.raises(ValueError, match="takes integers"):
+        pm.sample(class_model, 2, condition=[0.5, 1])
+    both = _gated((2, 2, 1), num_classes=2, latent_dims=3)
+    with pytest.raises(ValueError, match="takes 2 conditions"):
+        pm.sample(both, 2, condition=np.array([0, 1]))  # labels only
+    with pytest.raises(ValueError, match="takes 2 conditions"):
+        pm.sample(both, 2, condition=([0, 1], np.zeros((2, 3)), 0))
+
+
+def test_spatial_condition_falls_back_to_reference():
+    images = keras.Input((3, 3, 1))
+    spatial = keras.Input((3, 3, 2))
+    x = keras.layers.Rescaling(2.0, offset=-1.0)(images)
+    _, h, _ = GatedBlock(2, 3, mask_type="A", name="gated")((x, x), spatial_condition=spatial)
+    logits = MaskedConv2D(1, 1, name="logits")(h)
+    model = keras.Model([images, spatial], pm.PixelHead("bernoulli", 1, 2)(logits))
+    assert not pm.sampling.supports_cached(model)
+    with pytest.raises(ValueError, match="'gated' \\(GatedBlock\\) .* spatial_condition"):
+        pm.sample(model, 2, method="cached", condition=np.ones((2, 3, 3, 2)))
+    maps = np.random.default_rng(0).normal(size=(2, 3, 3, 2))
+    assert pm.sample(model, 2, seed=0, condition=maps).shape == (2, 3, 3, 1)

@@ -162,6 +162,15 @@ class GatedBlock(keras.layers.Layer):
     The masks are constants built once in ``build()`` and applied as
     ``kernel * mask`` in ``call()``.
 
+    **Incremental evaluation.** For cached sampling the block also computes
+    its outputs piece by piece, with the same weights: :meth:`call_vertical_row`
+    gives a whole row ``i`` of the vertical stack (and of its link to the
+    horizontal stack) from the vertical input rows that
+    :meth:`vertical_window` names, all above image row ``i``, and
+    :meth:`call_horizontal_window` gives the horizontal and skip outputs at
+    one position from the ``k // 2 + 1`` horizontal inputs that end there and
+    the row's link. ``call()`` stays the reference they are tested against.
+
     Args:
       filters: features ``F`` of every output (``>= color_channels``).
       kernel_size: odd ``k``: the vertical kernel is ``(k//2+1) x k``, the
@@ -307,10 +316,9 @@ class GatedBlock(keras.layers.Layer):
             v = shift_down(v)
         v = ops.pad(v, [[0, 0], [pad, 0], [pad, pad], [0, 0]])
         a_v = ops.conv(v, self.vertical_kernel, strides=1, padding="valid") + self.vertical_bias
-        kernel = self.horizontal_kernel
-        kernel = kernel * ops.cast(self.horizontal_kernel_mask, kernel.dtype)
         h_padded = ops.pad(h, [[0, 0], [0, 0], [pad, 0], [0, 0]])
-        a_h = ops.conv(h_padded, kernel, strides=1, padding="valid") + self.horizontal_bias
+        a_h = ops.conv(h_padded, self._horizontal_kernel(), strides=1, padding="valid")
+        a_h = a_h + self.horizontal_bias
         # The vertical features at (i, j) have seen only rows < i: no mask needed.
         a_h = a_h + ops.matmul(a_v, self.link_kernel)
         if condition is not None:
@@ -321,12 +329,90 @@ class GatedBlock(keras.layers.Layer):
             spatial_condition = ops.cast(spatial_condition, a_v.dtype)
             a_v = a_v + ops.matmul(spatial_condition, self.spatial_vertical)
             a_h = a_h + ops.matmul(spatial_condition, self.spatial_horizontal)
-        v_out = _gate(a_v, self.filters)
+        skip = self._skip(a_h)
+        h_out = skip + h if self.mask_type == "B" else skip
+        return _gate(a_v, self.filters), h_out, skip
+
+    def _horizontal_kernel(self):
+        kernel = self.horizontal_kernel
+        return kernel * ops.cast(self.horizontal_kernel_mask, kernel.dtype)
+
+    def _skip(self, a_h):
         gated = _gate(a_h, self.filters)
         output_kernel = self.output_kernel * ops.cast(self.output_kernel_mask, gated.dtype)
-        skip = ops.matmul(gated, output_kernel) + self.output_bias
-        h_out = skip + h if self.mask_type == "B" else skip
-        return v_out, h_out, skip
+        return ops.matmul(gated, output_kernel) + self.output_bias
+
+    # Position-wise form, for incremental (cached) sampling. The vertical stack
+    # at row i reads only rows above the current image row, so a whole row of it
+    # is computed before the row's first pixel; the horizontal stack is then
+    # computed one position at a time, reading the row's vertical link.
+
+    def vertical_window(self) -> tuple[int, int, int, int]:
+        """Vertical input that one output row reads: ``(top, bottom, left, right)``.
+
+        Output row ``i`` of the vertical stack (and of its link to the
+        horizontal stack) reads vertical input rows ``i - top .. i - bottom``,
+        and the output at column ``j`` reads input columns
+        ``j - left .. j + right``. ``bottom`` is 1 for type A (the input is
+        the image, shifted down) and 0 for type B (the input is a vertical
+        stack, which at row ``i`` has seen only image rows ``< i``).
+        """
+        pad = self.kernel_size // 2
+        shift = 1 if self.mask_type == "A" else 0
+        return pad + shift, shift, pad, pad
+
+    def call_vertical_row(self, window, condition=None):
+        """One row of the vertical stack and of its link, from the rows above.
+
+        Args:
+          window: ``(B, top - bottom + 1, W + left + right, F_v)`` vertical
+            input rows ``i - top .. i - bottom`` (see :meth:`vertical_window`),
+            with zeros where they leave the image, as the padding of ``call()``.
+          condition: the ``(B, D)`` conditioning vector if the block has one.
+
+        Returns:
+          ``(v_out, link)``: the vertical output row ``(B, W, filters)``, as
+          ``call()`` gives it, and the link's ``(B, W, 2 * filters)``
+          contribution to the horizontal pre-activations of the row, to pass
+          to :meth:`call_horizontal_window`.
+        """
+        a_v = ops.conv(window, self.vertical_kernel, strides=1, padding="valid")[:, 0]
+        a_v = a_v + self.vertical_bias
+        link = ops.matmul(a_v, self.link_kernel)
+        if condition is not None:
+            condition = ops.cast(condition, a_v.dtype)
+            a_v = a_v + ops.matmul(condition, self.condition_vertical)[:, None, :]
+        return _gate(a_v, self.filters), link
+
+    def horizontal_window(self) -> tuple[int, int, int]:
+        """Horizontal input that one output position reads, as
+        ``MaskedConv2D.causal_window()``: ``(rows_above, cols_left, cols_right)``,
+        here ``(0, k // 2, 0)``: the current row, from ``k // 2`` pixels left
+        of the position up to the position itself."""
+        return 0, self.kernel_size // 2, 0
+
+    def call_horizontal_window(self, window, link, condition=None):
+        """The horizontal and skip outputs at one position.
+
+        Args:
+          window: ``(B, 1, k // 2 + 1, F_h)`` horizontal input at columns
+            ``j - k // 2 .. j`` of the current row (zeros left of the image).
+          link: ``(B, 2 * filters)``: column ``j`` of the ``link`` that
+            :meth:`call_vertical_row` gave for the current row.
+          condition: the ``(B, D)`` conditioning vector if the block has one.
+
+        Returns:
+          ``(h_out, skip)``, each ``(B, filters)``: exactly what ``call()``
+          gives at that position.
+        """
+        a_h = ops.einsum("brkc,rkco->bo", window, self._horizontal_kernel())
+        a_h = a_h + self.horizontal_bias + link
+        if condition is not None:
+            condition = ops.cast(condition, a_h.dtype)
+            a_h = a_h + ops.matmul(condition, self.condition_horizontal)
+        skip = self._skip(a_h)
+        h_out = skip + window[:, -1, -1] if self.mask_type == "B" else skip
+        return h_out, skip
 
     def get_config(self):
         config = super().get_config()

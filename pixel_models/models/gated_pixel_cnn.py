@@ -76,7 +76,11 @@ def gated_pixel_cnn(
     latent_dims)``); with both, ``[images, labels, latents]``, concatenated
     into one conditioning vector. Every block adds a learned linear function
     of that vector to both stacks' pre-activations (Equation 4 of the paper);
-    it does not depend on the image, so causality is unchanged.
+    it does not depend on the image, so causality is unchanged. Sample a
+    conditional model with ``pixel_models.sample(model, n, condition=labels)``
+    (``condition=latents``, or ``condition=(labels, latents)`` with both);
+    every form samples with the cached sampler (see
+    :mod:`pixel_models.sampling`).
 
     Deviations from the paper: ``recurrent_length`` counts the type-B blocks
     after the first one (as in :func:`~pixel_models.models.pixel_cnn.pixel_cnn`,
