@@ -387,6 +387,18 @@ def test_a_constant_condition_equals_a_gate_bias(kind):
         layer(x, condition=np.zeros((2, 3, 4, 4), np.float32))
 
 
+@pytest.mark.parametrize("kind", ["row", "diagonal", "bilstm"])
+def test_checkpoint_saves_and_restores_every_weight(tmp_path, kind):
+    x = np.random.default_rng(9).normal(size=(2, 3, 4, 2)).astype(np.float32)
+    layer, fresh = _layer(kind, 4, "B", 1, seed=1), _layer(kind, 4, "B", 1, seed=2)
+    layer(x), fresh(x)
+    path = tf.train.Checkpoint(layer=layer).write(str(tmp_path / "ckpt"))
+    saved = [name for name, _ in tf.train.list_variables(path) if "VARIABLE_VALUE" in name]
+    assert len(saved) == len(layer.weights)
+    tf.train.Checkpoint(layer=fresh).read(path).assert_existing_objects_matched()
+    np.testing.assert_array_equal(fresh(x).numpy(), layer(x).numpy())
+
+
 def test_layer_gradients_reach_every_weight():
     layer = _layer("bilstm", 4, "B", 1, seed=7)
     x = tf.constant(np.random.default_rng(4).normal(size=(2, 3, 3, 2)), tf.float32)

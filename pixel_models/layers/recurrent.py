@@ -336,8 +336,10 @@ class _GatedInput(keras.layers.Layer):
         # Fail at construction on impossible colour groups.
         channel_groups(self.units, self.color_channels)
         # One masked convolution per gate, so that every gate's features are
-        # in the colour groups of the hidden features they update.
-        self.input_convs = [
+        # in the colour groups of the hidden features they update. Each is its
+        # own attribute (input_i, input_f, input_o, input_g) so that
+        # tf.train.Checkpoint tracks it.
+        convs = [
             MaskedConv2D(
                 self.units,
                 input_kernel_size,
@@ -354,6 +356,13 @@ class _GatedInput(keras.layers.Layer):
             )
             for gate in GATES
         ]
+        for gate, conv in zip(GATES, convs, strict=True):
+            setattr(self, f"input_{gate}", conv)
+
+    @property
+    def input_convs(self) -> list[MaskedConv2D]:
+        """The masked input-to-state convolutions of the gates ``i, f, o, g``."""
+        return [getattr(self, f"input_{gate}") for gate in GATES]
 
     def _build_input(self, input_shape):
         if len(input_shape) != 4 or any(v is None for v in input_shape[1:]):
