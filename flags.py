@@ -28,7 +28,13 @@ flags.DEFINE_enum(
     "rnn_type",
     "diagonal_bilstm",
     ["diagonal_bilstm", "row_lstm"],
-    "Recurrent layer of --model=pixel_rnn.",
+    "Recurrent layer of --model=pixel_rnn and multiscale_pixel_rnn.",
+)
+flags.DEFINE_integer(
+    "small_image_size",
+    0,
+    "Side s of the s x s image that --model=multiscale_pixel_rnn generates first "
+    "(must divide the image height and width); 0: half the image size.",
 )
 
 # Training.
@@ -66,7 +72,17 @@ flags.DEFINE_string("checkpoint_dir", "checkpoints", "Where checkpoints are writ
 # it is reused for the TensorBoard event files, with its default changed.
 FLAGS.set_default("log_dir", "logs")
 flags.DEFINE_integer("num_samples", 100, "Images in a sample grid.")
-flags.DEFINE_integer("image_size", 28, "Height and width of procedural datasets (shapes).")
+flags.DEFINE_integer(
+    "image_size", 28, "Height and width of procedural datasets (shapes, colored_shapes)."
+)
+flags.DEFINE_integer(
+    "color_levels",
+    256,
+    "Values per channel of the coloured datasets (colored_shapes, colored_mnist), 2 to 256.",
+)
+flags.register_validator(
+    "color_levels", lambda v: 2 <= v <= 256, message="--color_levels must be from 2 to 256"
+)
 flags.DEFINE_integer("max_steps", 0, "Stop after this many steps in all; 0: no limit.")
 flags.DEFINE_enum(
     "complete",
@@ -108,6 +124,7 @@ for _name, _low in (
     ("num_samples", 1),
     ("image_size", 4),
     ("max_steps", 0),
+    ("small_image_size", 0),
 ):
     flags.register_validator(
         _name,

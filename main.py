@@ -98,10 +98,20 @@ def train(info, strategy, paths: dict) -> dict:
 
     data_dir = data.resolve_data_dir(FLAGS.data_dir if FLAGS["data_dir"].present else None)
     train_ds = data.load(
-        FLAGS.data, "train", data_dir=data_dir, image_size=FLAGS.image_size, seed=FLAGS.random_seed
+        FLAGS.data,
+        "train",
+        data_dir=data_dir,
+        image_size=FLAGS.image_size,
+        color_levels=FLAGS.color_levels,
+        seed=FLAGS.random_seed,
     )
     test_ds = data.load(
-        FLAGS.data, "test", data_dir=data_dir, image_size=FLAGS.image_size, seed=FLAGS.random_seed
+        FLAGS.data,
+        "test",
+        data_dir=data_dir,
+        image_size=FLAGS.image_size,
+        color_levels=FLAGS.color_levels,
+        seed=FLAGS.random_seed,
     )
     num_train = int(train_ds.cardinality())
     steps_per_epoch = math.ceil(num_train / FLAGS.batch_size) if num_train > 0 else None
@@ -221,6 +231,7 @@ def completion_grid(model, info):
         "test",
         data_dir=data_dir,
         image_size=FLAGS.image_size,
+        color_levels=FLAGS.color_levels,
         seed=FLAGS.random_seed,
         num_examples=FLAGS.num_samples,
     )
@@ -257,7 +268,7 @@ def main(argv) -> int:
 
     setup()
     try:
-        info = data.info(FLAGS.data, image_size=FLAGS.image_size)
+        info = data.info(FLAGS.data, image_size=FLAGS.image_size, color_levels=FLAGS.color_levels)
     except data.DataError as err:
         raise UsageError(str(err)) from None
     name = run_name(run_config(info))

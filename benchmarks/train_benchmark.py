@@ -20,6 +20,7 @@ The binarized MNIST number of the README:
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
@@ -48,6 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out_hidden_dims", type=int, default=32)
     p.add_argument("--out_recurrent_length", type=int, default=2)
     p.add_argument("--use_residual", action="store_true")
+    p.add_argument("--rnn_type", default="diagonal_bilstm", help="pixel_rnn: recurrent layer")
     p.add_argument("--optimizer", default="rmsprop", choices=list(training.OPTIMIZERS))
     p.add_argument("--learning_rate", type=float, default=1e-3)
     p.add_argument("--grad_clip", type=float, default=1.0)
@@ -75,15 +77,11 @@ def main(argv=None) -> dict:
     test_ds = data.load(
         args.data, "test", data_dir=data_dir, image_size=args.image_size, seed=args.seed
     )
+    # Every option named like one of the builder's parameters configures the model.
+    parameters = inspect.signature(pixel_models.MODELS[args.model]).parameters
+    options = {k: v for k, v in vars(args).items() if k in parameters}
     model = pixel_models.build_model(
-        args.model,
-        image_shape=info.image_shape,
-        levels=info.levels,
-        hidden_dims=args.hidden_dims,
-        recurrent_length=args.recurrent_length,
-        out_hidden_dims=args.out_hidden_dims,
-        out_recurrent_length=args.out_recurrent_length,
-        use_residual=args.use_residual,
+        args.model, image_shape=info.image_shape, levels=info.levels, **options
     )
     optimizer = training.make_optimizer(args.optimizer, args.learning_rate)
     trainer = training.Trainer(model, optimizer, grad_clip=args.grad_clip)
@@ -125,7 +123,11 @@ def main(argv=None) -> dict:
         "model": args.model,
         "data": args.data,
         "image_shape": list(info.image_shape),
-        "config": {k: v for k, v in vars(args).items() if k not in ("output", "data_dir")},
+        "config": {
+            k: v
+            for k, v in vars(args).items()
+            if k not in ("output", "data_dir") and (k != "rnn_type" or "rnn_type" in parameters)
+        },
         "parameters": int(model.count_params()),
         "steps": trainer.step,
         "train_seconds": round(train_seconds, 1),

@@ -160,10 +160,24 @@ class Trainer:
         """Optimisation steps taken so far (restored with the checkpoint)."""
         return int(self.optimizer.iterations.numpy())
 
-    def _nll_sum(self, images, training):
+    def _nll_terms(self, images, training) -> dict[str, tf.Tensor]:
+        """Per-image NLL terms ``{name: (B,)}`` whose sum is the NLL.
+
+        A model with an ``nll_terms(images, training)`` method splits its NLL
+        itself (the Multi-Scale PixelRNN: small image, full image given it);
+        any other has the one term ``nll`` of its head's distribution.
+        """
+        nll_terms = getattr(self.model, "nll_terms", None)
+        if callable(nll_terms):
+            return nll_terms(images, training=training)
         logits = self.model(tf.cast(images, tf.float32), training=training)
-        nll = self.distribution.nll(logits, images)
-        return tf.reduce_sum(nll), tf.cast(tf.shape(nll)[0], tf.float32)
+        return {"nll": self.distribution.nll(logits, images)}
+
+    def _nll_sum(self, images, training):
+        terms = self._nll_terms(images, training)
+        nll = tf.add_n(list(terms.values()))
+        sums = {name: tf.reduce_sum(value) for name, value in terms.items()}
+        return tf.reduce_sum(nll), tf.cast(tf.shape(nll)[0], tf.float32), sums
 
     def _make_train_step(self):
         model, optimizer, clip = self.model, self.optimizer, self.grad_clip
@@ -171,7 +185,7 @@ class Trainer:
 
         def replica_step(images, global_batch):
             with tf.GradientTape() as tape:
-                total, count = self._nll_sum(images, training=True)
+                total, count, _ = self._nll_sum(images, training=True)
                 loss = total / global_batch
             variables = model.trainable_variables
             grads = tape.gradient(loss, variables)
@@ -201,12 +215,9 @@ class Trainer:
     def _make_eval_step(self):
         @tf.function
         def eval_step(batch):
-            total, count = self.strategy.run(
-                lambda x: self._nll_sum(x, training=False), args=(batch,)
-            )
-            return (
-                self.strategy.reduce(tf.distribute.ReduceOp.SUM, total, axis=None),
-                self.strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None),
+            sums = self.strategy.run(lambda x: self._nll_sum(x, training=False), args=(batch,))
+            return tf.nest.map_structure(
+                lambda v: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None), sums
             )
 
         return eval_step
@@ -218,18 +229,27 @@ class Trainer:
         return float(self._train_step(batch))
 
     def evaluate(self, dataset: tf.data.Dataset) -> dict[str, float]:
-        """Mean NLL per image (nats) and bits per dimension over a finite dataset."""
+        """Mean NLL per image (nats) and bits per dimension over a finite dataset.
+
+        For a model that splits its NLL (see ``_nll_terms``), also the mean of
+        each term under its name (e.g. ``nll_small``, ``nll_full_given_small``).
+        """
         if self._eval_step is None:
             self._eval_step = self._make_eval_step()
-        total, count = 0.0, 0.0
+        total, count, terms = 0.0, 0.0, {}
         for batch in self.strategy.experimental_distribute_dataset(dataset):
-            t, c = self._eval_step(batch)
+            t, c, sums = self._eval_step(batch)
             total += float(t)
             count += float(c)
+            for name, value in sums.items():
+                terms[name] = terms.get(name, 0.0) + float(value)
         if count == 0:
             raise TrainingError("the test dataset is empty")
         nll = total / count
-        return {"nll": nll, "bits_per_dim": bits_per_dim(nll, self.num_dims)}
+        result = {"nll": nll, "bits_per_dim": bits_per_dim(nll, self.num_dims)}
+        if callable(getattr(self.model, "nll_terms", None)):
+            result.update({name: value / count for name, value in terms.items()})
+        return result
 
     def checkpoint(self) -> tf.train.Checkpoint:
         return tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
@@ -299,12 +319,14 @@ def fit(
     ``train_dataset`` is batched and repeats forever (see
     :func:`pixel_models.data.pipeline`); ``test_dataset`` is batched and
     finite. Writes TensorBoard scalars ``train/nll``, ``test/nll`` and
-    ``test/bits_per_dim`` and images ``samples``, PNG sample grids in
-    ``sample_dir``, and checkpoints every ``save_step`` steps and at the end.
+    ``test/bits_per_dim`` (and ``test/<term>`` for each NLL term of a model
+    that splits its NLL, see :meth:`Trainer.evaluate`) and images
+    ``samples``, PNG sample grids in ``sample_dir``, and checkpoints every
+    ``save_step`` steps and at the end.
 
     Returns:
-      The last metrics: ``train/nll``, and ``test/nll`` and
-      ``test/bits_per_dim`` when there is a test set.
+      The last metrics: ``train/nll``, and ``test/nll``,
+      ``test/bits_per_dim`` (and the ``test/<term>``) when there is a test set.
     """
     if config.max_steps < 0:
         raise ValueError(f"max_steps must be >= 0, got {config.max_steps}")
@@ -359,6 +381,9 @@ def fit(
                 metrics["test/bits_per_dim"] = result["bits_per_dim"]
                 tf.summary.scalar("test/nll", result["nll"], step=step)
                 tf.summary.scalar("test/bits_per_dim", result["bits_per_dim"], step=step)
+                for name in sorted(set(result) - {"nll", "bits_per_dim"}):
+                    metrics[f"test/{name}"] = result[name]
+                    tf.summary.scalar(f"test/{name}", result[name], step=step)
                 shown.append(("test_nll", result["nll"]))
             if step % config.save_step == 0 or last_step:
                 if manager is not None:

@@ -136,6 +136,7 @@ def test_train_resume_generate(tmp_path):
         ["--model=gated_pixel_cnn"],
         ["--model=pixel_rnn", "--rnn_type=row_lstm"],
         ["--model=pixel_rnn", "--rnn_type=diagonal_bilstm", "--use_residual"],
+        ["--model=multiscale_pixel_rnn", "--rnn_type=row_lstm", "--small_image_size=4"],
     ],
     ids=lambda flags: "-".join(f.split("=")[-1] for f in flags),
 )
@@ -154,6 +155,21 @@ def test_every_model_trains_resumes_and_generates(tmp_path, model_flags):
     assert set(np.unique(np.asarray(Image.open(out)))) <= {0, 128, 255}
 
 
+@pytest.mark.slow
+def test_colored_data_trains_and_generates(tmp_path):
+    args = [*TINY, *dirs(tmp_path), "--data=colored_shapes", "--color_levels=4"]
+    trained = run_main(*args, "--max_steps=5")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert "colored_shapes-pixel_cnn-" in trained.stdout
+    generated = run_main(*args, "--is_train=False")
+    assert generated.returncode == 0, generated.stderr[-2000:]
+    grid = np.asarray(Image.open(generated.stdout.strip().splitlines()[-1]))
+    assert grid.shape == (2 * 9 + 1, 2 * 9 + 1, 3)
+    # Four levels per channel drawn as 0, 85, 170, 255; 128 is the gap between tiles.
+    assert set(np.unique(grid)) <= {0, 85, 128, 170, 255}
+    assert len(set(np.unique(grid[1:9, 1:9]))) > 1
+
+
 BAD_FLAGS = [
     ("--model=pixel_unknown", "--model"),
     ("--data=imagenet_huge", "--data"),
@@ -165,6 +181,8 @@ BAD_FLAGS = [
     ("--grad_clip=-1", "--grad_clip"),
     ("--optimizer=sgd_unknown", "--optimizer"),
     ("--strategy=tpu_pod", "--strategy"),
+    ("--small_image_size=-1", "--small_image_size"),
+    ("--color_levels=1", "--color_levels"),
 ]
 
 

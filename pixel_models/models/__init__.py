@@ -1,6 +1,7 @@
 """Model builders: each returns a ``keras.Model`` from images to logits."""
 
 from pixel_models.models.gated_pixel_cnn import gated_pixel_cnn
+from pixel_models.models.multiscale_pixel_rnn import MultiScalePixelRNN, multiscale_pixel_rnn
 from pixel_models.models.pixel_cnn import model_input, pixel_cnn
 from pixel_models.models.pixel_rnn import pixel_rnn
 
@@ -8,6 +9,15 @@ MODELS = {
     "pixel_cnn": pixel_cnn,
     "pixel_rnn": pixel_rnn,
     "gated_pixel_cnn": gated_pixel_cnn,
+    "multiscale_pixel_rnn": multiscale_pixel_rnn,
 }
 
-__all__ = ["MODELS", "gated_pixel_cnn", "model_input", "pixel_cnn", "pixel_rnn"]
+__all__ = [
+    "MODELS",
+    "MultiScalePixelRNN",
+    "gated_pixel_cnn",
+    "model_input",
+    "multiscale_pixel_rnn",
+    "pixel_cnn",
+    "pixel_rnn",
+]
