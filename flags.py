@@ -30,6 +30,13 @@ flags.DEFINE_enum(
     ["diagonal_bilstm", "row_lstm"],
     "Recurrent layer of --model=pixel_rnn and multiscale_pixel_rnn.",
 )
+flags.DEFINE_bool(
+    "conditional",
+    False,
+    "Condition the model on the dataset's class labels (models with a num_classes parameter: "
+    "gated_pixel_cnn; datasets with labels: mnist, cifar10, colored_mnist, rotated_mnist). "
+    "Sample grids then show one row per class.",
+)
 flags.DEFINE_integer(
     "small_image_size",
     0,

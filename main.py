@@ -35,10 +35,27 @@ def model_config(info) -> dict:
     from pixel_models.models import MODELS
 
     config = {"image_shape": list(info.image_shape), "levels": info.levels}
-    for name in inspect.signature(MODELS[FLAGS.model]).parameters:
+    parameters = inspect.signature(MODELS[FLAGS.model]).parameters
+    for name in parameters:
         if name not in config and name in FLAGS:
             config[name] = FLAGS[name].value
+    if FLAGS.conditional:
+        takes_labels = sorted(n for n, b in MODELS.items() if "num_classes" in _params(b))
+        if "num_classes" not in parameters:
+            raise UsageError(
+                f"--conditional: --model={FLAGS.model} takes no class labels; "
+                f"use one of {', '.join(takes_labels)}"
+            )
+        if info.num_classes is None:
+            raise UsageError(f"--conditional: --data={FLAGS.data} has no class labels")
+        config["num_classes"] = info.num_classes
     return config
+
+
+def _params(builder) -> set:
+    import inspect
+
+    return set(inspect.signature(builder).parameters)
 
 
 def run_config(info) -> dict:
@@ -104,6 +121,7 @@ def train(info, strategy, paths: dict) -> dict:
         image_size=FLAGS.image_size,
         color_levels=FLAGS.color_levels,
         seed=FLAGS.random_seed,
+        with_labels=FLAGS.conditional,
     )
     test_ds = data.load(
         FLAGS.data,
@@ -112,6 +130,7 @@ def train(info, strategy, paths: dict) -> dict:
         image_size=FLAGS.image_size,
         color_levels=FLAGS.color_levels,
         seed=FLAGS.random_seed,
+        with_labels=FLAGS.conditional,
     )
     num_train = int(train_ds.cardinality())
     steps_per_epoch = math.ceil(num_train / FLAGS.batch_size) if num_train > 0 else None
@@ -145,15 +164,18 @@ def generate(info, strategy, paths: dict) -> str:
 
     model, step = restored_model(info, strategy, paths)
     if FLAGS.complete == "none":
+        rows = sampling.class_rows(model, FLAGS.num_samples)
+        labels, columns = rows if rows is not None else (None, None)
         samples = sampling.sample(
             model,
-            FLAGS.num_samples,
+            FLAGS.num_samples if labels is None else len(labels),
             seed=FLAGS.random_seed,
             batch_size=FLAGS.batch_size,
             temperature=FLAGS.temperature,
             verbose=True,
+            condition=labels,
         )
-        grid = images.make_grid(samples, info.levels)
+        grid = images.make_grid(samples, info.levels, columns=columns)
         stem = f"generated_step{step}_seed{FLAGS.random_seed}"
     else:
         grid = completion_grid(model, info)
@@ -182,6 +204,8 @@ def score(info, strategy, paths: dict) -> dict:
     """Prints the NLL of the --score images under the run's latest checkpoint."""
     from pixel_models import bits_per_dim, distribution_of, images
 
+    if FLAGS.conditional:
+        raise UsageError("--score: scoring images under a --conditional model needs their labels")
     try:
         names, arrays = images.load_images(FLAGS.score, info.image_shape, info.levels)
     except OSError as err:
@@ -234,7 +258,12 @@ def completion_grid(model, info):
         color_levels=FLAGS.color_levels,
         seed=FLAGS.random_seed,
         num_examples=FLAGS.num_samples,
+        with_labels=FLAGS.conditional,
     )
+    labels = None
+    if FLAGS.conditional:  # each completion is conditioned on its image's label
+        labels = np.array([label.numpy() for _, label in test])
+        test = test.map(lambda image, label: image)
     originals = np.stack([x.numpy() for x in test])
     known = known_mask(FLAGS.complete, info.image_shape)
     completed = sampling.complete(
@@ -245,6 +274,7 @@ def completion_grid(model, info):
         batch_size=FLAGS.batch_size,
         temperature=FLAGS.temperature,
         verbose=True,
+        condition=labels,
     )
     scale = 255.0 / (info.levels - 1)
     shown_originals = (originals * scale).round()

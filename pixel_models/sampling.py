@@ -54,7 +54,8 @@ from pixel_models.distributions import (
 _CACHE_ATTR = "_pixel_models_sampling_loops"
 
 
-def _image_shape(model: keras.Model) -> tuple[int, int, int]:
+def image_shape(model: keras.Model) -> tuple[int, int, int]:
+    """``(H, W, C)`` of the images a model reads (its first input)."""
     inputs = _model_inputs(model)
     # The images are the first input (a conditional model takes more inputs after them).
     shape = tuple(inputs[0].shape[1:]) if len(inputs) > 1 else tuple(model.input_shape[1:])
@@ -87,7 +88,7 @@ def _loop(model: keras.Model, distribution: Distribution):
     key = (distribution.kind, distribution.levels, getattr(distribution, "temperature", 1.0))
     if key in cache:
         return cache[key]
-    height, width, channels = _image_shape(model)
+    height, width, channels = image_shape(model)
     steps = height * width * channels
 
     # Compiled with XLA like the cached loop, so that both draw the same numbers.
@@ -376,7 +377,7 @@ def _cached_loop(model: keras.Model, distribution: Distribution, collect_logits:
     plan = _plan(model)
     if plan.reason:
         raise ValueError(f"model {model.name!r} has no cached sampler: {plan.reason}")
-    height, width, channels = _image_shape(model)
+    height, width, channels = image_shape(model)
     logit_tail = [] if distribution.kind == "bernoulli" else [distribution.levels]
 
     @tf.function(jit_compile=True, reduce_retracing=True)
@@ -524,6 +525,25 @@ def _conditions(model: keras.Model, condition, num: int) -> list[np.ndarray]:
     return arrays
 
 
+def class_rows(model: keras.Model, num_samples: int) -> tuple[np.ndarray, int] | None:
+    """Labels that lay samples of a class-conditional model out one row per class.
+
+    Returns ``(labels, per_class)``: ``per_class = ceil(num_samples / classes)``
+    samples of each class in turn (so at least one of each), to be drawn with
+    ``sample(model, len(labels), condition=labels)`` and shown with
+    ``make_grid(..., columns=per_class)``; None for a model that does not take
+    class labels as its only condition.
+    """
+    extra = _model_inputs(model)[1:]
+    if len(extra) != 1:
+        return None
+    classes = _label_count(model, extra[0])
+    if classes is None:
+        return None
+    per_class = max(1, -(-int(num_samples) // classes))
+    return np.repeat(np.arange(classes), per_class), per_class
+
+
 METHODS = ("auto", "cached", "reference")
 
 
@@ -610,7 +630,7 @@ def sample(
         raise ValueError(f"num_samples must be a positive int, got {num_samples}")
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size}")
-    shape = (int(num_samples), *_image_shape(model))
+    shape = (int(num_samples), *image_shape(model))
     conditions = _conditions(model, condition, shape[0])
     blank = np.zeros(shape, np.float32)
     if _stages(model) is not None:  # generated in stages: complete a blank image
@@ -663,7 +683,7 @@ def complete(
     Returns:
       uint8 array like ``images``.
     """
-    height, width, channels = _image_shape(model)
+    height, width, channels = image_shape(model)
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[1:] != (height, width, channels):
         raise ValueError(

@@ -29,7 +29,7 @@ from absl import logging
 
 from pixel_models import images as image_utils
 from pixel_models.distributions import bits_per_dim, distribution_of
-from pixel_models.sampling import sample
+from pixel_models.sampling import class_rows, image_shape, sample
 
 OPTIMIZERS = ("rmsprop", "adam")
 
@@ -124,6 +124,16 @@ def check_run_config(checkpoint_dir: str, run_config: dict, record: bool = True)
         write_json_atomic(path, run_config)
 
 
+def split_batch(batch):
+    """``(images, condition)`` of a batch of images or of ``(images, labels)`` pairs
+    (condition None for plain images)."""
+    if isinstance(batch, tuple | list):
+        if len(batch) != 2:
+            raise TrainingError(f"a batch is images or (images, labels), got {len(batch)} parts")
+        return batch[0], batch[1]
+    return batch, None
+
+
 class Trainer:
     """Trains and evaluates one model under one distribution strategy.
 
@@ -149,7 +159,7 @@ class Trainer:
         self.strategy = strategy or tf.distribute.get_strategy()
         self.grad_clip = float(grad_clip)
         self.distribution = distribution_of(model)
-        self.num_dims = int(np.prod(model.input_shape[1:]))
+        self.num_dims = int(np.prod(image_shape(model)))
         with self.strategy.scope():
             optimizer.build(model.trainable_variables)
         self._train_step = None
@@ -165,12 +175,17 @@ class Trainer:
 
         A model with an ``nll_terms(images, training)`` method splits its NLL
         itself (the Multi-Scale PixelRNN: small image, full image given it);
-        any other has the one term ``nll`` of its head's distribution.
+        any other has the one term ``nll`` of its head's distribution. A batch
+        of ``(images, labels)`` feeds a conditional model ``[images, labels]``.
         """
+        images, condition = split_batch(images)
         nll_terms = getattr(self.model, "nll_terms", None)
         if callable(nll_terms):
             return nll_terms(images, training=training)
-        logits = self.model(tf.cast(images, tf.float32), training=training)
+        inputs = tf.cast(images, tf.float32)
+        if condition is not None:
+            inputs = [inputs, condition]
+        logits = self.model(inputs, training=training)
         return {"nll": self.distribution.nll(logits, images)}
 
     def _nll_sum(self, images, training):
@@ -188,7 +203,13 @@ class Trainer:
                 total, count, _ = self._nll_sum(images, training=True)
                 loss = total / global_batch
             variables = model.trainable_variables
+            # A variable the loss does not reach (e.g. the unused vertical
+            # conditioning of a last gated block) gets a zero gradient.
             grads = tape.gradient(loss, variables)
+            grads = [
+                tf.zeros(v.shape, v.dtype) if g is None else g
+                for g, v in zip(grads, variables, strict=True)
+            ]
             context = tf.distribute.get_replica_context()
             grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
             if clip > 0:
@@ -202,7 +223,9 @@ class Trainer:
         def train_step(batch):
             global_batch = self.strategy.reduce(
                 tf.distribute.ReduceOp.SUM,
-                self.strategy.run(lambda x: tf.cast(tf.shape(x)[0], tf.float32), (batch,)),
+                self.strategy.run(
+                    lambda x: tf.cast(tf.shape(tf.nest.flatten(x)[0])[0], tf.float32), (batch,)
+                ),
                 axis=None,
             )
             total, count = self.strategy.run(replica_step, args=(batch, global_batch))
@@ -440,11 +463,16 @@ def _save(manager: tf.train.CheckpointManager, step: int, chief: bool) -> None:
 
 
 def _write_samples(model: keras.Model, config: TrainConfig, step: int, chief: bool) -> None:
-    images = sample(model, config.num_samples, seed=config.seed)
+    rows = class_rows(model, config.num_samples)
+    if rows is None:
+        images, columns = sample(model, config.num_samples, seed=config.seed), None
+    else:  # a class-conditional model: one row per class
+        labels, columns = rows
+        images = sample(model, len(labels), seed=config.seed, condition=labels)
     if not chief:
         return
     levels = distribution_of(model).levels
-    grid = image_utils.make_grid(images, levels)
+    grid = image_utils.make_grid(images, levels, columns=columns)
     if config.sample_dir:
         path = os.path.join(config.sample_dir, f"sample_{step:07d}.png")
         image_utils.save_png(path, grid)
