@@ -30,6 +30,13 @@ flags.DEFINE_enum(
     ["diagonal_bilstm", "row_lstm"],
     "Recurrent layer of --model=pixel_rnn and multiscale_pixel_rnn.",
 )
+flags.DEFINE_enum(
+    "group",
+    "D4",
+    ["none", "C4", "D4"],
+    "Symmetry group of --model=invariant_cnn: none (a plain CNN with about the same number "
+    "of parameters), C4 (rotations by 90 degrees) or D4 (rotations and mirror flips).",
+)
 flags.DEFINE_bool(
     "conditional",
     False,

@@ -32,13 +32,17 @@ def model_config(info) -> dict:
     and every flag named like one of the builder's parameters."""
     import inspect
 
-    from pixel_models.models import MODELS
+    from pixel_models.models import CLASSIFIERS, MODELS
 
     config = {"image_shape": list(info.image_shape), "levels": info.levels}
     parameters = inspect.signature(MODELS[FLAGS.model]).parameters
     for name in parameters:
         if name not in config and name in FLAGS:
             config[name] = FLAGS[name].value
+    if FLAGS.model in CLASSIFIERS:
+        if info.num_classes is None:
+            raise UsageError(f"--model={FLAGS.model} classifies: --data={FLAGS.data} has no labels")
+        config["num_classes"] = info.num_classes
     if FLAGS.conditional:
         takes_labels = sorted(n for n, b in MODELS.items() if "num_classes" in _params(b))
         if "num_classes" not in parameters:
@@ -121,7 +125,7 @@ def train(info, strategy, paths: dict) -> dict:
         image_size=FLAGS.image_size,
         color_levels=FLAGS.color_levels,
         seed=FLAGS.random_seed,
-        with_labels=FLAGS.conditional,
+        with_labels=with_labels(),
     )
     test_ds = data.load(
         FLAGS.data,
@@ -130,7 +134,7 @@ def train(info, strategy, paths: dict) -> dict:
         image_size=FLAGS.image_size,
         color_levels=FLAGS.color_levels,
         seed=FLAGS.random_seed,
-        with_labels=FLAGS.conditional,
+        with_labels=with_labels(),
     )
     num_train = int(train_ds.cardinality())
     steps_per_epoch = math.ceil(num_train / FLAGS.batch_size) if num_train > 0 else None
@@ -157,6 +161,35 @@ def train(info, strategy, paths: dict) -> dict:
         data.pipeline(test_ds, FLAGS.batch_size, training=False),
         config,
     )
+
+
+def with_labels() -> bool:
+    """Whether the run reads (image, label) pairs: classifiers and --conditional models."""
+    from pixel_models.models import CLASSIFIERS
+
+    return FLAGS.conditional or FLAGS.model in CLASSIFIERS
+
+
+def evaluate_classifier(info, strategy, paths: dict) -> dict:
+    """Test cross-entropy and accuracy of the run's latest checkpoint, printed as JSON."""
+    from pixel_models import data, training
+
+    model, step = restored_model(info, strategy, paths)
+    data_dir = data.resolve_data_dir(FLAGS.data_dir if FLAGS["data_dir"].present else None)
+    test = data.load(
+        FLAGS.data, "test", data_dir=data_dir, seed=FLAGS.random_seed, with_labels=True
+    )
+    with strategy.scope():
+        optimizer = training.make_optimizer(FLAGS.optimizer, FLAGS.learning_rate)
+        trainer = training.Trainer(model, optimizer, strategy)
+    result = trainer.evaluate(data.pipeline(test, FLAGS.batch_size, training=False))
+    report = {
+        "checkpoint_step": step,
+        "test/nll": result["nll"],
+        "test/accuracy": result["accuracy"],
+    }
+    print(json.dumps(report))
+    return report
 
 
 def generate(info, strategy, paths: dict) -> str:
@@ -308,11 +341,19 @@ def main(argv) -> int:
         "sample_dir": os.path.join(FLAGS.sample_dir, name),
     }
     strategy = make_strategy(FLAGS.strategy)
+    from pixel_models.models import CLASSIFIERS
+
+    classifier = FLAGS.model in CLASSIFIERS
+    if classifier and (FLAGS.score or FLAGS.complete != "none"):
+        flag = "--score" if FLAGS.score else "--complete"
+        raise UsageError(f"{flag}: --model={FLAGS.model} is a classifier; it draws no images")
     if FLAGS.score:
         score(info, strategy, paths)
     elif FLAGS.is_train:
         metrics = train(info, strategy, paths)
         print(json.dumps({"run": name, **metrics}, sort_keys=True))
+    elif classifier:
+        evaluate_classifier(info, strategy, paths)
     else:
         generate(info, strategy, paths)
     return 0

@@ -28,7 +28,7 @@ import tensorflow as tf
 from absl import logging
 
 from pixel_models import images as image_utils
-from pixel_models.distributions import bits_per_dim, distribution_of
+from pixel_models.distributions import bits_per_dim, distribution_of, head_of
 from pixel_models.sampling import class_rows, image_shape, sample
 
 OPTIMIZERS = ("rmsprop", "adam")
@@ -134,6 +134,16 @@ def split_batch(batch):
     return batch, None
 
 
+def is_classifier(model: keras.Model) -> bool:
+    """Whether a model maps images to class logits ``(B, classes)`` (no pixel head)."""
+    try:
+        head_of(model)
+        return False
+    except ValueError:
+        shape = model.output_shape
+        return isinstance(shape, tuple) and len(shape) == 2
+
+
 class Trainer:
     """Trains and evaluates one model under one distribution strategy.
 
@@ -158,7 +168,8 @@ class Trainer:
         self.optimizer = optimizer
         self.strategy = strategy or tf.distribute.get_strategy()
         self.grad_clip = float(grad_clip)
-        self.distribution = distribution_of(model)
+        self.classifier = is_classifier(model)
+        self.distribution = None if self.classifier else distribution_of(model)
         self.num_dims = int(np.prod(image_shape(model)))
         with self.strategy.scope():
             optimizer.build(model.trainable_variables)
@@ -189,9 +200,23 @@ class Trainer:
         return {"nll": self.distribution.nll(logits, images)}
 
     def _nll_sum(self, images, training):
+        if self.classifier:
+            return self._classifier_sum(images, training)
         terms = self._nll_terms(images, training)
         nll = tf.add_n(list(terms.values()))
         sums = {name: tf.reduce_sum(value) for name, value in terms.items()}
+        return tf.reduce_sum(nll), tf.cast(tf.shape(nll)[0], tf.float32), sums
+
+    def _classifier_sum(self, batch, training):
+        """Cross-entropy of the labels (the classifier's NLL) and correct answers."""
+        images, labels = split_batch(batch)
+        if labels is None:
+            raise TrainingError("a classifier trains on (images, labels) batches")
+        logits = self.model(tf.cast(images, tf.float32), training=training)
+        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(labels, tf.int32), logits)
+        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        correct = tf.equal(predicted, tf.cast(labels, tf.int32))
+        sums = {"nll": tf.reduce_sum(nll), "accuracy": tf.reduce_sum(tf.cast(correct, nll.dtype))}
         return tf.reduce_sum(nll), tf.cast(tf.shape(nll)[0], tf.float32), sums
 
     def _make_train_step(self):
@@ -245,6 +270,14 @@ class Trainer:
 
         return eval_step
 
+    def check_dataset(self, dataset: tf.data.Dataset) -> None:
+        """Raises TrainingError when a classifier is given a dataset without labels."""
+        if self.classifier and not isinstance(dataset.element_spec, tuple):
+            raise TrainingError(
+                f"model {self.model.name!r} is a classifier: it trains and evaluates on "
+                "(images, labels) batches (load the data with with_labels=True)"
+            )
+
     def train_step(self, batch) -> float:
         """One optimisation step on a (distributed) batch; returns its mean NLL."""
         if self._train_step is None:
@@ -256,7 +289,11 @@ class Trainer:
 
         For a model that splits its NLL (see ``_nll_terms``), also the mean of
         each term under its name (e.g. ``nll_small``, ``nll_full_given_small``).
+        For a classifier (see :func:`is_classifier`; batches of ``(images,
+        labels)``): ``nll``, the mean cross-entropy of the labels, and
+        ``accuracy``.
         """
+        self.check_dataset(dataset)
         if self._eval_step is None:
             self._eval_step = self._make_eval_step()
         total, count, terms = 0.0, 0.0, {}
@@ -269,6 +306,8 @@ class Trainer:
         if count == 0:
             raise TrainingError("the test dataset is empty")
         nll = total / count
+        if self.classifier:  # cross-entropy of the labels and the fraction right
+            return {"nll": nll, "accuracy": terms["accuracy"] / count}
         result = {"nll": nll, "bits_per_dim": bits_per_dim(nll, self.num_dims)}
         if callable(getattr(self.model, "nll_terms", None)):
             result.update({name: value / count for name, value in terms.items()})
@@ -356,6 +395,7 @@ def fit(
     for name in ("test_step", "save_step"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+    trainer.check_dataset(train_dataset)
     strategy = trainer.strategy
     chief = _is_chief(strategy)
     manager = None
@@ -401,9 +441,10 @@ def fit(
             if test_dataset is not None and (step % config.test_step == 0 or last_step):
                 result = trainer.evaluate(test_dataset)
                 metrics["test/nll"] = result["nll"]
-                metrics["test/bits_per_dim"] = result["bits_per_dim"]
                 tf.summary.scalar("test/nll", result["nll"], step=step)
-                tf.summary.scalar("test/bits_per_dim", result["bits_per_dim"], step=step)
+                if "bits_per_dim" in result:
+                    metrics["test/bits_per_dim"] = result["bits_per_dim"]
+                    tf.summary.scalar("test/bits_per_dim", result["bits_per_dim"], step=step)
                 for name in sorted(set(result) - {"nll", "bits_per_dim"}):
                     metrics[f"test/{name}"] = result[name]
                     tf.summary.scalar(f"test/{name}", result[name], step=step)
@@ -412,7 +453,8 @@ def fit(
                 if manager is not None:
                     _check_finite_weights(trainer.model, step, manager)
                     _save(manager, step, chief)
-                if config.num_samples > 0 and (config.sample_dir or config.log_dir):
+                drawable = not trainer.classifier
+                if drawable and config.num_samples > 0 and (config.sample_dir or config.log_dir):
                     _write_samples(trainer.model, config, step, chief)
                 writer.flush()
             if progbar is not None:

@@ -376,3 +376,17 @@ def test_deterministic_runs_give_identical_losses(tmp_path):
         finals.append(json.loads(result.stdout.strip().splitlines()[-1]))
     assert finals[0] == finals[1]
     assert finals[0]["train/nll"] > 0
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--data=shapes"], "--model=invariant_cnn classifies: --data=shapes has no labels"),
+        (["--data=mnist", "--complete=top_half", "--is_train=False"], "is a classifier"),
+        (["--data=mnist", "--group=C8"], "--group"),
+    ],
+)
+def test_classifier_flags_are_checked(tmp_path, flags, message):
+    bad = run_main(*TINY, *dirs(tmp_path), "--model=invariant_cnn", *flags)
+    assert bad.returncode == 1 and message in bad.stderr, bad.stderr[-2000:]
+    assert not (tmp_path / "ckpt").exists()

@@ -202,3 +202,51 @@ def test_damaged_checkpoint_fails_clearly(tmp_path):
         f.truncate(16)
     with pytest.raises(training.TrainingError, match="another model or is damaged"):
         training.restore_latest(trainer_for(), str(tmp_path / "ckpt"))
+
+
+def _labelled_shapes(num: int, seed: int):
+    """8x8 shapes labelled 1 when more than a fifth of the pixels are on: a task
+    whose answer does not change when the image turns or mirrors."""
+    images = data.make_shapes(num, 8, seed=seed)
+    labels = (images.reshape(num, -1).mean(axis=1) > 0.2).astype(np.int32)
+    return tf.data.Dataset.from_tensor_slices((images, labels))
+
+
+@pytest.mark.slow
+def test_a_classifier_trains_and_reports_accuracy(tmp_path):
+    model = pixel_models.build_model(
+        "invariant_cnn",
+        image_shape=(8, 8, 1),
+        num_classes=2,
+        group="C4",
+        base_width=8,
+        stages=(1, 1),
+        levels=2,
+    )
+    assert training.is_classifier(model)
+    assert not training.is_classifier(pixel_models.build_model("pixel_cnn", image_shape=(4, 4, 1)))
+    trainer = training.Trainer(model, training.make_optimizer("adam", 1e-2))
+    train = data.pipeline(_labelled_shapes(512, 0), 32, training=True, seed=0)
+    test = data.pipeline(_labelled_shapes(256, 1), 64, training=False)
+    config = training.TrainConfig(
+        max_steps=120,
+        test_step=60,
+        save_step=60,
+        checkpoint_dir=str(tmp_path / "ckpt"),
+        log_dir=str(tmp_path / "logs"),
+        sample_dir=str(tmp_path / "samples"),
+        num_samples=4,
+        verbose=False,
+    )
+    metrics = training.fit(trainer, train, test, config)
+    assert set(metrics) == {"train/nll", "test/nll", "test/accuracy"}
+    assert metrics["test/accuracy"] > 0.85, metrics
+    assert metrics["test/nll"] < 0.5, metrics
+    assert not os.path.exists(tmp_path / "samples")  # a classifier draws no images
+    tags = set()
+    for path in glob.glob(str(tmp_path / "logs" / "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(value.tag for value in event.summary.value)
+    assert {"train/nll", "test/nll", "test/accuracy"} <= tags and "samples" not in tags
+    with pytest.raises(training.TrainingError, match=r"\(images, labels\)"):
+        trainer.evaluate(test.map(lambda images, labels: images))

@@ -1,6 +1,8 @@
-"""Model builders: each returns a ``keras.Model`` from images to logits."""
+"""Model builders: each returns a ``keras.Model`` from images to logits (per-pixel logits
+of the image distribution, or class logits for the ``CLASSIFIERS``)."""
 
 from pixel_models.models.gated_pixel_cnn import gated_pixel_cnn
+from pixel_models.models.invariant_cnn import invariant_cnn
 from pixel_models.models.multiscale_pixel_rnn import MultiScalePixelRNN, multiscale_pixel_rnn
 from pixel_models.models.pixel_cnn import model_input, pixel_cnn
 from pixel_models.models.pixel_rnn import pixel_rnn
@@ -10,12 +12,17 @@ MODELS = {
     "pixel_rnn": pixel_rnn,
     "gated_pixel_cnn": gated_pixel_cnn,
     "multiscale_pixel_rnn": multiscale_pixel_rnn,
+    "invariant_cnn": invariant_cnn,
 }
+# Models that map images to class logits instead of modelling the images.
+CLASSIFIERS = frozenset({"invariant_cnn"})
 
 __all__ = [
+    "CLASSIFIERS",
     "MODELS",
     "MultiScalePixelRNN",
     "gated_pixel_cnn",
+    "invariant_cnn",
     "model_input",
     "multiscale_pixel_rnn",
     "pixel_cnn",
