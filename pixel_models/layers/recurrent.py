@@ -306,6 +306,19 @@ def _diagonal_lstm(layers, mirrored: Sequence[bool], inputs, condition=None):
     return ops.reshape(pixels, (directions, -1, height, width, units))
 
 
+def _lstm_config(layer) -> dict:
+    """The constructor arguments shared by every LSTM layer, for ``get_config``."""
+    return {
+        "units": layer.units,
+        "mask_type": layer.mask_type,
+        "color_channels": layer.color_channels,
+        "unit_forget_bias": layer.unit_forget_bias,
+        "kernel_initializer": keras.initializers.serialize(layer.kernel_initializer),
+        "recurrent_initializer": keras.initializers.serialize(layer.recurrent_initializer),
+        "bias_initializer": keras.initializers.serialize(layer.bias_initializer),
+    }
+
+
 class _GatedInput(keras.layers.Layer):
     """Shared parts of the LSTM layers: arguments and masked input-to-state."""
 
@@ -388,17 +401,7 @@ class _GatedInput(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "units": self.units,
-                "mask_type": self.mask_type,
-                "color_channels": self.color_channels,
-                "unit_forget_bias": self.unit_forget_bias,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-            }
-        )
+        config.update(_lstm_config(self))
         return config
 
 
@@ -709,15 +712,5 @@ class DiagonalBiLSTM(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "units": self.units,
-                "mask_type": self.mask_type,
-                "color_channels": self.color_channels,
-                "unit_forget_bias": self.unit_forget_bias,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-            }
-        )
+        config.update(_lstm_config(self))
         return config

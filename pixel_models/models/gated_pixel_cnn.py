@@ -10,7 +10,7 @@ import keras
 from pixel_models.distributions import PixelHead, default_kind
 from pixel_models.layers.gated import GatedBlock
 from pixel_models.layers.masked_conv import MaskedConv2D
-from pixel_models.models.pixel_cnn import model_input
+from pixel_models.models.pixel_cnn import check_sizes, model_input
 
 
 def _check_odd(name: str, value) -> None:
@@ -126,14 +126,12 @@ def gated_pixel_cnn(
       Conditional Image Generation with PixelCNN Decoders. NeurIPS 2016.
       https://arxiv.org/abs/1606.05328
     """
-    for arg, value, low in (
-        ("hidden_dims", hidden_dims, 1),
-        ("recurrent_length", recurrent_length, 0),
-        ("out_hidden_dims", out_hidden_dims, 1),
-        ("out_recurrent_length", out_recurrent_length, 0),
-    ):
-        if isinstance(value, bool) or int(value) != value or int(value) < low:
-            raise ValueError(f"{arg} must be an int >= {low}, got {value!r}")
+    check_sizes(
+        hidden_dims=(hidden_dims, 1),
+        recurrent_length=(recurrent_length, 0),
+        out_hidden_dims=(out_hidden_dims, 1),
+        out_recurrent_length=(out_recurrent_length, 0),
+    )
     _check_odd("kernel_size", kernel_size)
     _check_odd("first_kernel_size", first_kernel_size)
     _check_optional_dims("num_classes", num_classes)

@@ -30,6 +30,39 @@ def model_input(image_shape: Sequence[int], levels: int, name: str = "images"):
     return inputs, scaled
 
 
+def check_sizes(**sizes: tuple[int, int]) -> None:
+    """Raises ValueError naming the argument unless every ``name=(value, low)``
+    has an int ``value >= low``."""
+    for arg, (value, low) in sizes.items():
+        if isinstance(value, bool) or int(value) != value or int(value) < low:
+            raise ValueError(f"{arg} must be an int >= {low}, got {value!r}")
+
+
+def masked_conv_factory(channels: int):
+    """``conv(filters, kernel, mask_type, activation, name)``: masked convolutions
+    with the colour groups of ``channels`` colour channels."""
+
+    def conv(filters, kernel, mask_type, activation, layer_name):
+        return MaskedConv2D(
+            filters,
+            kernel,
+            mask_type=mask_type,
+            color_channels=channels,
+            activation=activation,
+            name=layer_name,
+        )
+
+    return conv
+
+
+def output_stack(x, conv, out_hidden_dims: int, out_recurrent_length: int, head: PixelHead):
+    """The 1x1 type-B ReLU layers, the logits layer and the head, shared by the
+    masked-convolution and recurrent models."""
+    for i in range(out_recurrent_length):
+        x = conv(out_hidden_dims, 1, "B", "relu", f"out{i}")(x)
+    return head(conv(head.features, 1, "B", None, "logits")(x))
+
+
 def pixel_cnn(
     image_shape: Sequence[int] = (28, 28, 1),
     levels: int = 2,
@@ -89,33 +122,20 @@ def pixel_cnn(
       van den Oord, Kalchbrenner, Kavukcuoglu. Pixel Recurrent Neural
       Networks. ICML 2016. https://arxiv.org/abs/1601.06759
     """
-    for arg, value, low in (
-        ("hidden_dims", hidden_dims, 1),
-        ("recurrent_length", recurrent_length, 0),
-        ("out_hidden_dims", out_hidden_dims, 1),
-        ("out_recurrent_length", out_recurrent_length, 0),
-    ):
-        if int(value) < low:
-            raise ValueError(f"{arg} must be >= {low}, got {value}")
+    check_sizes(
+        hidden_dims=(hidden_dims, 1),
+        recurrent_length=(recurrent_length, 0),
+        out_hidden_dims=(out_hidden_dims, 1),
+        out_recurrent_length=(out_recurrent_length, 0),
+    )
     channels = int(image_shape[-1])
     inputs, x = model_input(image_shape, levels)
     head = PixelHead(default_kind(levels), channels, levels, name="head")
-
-    def conv(filters, kernel, mask_type, activation, layer_name):
-        return MaskedConv2D(
-            filters,
-            kernel,
-            mask_type=mask_type,
-            color_channels=channels,
-            activation=activation,
-            name=layer_name,
-        )
+    conv = masked_conv_factory(channels)
 
     x = conv(hidden_dims, first_kernel_size, "A", "relu", "conv_a")(x)
     for i in range(recurrent_length):
         y = conv(hidden_dims, hidden_kernel_size, "B", "relu", f"conv_b{i}")(x)
         x = keras.layers.Add(name=f"residual{i}")([x, y]) if use_residual else y
-    for i in range(out_recurrent_length):
-        x = conv(out_hidden_dims, 1, "B", "relu", f"out{i}")(x)
-    x = conv(head.features, 1, "B", None, "logits")(x)
-    return keras.Model(inputs, head(x), name=name)
+    logits = output_stack(x, conv, out_hidden_dims, out_recurrent_length, head)
+    return keras.Model(inputs, logits, name=name)

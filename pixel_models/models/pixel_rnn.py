@@ -7,9 +7,13 @@ from collections.abc import Sequence
 import keras
 
 from pixel_models.distributions import PixelHead, default_kind
-from pixel_models.layers.masked_conv import MaskedConv2D
 from pixel_models.layers.recurrent import DiagonalBiLSTM, RowLSTM
-from pixel_models.models.pixel_cnn import model_input
+from pixel_models.models.pixel_cnn import (
+    check_sizes,
+    masked_conv_factory,
+    model_input,
+    output_stack,
+)
 
 RNN_TYPES = ("diagonal_bilstm", "row_lstm")
 
@@ -105,27 +109,16 @@ def pixel_rnn(
     """
     if rnn_type not in RNN_TYPES:
         raise ValueError(f"rnn_type must be one of {', '.join(RNN_TYPES)}, got {rnn_type!r}")
-    for arg, value, low in (
-        ("hidden_dims", hidden_dims, 1),
-        ("recurrent_length", recurrent_length, 0),
-        ("out_hidden_dims", out_hidden_dims, 1),
-        ("out_recurrent_length", out_recurrent_length, 0),
-    ):
-        if int(value) < low:
-            raise ValueError(f"{arg} must be >= {low}, got {value}")
+    check_sizes(
+        hidden_dims=(hidden_dims, 1),
+        recurrent_length=(recurrent_length, 0),
+        out_hidden_dims=(out_hidden_dims, 1),
+        out_recurrent_length=(out_recurrent_length, 0),
+    )
     channels = int(image_shape[-1])
     inputs, x = model_input(image_shape, levels)
     head = PixelHead(default_kind(levels), channels, levels, name="head")
-
-    def conv(filters, kernel, mask_type, activation, layer_name):
-        return MaskedConv2D(
-            filters,
-            kernel,
-            mask_type=mask_type,
-            color_channels=channels,
-            activation=activation,
-            name=layer_name,
-        )
+    conv = masked_conv_factory(channels)
 
     def lstm(layer_name):
         if rnn_type == "row_lstm":
@@ -145,7 +138,5 @@ def pixel_rnn(
             y = conv(hidden_dims, 1, "B", None, f"proj{i}")(y)
             y = keras.layers.Add(name=f"residual{i}")([x, y])
         x = y
-    for i in range(out_recurrent_length):
-        x = conv(out_hidden_dims, 1, "B", "relu", f"out{i}")(x)
-    x = conv(head.features, 1, "B", None, "logits")(x)
-    return keras.Model(inputs, head(x), name=name)
+    logits = output_stack(x, conv, out_hidden_dims, out_recurrent_length, head)
+    return keras.Model(inputs, logits, name=name)
