@@ -201,6 +201,35 @@ def test_diagonal_lstm_one_direction_sees_the_upper_left_quadrant():
     np.testing.assert_array_equal(seen, expected)
 
 
+def test_row_lstm_learned_initial_state(tmp_path):
+    keras.utils.set_random_seed(3)
+    layer = RowLSTM(4, mask_type="B", learn_initial_state=True)
+    x = np.random.default_rng(1).normal(size=(2, 3, 5, 1)).astype(np.float32)
+    before = layer(x).numpy()
+    names = [w.name for w in layer.weights]
+    assert "initial_h" in names and "initial_c" in names
+    zero_state = RowLSTM(4, mask_type="B")
+    zero_state(x)
+    others = [w.numpy() for w in layer.weights if not w.name.startswith("initial_")]
+    zero_state.set_weights(others)
+    np.testing.assert_allclose(zero_state(x).numpy(), before, atol=1e-6)  # starts at zero
+    layer.initial_h.assign(np.ones((5, 4), np.float32))
+    after = layer(x).numpy()
+    assert not np.allclose(after[:, 0], before[:, 0])  # the first row reads it
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(x) ** 2)
+    grads = tape.gradient(loss, [layer.initial_h, layer.initial_c])
+    assert all(np.any(g.numpy() != 0) for g in grads)
+    # Still causal: the initial state is the same for every image.
+    found = assert_causal(layer, (3, 5, 1), out_channels=4, strict=False)
+    assert found.any()
+    clone = RowLSTM.from_config(layer.get_config())
+    assert clone.learn_initial_state
+    clone(x)
+    clone.set_weights(layer.get_weights())
+    np.testing.assert_allclose(clone(x).numpy(), after, atol=1e-6)
+
+
 @pytest.mark.parametrize("kernel_size", [3, 5])
 def test_row_lstm_has_the_triangular_receptive_field(kernel_size):
     # One type-B Row LSTM layer, binary: output (i, j) sees row i - d at

@@ -146,13 +146,15 @@ def _lstm_update(gates, c_prev):
     return ops.sigmoid(o) * ops.tanh(c), c
 
 
-def _scan(step: Callable, sequence, units: int):
+def _scan(step: Callable, sequence, units: int, initial=None):
     """Runs an LSTM ``step`` over axis 0 of ``sequence`` from a zero state.
 
     Args:
       step: ``(gates_t, h, c) -> (h, c)``.
       sequence: ``(T, B, ..., 4 * units)`` input-to-state gates of each step.
       units: hidden features.
+      initial: optional ``(h, c)`` to start from instead of zeros, each
+        broadcastable to ``(B, ..., units)``.
 
     Returns:
       ``(T, B, ..., units)``: ``h`` after every step.
@@ -165,6 +167,7 @@ def _scan(step: Callable, sequence, units: int):
     if length is None:
         length = tf.shape(sequence)[0]
     zeros = ops.zeros_like(sequence[0, ..., :units])
+    h0, c0 = (zeros, zeros) if initial is None else (zeros + initial[0], zeros + initial[1])
     inputs = tf.TensorArray(sequence.dtype, size=length, element_shape=sequence.shape[1:]).unstack(
         sequence
     )
@@ -177,7 +180,7 @@ def _scan(step: Callable, sequence, units: int):
     _, _, _, outputs = tf.while_loop(
         lambda t, *_: t < length,
         body,
-        (tf.constant(0), zeros, zeros, outputs),
+        (tf.constant(0), h0, c0, outputs),
         maximum_iterations=length,
     )
     return outputs.stack()
@@ -443,6 +446,8 @@ class RowLSTM(_GatedInput):
       kernel_initializer: initializer of the input-to-state kernels.
       recurrent_initializer: initializer of the state-to-state kernel.
       bias_initializer: initializer of the input-to-state biases.
+      learn_initial_state: learn the state above the first row (one ``h``
+        and one ``c`` per column, starting at zero) instead of zeros.
       **kwargs: forwarded to ``keras.layers.Layer``.
 
     Input: ``(B, H, W, C_in)`` with static ``H, W, C_in``. Output:
@@ -481,6 +486,7 @@ class RowLSTM(_GatedInput):
         kernel_initializer="glorot_uniform",
         recurrent_initializer="orthogonal",
         bias_initializer="zeros",
+        learn_initial_state: bool = False,
         **kwargs,
     ):
         if isinstance(kernel_size, bool) or not isinstance(kernel_size, int | np.integer):
@@ -499,6 +505,7 @@ class RowLSTM(_GatedInput):
             **kwargs,
         )
         self.kernel_size = int(kernel_size)
+        self.learn_initial_state = bool(learn_initial_state)
 
     def build(self, input_shape):
         self._build_input(input_shape)
@@ -507,6 +514,12 @@ class RowLSTM(_GatedInput):
             shape=(self.kernel_size, self.units, 4 * self.units),
             initializer=self.recurrent_initializer,
         )
+        if self.learn_initial_state:
+            # The state "above the first row", one per column: learned, and
+            # the same for every image, so it carries no pixel information.
+            shape = (int(input_shape[2]), self.units)
+            self.initial_h = self.add_weight(name="initial_h", shape=shape, initializer="zeros")
+            self.initial_c = self.add_weight(name="initial_c", shape=shape, initializer="zeros")
 
     def call(self, inputs, condition=None):
         gates = self._input_to_state(inputs, condition)  # (B, H, W, 4h)
@@ -515,12 +528,19 @@ class RowLSTM(_GatedInput):
         def step(gates_row, h, c):  # (B, W, 4h), (B, W, h), (B, W, h)
             return _lstm_update(gates_row + ops.conv(h, kernel, padding="same"), c)
 
-        rows = _scan(step, ops.transpose(gates, (1, 0, 2, 3)), self.units)
+        initial = None
+        if self.learn_initial_state:
+            initial = (
+                ops.cast(self.initial_h, gates.dtype),
+                ops.cast(self.initial_c, gates.dtype),
+            )
+        rows = _scan(step, ops.transpose(gates, (1, 0, 2, 3)), self.units, initial)
         return ops.transpose(rows, (1, 0, 2, 3))
 
     def get_config(self):
         config = super().get_config()
         config["kernel_size"] = self.kernel_size
+        config["learn_initial_state"] = self.learn_initial_state
         return config
 
 
