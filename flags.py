@@ -41,7 +41,8 @@ flags.DEFINE_bool(
     "conditional",
     False,
     "Condition the model on the dataset's class labels (models with a num_classes parameter: "
-    "gated_pixel_cnn; datasets with labels: mnist, cifar10, colored_mnist, rotated_mnist). "
+    "pixel_cnn, gated_pixel_cnn; datasets with labels: mnist, cifar10, colored_mnist, "
+    "rotated_mnist). "
     "Sample grids then show one row per class.",
 )
 flags.DEFINE_integer(

@@ -18,7 +18,7 @@ with XLA so that the buffer updates happen in place. The cached path supports
 functional models built from:
 
 - ``MaskedConv2D`` (through ``causal_window()`` / ``call_window()``), one
-  position at a time;
+  position at a time, with or without a constant ``condition``;
 - ``GatedBlock`` without a ``spatial_condition``: its vertical stack has seen
   only image rows above the current one, so it is computed a whole row at a
   time before the row's first pixel (``vertical_window()`` /
@@ -29,11 +29,12 @@ functional models built from:
   ``Concatenate``, ...), run once per batch before the loop;
 - the ``PixelHead``.
 
-So PixelCNN and Gated PixelCNN (unconditional, class- or latent-conditional)
-models sample with it; :func:`supports_cached` tells, and ``method="auto"``
-uses it whenever it can. Conditional models take their labels or codes
-through the ``condition`` argument of :func:`sample` and :func:`complete`, in
-both loops.
+So PixelCNN and Gated PixelCNN models (unconditional, class- or
+latent-conditional, and so the decoder of the autoencoder) sample with it;
+:func:`supports_cached` tells, and ``method="auto"`` uses it whenever it
+can. Conditional models take their labels or codes through the
+``condition`` argument of :func:`sample` and :func:`complete`, in both
+loops.
 """
 
 from __future__ import annotations
@@ -191,7 +192,8 @@ class _Plan:
             self.constant_nodes.append(node)
             self.rates.update(dict.fromkeys(outs, "constant"))
             return
-        if "constant" in rates and not hasattr(layer, "call_vertical_row"):
+        takes_condition = hasattr(layer, "call_vertical_row") or hasattr(layer, "causal_window")
+        if "constant" in rates and not takes_condition:
             raise _Unsupported(f"{what} mixes conditioning inputs into image features")
         if isinstance(layer, PixelHead):
             if rates[0] == "row":
@@ -199,10 +201,8 @@ class _Plan:
             self.head_input, self.head = ins[0], layer
         elif hasattr(layer, "call_vertical_row"):
             self._add_gated(node, what)
-        elif hasattr(layer, "causal_window") and len(ins) == 1:
-            self._need(node.input_tensors[0], *layer.causal_window())
-            self.position_steps.append(("window", layer, ins, outs))
-            self.rates[outs[0]] = "position"
+        elif hasattr(layer, "causal_window"):
+            self._add_window(node, what)
         elif type(layer).__name__ in self.POINTWISE:
             if all(rate == "row" for rate in rates):
                 self.row_steps.append(("pointwise", layer, ins, outs))
@@ -215,6 +215,23 @@ class _Plan:
             self.rates[outs[0]] = "position"
         else:
             raise _Unsupported(f"{what} has no position-wise form")
+
+    def _add_window(self, node, what: str) -> None:
+        """A masked convolution, evaluated at the current position from its
+        window of the layer below (plus its constant condition, if any)."""
+        layer = node.operation
+        bound = dict(zip(("inputs", "condition"), node.arguments.args, strict=False))
+        bound.update(node.arguments.kwargs)
+        inputs, condition = bound["inputs"], bound.get("condition")
+        if self.rates[id(inputs)] == "constant":
+            raise _Unsupported(f"{what} convolves conditioning inputs")
+        if condition is not None and self.rates[id(condition)] != "constant":
+            raise _Unsupported(f"{what} has a condition that depends on the image")
+        self._need(inputs, *layer.causal_window())
+        condition_id = None if condition is None else id(condition)
+        outs = [id(t) for t in node.output_tensors]
+        self.position_steps.append(("window", layer, [id(inputs), condition_id], outs))
+        self.rates[outs[0]] = "position"
 
     def _add_gated(self, node, what: str) -> None:
         """A gated block: its vertical stack joins the row steps, its horizontal
@@ -330,7 +347,10 @@ class _Plan:
                 args = [value_at(k) for k in ins]
                 store(outs[0], layer(args if len(args) > 1 else args[0]))
             elif kind == "window":
-                store(outs[0], layer.call_window(window(ins[0], *layer.causal_window())))
+                value = layer.call_window(
+                    window(ins[0], *layer.causal_window()), constants.get(ins[1])
+                )
+                store(outs[0], value)
             else:  # the horizontal stack of a gated block
                 h_out, skip = layer.call_horizontal_window(
                     window(ins[0], *layer.horizontal_window()),

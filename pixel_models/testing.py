@@ -117,13 +117,26 @@ def all_images(image_shape: tuple[int, int, int], levels: int) -> np.ndarray:
     return values.reshape(-1, *image_shape)
 
 
-def total_probability(model: keras.Model, batch_size: int = 1024) -> float:
-    """Sum of ``p(x)`` over all images of the model's (tiny) input shape."""
+def total_probability(model: keras.Model, batch_size: int = 1024, condition=None) -> float:
+    """Sum of ``p(x)`` over all images of the model's (tiny) input shape.
+
+    For a conditional model, ``condition`` is the one condition (a label, a
+    latent code, or a tuple of them in the model's input order) under which
+    ``p(x | condition)`` is summed.
+    """
+    from pixel_models.sampling import image_shape
+
     distribution = distribution_of(model)
-    images = all_images(tuple(model.input_shape[1:]), distribution.levels)
+    images = all_images(image_shape(model), distribution.levels)
+    conditions = [] if condition is None else list(_as_tuple(condition))
     total = 0.0
     for start in range(0, len(images), batch_size):
         x = images[start : start + batch_size]
-        log_p = distribution.log_prob(model(x, training=False), x)
+        extra = [np.repeat(np.asarray(c)[None], len(x), axis=0) for c in conditions]
+        log_p = distribution.log_prob(model([x, *extra] if extra else x, training=False), x)
         total += float(np.sum(np.exp(np.asarray(log_p, np.float64))))
     return total
+
+
+def _as_tuple(condition) -> tuple:
+    return tuple(condition) if isinstance(condition, tuple) else (condition,)

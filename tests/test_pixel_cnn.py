@@ -48,9 +48,15 @@ def _sharpen(model, seed=0, scale=2.0):
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         if isinstance(layer, MaskedConv2D):
-            kernel, bias = layer.get_weights()
-            bias = rng.normal(0.0, 0.5, bias.shape).astype(np.float32)
-            layer.set_weights([kernel * scale, bias])
+            values = []
+            for weight, value in zip(layer.weights, layer.get_weights(), strict=True):
+                if weight.name == "bias":
+                    values.append(rng.normal(0.0, 0.5, value.shape).astype(np.float32))
+                elif weight.name == "condition_kernel":
+                    values.append(rng.normal(0.0, 1.0, value.shape).astype(np.float32))
+                else:
+                    values.append(value * scale)
+            layer.set_weights(values)
     return model
 
 
@@ -63,7 +69,7 @@ def _log_probs(model):
 def _random_images(model, num, seed=0):
     levels = distribution_of(model).levels
     rng = np.random.default_rng(seed)
-    return rng.integers(0, levels, (num, *model.input_shape[1:])).astype(np.float32)
+    return rng.integers(0, levels, (num, *pm.sampling.image_shape(model))).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------
@@ -292,6 +298,79 @@ def test_keras_save_load_round_trip(tmp_path, image_shape, levels, use_residual)
         levels,
     )
     assert loaded.get_layer("conv_a").mask_type == "A"
+
+
+# ---------------------------------------------------------------------------
+# Class- and latent-conditional PixelCNN
+# ---------------------------------------------------------------------------
+
+
+def test_conditional_pixel_cnn_is_causal_for_every_condition():
+    image_shape = (4, 4, 3)
+    model = _sharpen(_small(image_shape, levels=4, num_classes=3), seed=1)
+    assert [x.name for x in model.inputs] == ["images", "labels"]
+    convs = [layer for layer in model.layers if isinstance(layer, MaskedConv2D)]
+    # Every masked convolution, the output layers included, is conditioned.
+    assert len(convs) == 5 and all(conv.condition_dims == 3 for conv in convs)
+    for label in range(3):
+        labels = tf.constant([label], tf.int32)
+        found = assert_causal(lambda x, labels=labels: model([x, labels]), image_shape)
+        seen = found[-1, -1].any(axis=(0, 3)).reshape(-1)
+        assert seen[:-1].all()  # the last pixel sees every pixel before it
+
+
+@pytest.mark.parametrize(
+    "kwargs, condition",
+    [
+        (dict(num_classes=2), 0),
+        (dict(num_classes=2), 1),
+        (dict(latent_dims=3), np.array([0.5, -1.0, 2.0], np.float32)),
+        (dict(num_classes=2, latent_dims=2), (1, np.array([1.0, -1.0], np.float32))),
+    ],
+    ids=["class0", "class1", "latent", "class-and-latent"],
+)
+def test_conditional_pixel_cnn_is_normalised_for_a_fixed_condition(kwargs, condition):
+    model = _sharpen(_small((3, 3, 1), **kwargs), seed=2)
+    assert total_probability(model, condition=condition) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_the_condition_changes_the_distribution():
+    model = _sharpen(_small((3, 3, 1), num_classes=2), seed=3)
+    images = all_images((3, 3, 1), 2)
+    dist = distribution_of(model)
+    log_p = [
+        dist.log_prob(model([images, np.full(len(images), label, np.int32)]), images).numpy()
+        for label in (0, 1)
+    ]
+    assert np.abs(log_p[0] - log_p[1]).max() > 0.1
+
+
+def test_conditional_pixel_cnn_round_trips(tmp_path):
+    model = _sharpen(_small((4, 4, 1), num_classes=3, latent_dims=2), seed=4)
+    x = _random_images(model, 3)
+    labels = np.array([0, 2, 1], np.int32)
+    codes = np.random.default_rng(0).normal(size=(3, 2)).astype(np.float32)
+    expected = model([x, labels, codes]).numpy()
+    clone = keras.Model.from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    np.testing.assert_array_equal(clone([x, labels, codes]).numpy(), expected)
+    path = tmp_path / "conditional.keras"
+    keras.saving.save_model(model, path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_array_equal(loaded([x, labels, codes]).numpy(), expected)
+    assert loaded.get_layer("conv_a").condition_dims == 5
+
+
+def test_masked_conv_condition_must_be_used_consistently():
+    layer = MaskedConv2D(2, 3, mask_type="A")
+    x = np.zeros((2, 4, 4, 1), np.float32)
+    layer(x, condition=np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match="built with a condition"):
+        layer(x)
+    plain = MaskedConv2D(2, 3, mask_type="A")
+    plain(x)
+    with pytest.raises(ValueError, match="built without a condition"):
+        plain(x, condition=np.ones((2, 3), np.float32))
 
 
 # ---------------------------------------------------------------------------

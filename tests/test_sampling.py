@@ -16,18 +16,31 @@ from pixel_models.models import gated_pixel_cnn, pixel_cnn
 from pixel_models.testing import all_images
 
 
-def _model(image_shape, levels=2, seed=0, **kwargs):
+def _sharpen(model, seed, scale, condition_scale=2.0):
+    """Scales the kernels, draws random biases and conditioning weights, so that
+    the model is far from uniform and samples vary."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, GatedBlock | MaskedConv2D):
+            values = []
+            for weight, value in zip(layer.weights, layer.get_weights(), strict=True):
+                if weight.name.endswith("bias"):
+                    values.append(rng.normal(0.0, 0.5, value.shape).astype(np.float32))
+                elif weight.name.startswith("condition"):
+                    values.append(rng.normal(0.0, condition_scale, value.shape).astype(np.float32))
+                else:
+                    values.append(scale * value)
+            layer.set_weights(values)
+    return model
+
+
+def _model(image_shape, levels=2, seed=0, condition_scale=2.0, **kwargs):
     """A tiny PixelCNN with weights far enough from uniform to make samples vary."""
     keras.utils.set_random_seed(seed)
     config = dict(hidden_dims=6, recurrent_length=1, out_hidden_dims=6, out_recurrent_length=1)
     config.update(kwargs)
     model = pixel_cnn(image_shape, levels=levels, **config)
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, MaskedConv2D):
-            kernel, bias = layer.get_weights()
-            layer.set_weights([3.0 * kernel, rng.normal(0.0, 0.5, bias.shape).astype(np.float32)])
-    return model
+    return _sharpen(model, seed, 3.0, condition_scale)
 
 
 @pytest.fixture(scope="module")
@@ -407,19 +420,7 @@ def _gated(image_shape, levels=2, seed=0, condition_scale=2.0, **kwargs):
     )
     config.update(kwargs)
     model = gated_pixel_cnn(image_shape, levels=levels, **config)
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, GatedBlock | MaskedConv2D):
-            values = []
-            for weight, value in zip(layer.weights, layer.get_weights(), strict=True):
-                if weight.name.endswith("bias"):
-                    values.append(rng.normal(0.0, 0.5, value.shape).astype(np.float32))
-                elif weight.name.startswith("condition"):
-                    values.append(rng.normal(0.0, condition_scale, value.shape).astype(np.float32))
-                else:
-                    values.append(2.0 * value)
-            layer.set_weights(values)
-    return model
+    return _sharpen(model, seed, 2.0, condition_scale)
 
 
 GATED_CASES = {
@@ -467,9 +468,12 @@ def test_gated_cached_completion_matches_reference():
     )
 
 
-@pytest.fixture(scope="module")
-def class_model():
-    return _gated((4, 4, 1), num_classes=3, condition_scale=3.0, seed=3)
+@pytest.fixture(scope="module", params=["gated_pixel_cnn", "pixel_cnn"])
+def class_model(request):
+    if request.param == "gated_pixel_cnn":
+        return _gated((4, 4, 1), num_classes=3, condition_scale=3.0, seed=3)
+    # Every layer of the PixelCNN adds the conditioning bias: smaller weights.
+    return _model((4, 4, 1), num_classes=3, condition_scale=1.0, seed=3)
 
 
 def test_conditional_cached_logits_equal_full_network_logits(class_model):
@@ -517,8 +521,9 @@ def test_class_conditional_samples_differ_between_classes(class_model):
     assert max(np.abs(means[a] - means[b]).max() for a, b in [(0, 1), (0, 2), (1, 2)]) > 0.3
 
 
-def test_latent_and_class_conditional_cached_samples_equal_reference():
-    model = _gated((3, 3, 1), num_classes=2, latent_dims=3, seed=4)
+@pytest.mark.parametrize("build", [_gated, _model], ids=["gated_pixel_cnn", "pixel_cnn"])
+def test_latent_and_class_conditional_cached_samples_equal_reference(build):
+    model = build((3, 3, 1), num_classes=2, latent_dims=3, seed=4)
     assert pm.sampling.supports_cached(model)
     codes = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
     condition = (np.array([0, 1, 1, 0, 1]), codes)

@@ -132,6 +132,14 @@ class MaskedConv2D(keras.layers.Layer):
     as ``kernel * mask``; the hidden kernel entries stay at their initial
     values and never receive gradient.
 
+    Conditioning: called as ``layer(x, condition=y)`` with a ``(B, D)``
+    vector ``y`` (a class one-hot, a latent code), the layer adds the learned
+    per-image bias ``y V`` (``V`` of shape ``(D, filters)``) to every
+    position before the activation, as the class-conditional PixelCNN of
+    van den Oord et al. (2016b, Equation 4) does. The bias does not depend on
+    the image, so causality is unchanged. A layer built with a condition must
+    always be called with one.
+
     Args:
       filters: number of output features. With ``color_channels > 1`` it is
         split into ``color_channels`` contiguous groups.
@@ -150,11 +158,18 @@ class MaskedConv2D(keras.layers.Layer):
     >>> layer = MaskedConv2D(4, 3, mask_type="A")
     >>> tuple(layer(np.zeros((2, 8, 8, 1), "float32")).shape)
     (2, 8, 8, 4)
+    >>> conditional = MaskedConv2D(4, 3, mask_type="A")
+    >>> x = conditional(np.zeros((2, 8, 8, 1), "float32"), condition=np.eye(2, 3, dtype="float32"))
+    >>> conditional.condition_dims
+    3
 
     References:
       van den Oord, Kalchbrenner, Kavukcuoglu. Pixel Recurrent Neural
       Networks. ICML 2016. https://arxiv.org/abs/1601.06759 (Section 3.4,
       Figure 2 for the colour masks).
+      van den Oord, Kalchbrenner, Vinyals, Espeholt, Graves, Kavukcuoglu.
+      Conditional Image Generation with PixelCNN Decoders. NeurIPS 2016.
+      https://arxiv.org/abs/1606.05328 (the conditioning).
     """
 
     def __init__(
@@ -184,9 +199,10 @@ class MaskedConv2D(keras.layers.Layer):
         self.bias_initializer = keras.initializers.get(bias_initializer)
         # Fail at construction, not at build, on impossible colour groups.
         channel_groups(self.filters, self.color_channels)
+        self.condition_dims = None
 
-    def build(self, input_shape):
-        in_channels = int(input_shape[-1])
+    def build(self, inputs_shape, condition_shape=None):
+        in_channels = int(inputs_shape[-1])
         self.mask = ops.convert_to_tensor(
             make_mask(
                 self.kernel_size,
@@ -207,14 +223,41 @@ class MaskedConv2D(keras.layers.Layer):
             )
         else:
             self.bias = None
+        if condition_shape is not None:
+            if len(condition_shape) != 2:
+                raise ValueError(f"condition must be (B, D), got shape {condition_shape}")
+            self.condition_dims = int(condition_shape[-1])
+            self.condition_kernel = self.add_weight(
+                name="condition_kernel",
+                shape=(self.condition_dims, self.filters),
+                initializer=self.kernel_initializer,
+            )
 
-    def call(self, inputs):
+    def _check_condition(self, condition) -> None:
+        if (condition is None) != (self.condition_dims is None):
+            raise ValueError(
+                f"MaskedConv2D {self.name!r} was built "
+                f"{'without' if self.condition_dims is None else 'with'} a condition: "
+                "call it the same way"
+            )
+
+    def _finish(self, outputs, condition):
+        """Bias, conditioning bias and activation of ``(B, ..., filters)`` outputs."""
+        if self.use_bias:
+            outputs = outputs + self.bias
+        if condition is not None:
+            bias = ops.matmul(ops.cast(condition, outputs.dtype), self.condition_kernel)
+            outputs = outputs + ops.reshape(
+                bias, (-1,) + (1,) * (len(outputs.shape) - 2) + (self.filters,)
+            )
+        return self.activation(outputs)
+
+    def call(self, inputs, condition=None):
+        self._check_condition(condition)
         kernel = self.kernel  # in the compute dtype under mixed precision
         kernel = kernel * ops.cast(self.mask, kernel.dtype)
         outputs = ops.conv(inputs, kernel, strides=1, padding="same")
-        if self.use_bias:
-            outputs = outputs + self.bias
-        return self.activation(outputs)
+        return self._finish(outputs, condition)
 
     def causal_window(self) -> tuple[int, int, int]:
         """Past context an output position reads: ``(rows_above, cols_left, cols_right)``.
@@ -227,7 +270,7 @@ class MaskedConv2D(keras.layers.Layer):
         kh, kw = self.kernel_size
         return kh // 2, kw // 2, kw // 2
 
-    def call_window(self, window):
+    def call_window(self, window, condition=None):
         """The output at one position from its input window.
 
         Args:
@@ -235,6 +278,7 @@ class MaskedConv2D(keras.layers.Layer):
             input values around the position, the position itself at the
             bottom row's centre (zeros where the window leaves the image,
             as the ``SAME`` padding of ``call()``).
+          condition: the ``(B, D)`` conditioning vector, when the layer has one.
 
         Returns:
           ``(B, filters)``: exactly what ``call()`` gives at that position.
@@ -243,9 +287,7 @@ class MaskedConv2D(keras.layers.Layer):
         kernel = self.kernel[:rows]
         kernel = kernel * ops.cast(self.mask[:rows], kernel.dtype)
         outputs = ops.einsum("brkc,rkco->bo", window, kernel)
-        if self.use_bias:
-            outputs = outputs + self.bias
-        return self.activation(outputs)
+        return self._finish(outputs, condition)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.filters)

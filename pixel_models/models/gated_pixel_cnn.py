@@ -10,19 +10,12 @@ import keras
 from pixel_models.distributions import PixelHead, default_kind
 from pixel_models.layers.gated import GatedBlock
 from pixel_models.layers.masked_conv import MaskedConv2D
-from pixel_models.models.pixel_cnn import check_sizes, model_input
+from pixel_models.models.pixel_cnn import check_sizes, condition_inputs, model_input
 
 
 def _check_odd(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
         raise ValueError(f"{name} must be an odd positive int, got {value!r}")
-
-
-def _check_optional_dims(name: str, value) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be None or a positive int, got {value!r}")
 
 
 def gated_pixel_cnn(
@@ -134,29 +127,11 @@ def gated_pixel_cnn(
     )
     _check_odd("kernel_size", kernel_size)
     _check_odd("first_kernel_size", first_kernel_size)
-    _check_optional_dims("num_classes", num_classes)
-    _check_optional_dims("latent_dims", latent_dims)
     channels = int(image_shape[-1])
     images, x = model_input(image_shape, levels)
+    extra_inputs, condition = condition_inputs(num_classes, latent_dims)
+    inputs = [images, *extra_inputs]
     head = PixelHead(default_kind(levels), channels, levels, name="head")
-
-    inputs, parts = [images], []
-    if num_classes is not None:
-        labels = keras.Input(shape=(), dtype="int32", name="labels")
-        inputs.append(labels)
-        parts.append(
-            keras.layers.CategoryEncoding(num_classes, output_mode="one_hot", name="one_hot")(
-                labels
-            )
-        )
-    if latent_dims is not None:
-        latents = keras.Input(shape=(latent_dims,), dtype="float32", name="latents")
-        inputs.append(latents)
-        parts.append(latents)
-    if len(parts) > 1:
-        condition = keras.layers.Concatenate(name="condition")(parts)
-    else:
-        condition = parts[0] if parts else None
 
     def block(size, mask_type, layer_name):
         return GatedBlock(
