@@ -127,7 +127,8 @@ def info(name: str, image_size: int = 28, color_levels: int = _DEFAULT_COLOR_LEV
         _check_image_size(image_size)
         size = int(image_size)
         if name == "shapes":
-            return DatasetInfo("shapes", (size, size, 1), 2, None, ("train", "test"), False)
+            # Labelled by the number of shapes drawn: 1, 2 or 3 (classes 0, 1, 2).
+            return DatasetInfo("shapes", (size, size, 1), 2, 3, ("train", "test"), False)
         levels = _check_color_levels(color_levels)
         return DatasetInfo(name, (size, size, 3), levels, None, ("train", "test"), False)
     if name == "colored_mnist":
@@ -215,7 +216,11 @@ def load(
         split_seed = seed * 2 + (0 if split == "train" else 1)
         size = meta.image_shape[0]
         if name == "shapes":
-            images = make_shapes(_SHAPES_SPLIT_SIZES[split], size, split_seed)
+            images, counts = make_shapes(
+                _SHAPES_SPLIT_SIZES[split], size, split_seed, return_counts=True
+            )
+            if with_labels:  # the class is the number of shapes drawn, minus one
+                return tf.data.Dataset.from_tensor_slices((images[:count], counts[:count] - 1))
         else:
             images = make_colored_shapes(_SHAPES_SPLIT_SIZES[split], size, split_seed, meta.levels)
         return tf.data.Dataset.from_tensor_slices(images[:count])
@@ -236,7 +241,9 @@ def load(
     return raw.map(_image_only, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def make_shapes(num: int, size: int, seed: int) -> np.ndarray:
+def make_shapes(
+    num: int, size: int, seed: int, return_counts: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Draws binary images of random filled shapes.
 
     Each image holds 1 to 3 shapes, each an axis-aligned rectangle, an ellipse or a
@@ -247,9 +254,19 @@ def make_shapes(num: int, size: int, seed: int) -> np.ndarray:
         num: Number of images.
         size: Image side length in pixels; at least 4.
         seed: Seed for ``np.random.default_rng``; equal seeds give equal images.
+        return_counts: Also return how many shapes each image holds (shapes
+            may overlap, so this is the number drawn, not always the number
+            one can see). The images do not depend on this argument.
 
     Returns:
-        A uint8 array of shape (num, size, size, 1) with values in {0, 1}.
+        A uint8 array of shape (num, size, size, 1) with values in {0, 1};
+        with ``return_counts``, also an int32 array (num,) of counts in {1, 2, 3}.
+
+    Example:
+
+    >>> images, counts = make_shapes(4, 8, seed=0, return_counts=True)
+    >>> images.shape, sorted(set(counts.tolist()) - {1, 2, 3})
+    ((4, 8, 8, 1), [])
 
     Raises:
         DataError: If ``size`` is below 4 or ``num`` is negative.
@@ -288,7 +305,8 @@ def make_shapes(num: int, size: int, seed: int) -> np.ndarray:
                 if draw is _triangle_masks:
                     args += [apex[idx, slot], orientation[idx, slot]]
                 out[idx] |= draw(ys, xs, *args)
-    return out.astype(np.uint8)[..., None]
+    images = out.astype(np.uint8)[..., None]
+    return (images, count.astype(np.int32)) if return_counts else images
 
 
 def make_colored_shapes(num: int, size: int, seed: int, levels: int = 256) -> np.ndarray:

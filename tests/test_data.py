@@ -41,7 +41,7 @@ def _images(ds: tf.data.Dataset) -> np.ndarray:
         ("mnist", (28, 28, 1), 2, 10, ("train", "test"), True),
         ("binarized_mnist", (28, 28, 1), 2, None, ("train", "validation", "test"), True),
         ("cifar10", (32, 32, 3), 256, 10, ("train", "test"), True),
-        ("shapes", (28, 28, 1), 2, None, ("train", "test"), False),
+        ("shapes", (28, 28, 1), 2, 3, ("train", "test"), False),
         ("colored_shapes", (28, 28, 3), 256, None, ("train", "test"), False),
         ("colored_mnist", (28, 28, 3), 256, 10, ("train", "test"), True),
         ("imagenet32", (32, 32, 3), 256, None, ("train", "test"), True),
@@ -227,9 +227,26 @@ def test_load_shapes_splits_and_seeds():
     np.testing.assert_array_equal(train[:5], _images(data.load("shapes", seed=1, num_examples=5)))
 
 
-def test_load_shapes_rejects_labels():
+def test_shapes_are_labelled_by_their_number_of_shapes():
+    assert data.info("shapes", image_size=8).num_classes == 3
+    pairs = list(data.load("shapes", "test", image_size=8, seed=2, with_labels=True).take(50))
+    images = np.stack([image.numpy() for image, _ in pairs])
+    labels = np.array([label.numpy() for _, label in pairs])
+    assert labels.dtype == np.int32 and set(labels.tolist()) == {0, 1, 2}
+    # The same images as without labels, and the labels are the numbers drawn.
+    np.testing.assert_array_equal(
+        images, _images(data.load("shapes", "test", image_size=8, seed=2, num_examples=50))
+    )
+    _, counts = data.make_shapes(2000, 8, seed=2 * 2 + 1, return_counts=True)
+    np.testing.assert_array_equal(labels, counts[:50] - 1)
+    # More shapes drawn, more ink on average.
+    ink = images.reshape(len(images), -1).mean(axis=1)
+    assert ink[labels == 0].mean() < ink[labels == 2].mean()
+
+
+def test_colored_shapes_have_no_labels():
     with pytest.raises(data.DataError, match="no labels"):
-        data.load("shapes", with_labels=True)
+        data.load("colored_shapes", image_size=8, with_labels=True)
 
 
 def test_load_unknown_split():
