@@ -21,7 +21,7 @@ from pixel_models.distributions import (
 )
 from pixel_models.layers import GatedBlock, MaskedConv2D, make_mask
 from pixel_models.models import MODELS
-from pixel_models.sampling import complete, sample
+from pixel_models.sampling import complete, reconstruct, sample
 
 __version__ = "0.1.0"
 
@@ -53,5 +53,6 @@ __all__ = [
     "distribution_of",
     "head_of",
     "make_mask",
+    "reconstruct",
     "sample",
 ]

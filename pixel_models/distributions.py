@@ -196,10 +196,18 @@ class PixelHead(keras.layers.Layer):
 
 
 def head_of(model: keras.Model) -> PixelHead:
-    """The :class:`PixelHead` of a model built by this package."""
+    """The :class:`PixelHead` of a model built by this package (searched in its
+    layers, last first, and in the layers of the models it holds, e.g. the
+    decoder of an autoencoder)."""
     for layer in reversed(model.layers):
         if isinstance(layer, PixelHead):
             return layer
+    for layer in reversed(model.layers):
+        if isinstance(layer, keras.Model):
+            try:
+                return head_of(layer)
+            except ValueError:
+                continue
     raise ValueError(
         f"model {model.name!r} has no PixelHead layer: build it with pixel_models.build_model"
     )

@@ -646,6 +646,7 @@ def sample(
     >>> pm.sample(digits, 2, seed=1, condition=[3, 7]).shape
     (2, 4, 4, 1)
     """
+    _check_not_autoencoder(model)
     if int(num_samples) < 1:
         raise ValueError(f"num_samples must be a positive int, got {num_samples}")
     if int(batch_size) < 1:
@@ -703,6 +704,7 @@ def complete(
     Returns:
       uint8 array like ``images``.
     """
+    _check_not_autoencoder(model)
     height, width, channels = image_shape(model)
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[1:] != (height, width, channels):
@@ -728,6 +730,79 @@ def complete(
         method,
         verbose,
         conditions,
+    )
+
+
+def _check_not_autoencoder(model) -> None:
+    from pixel_models.models.autoencoder import is_autoencoder
+
+    if is_autoencoder(model):
+        raise ValueError(
+            f"model {model.name!r} is an autoencoder: it has no distribution over codes to "
+            "sample from; reconstruct images with pixel_models.reconstruct(model, images), or "
+            "decode codes with pixel_models.sample(model.decoder, n, condition=codes)"
+        )
+
+
+def reconstruct(
+    model: keras.Model,
+    images: np.ndarray,
+    seed: int = 0,
+    *,
+    batch_size: int = 100,
+    temperature: float | None = None,
+    method: str = "auto",
+    verbose: bool = False,
+) -> np.ndarray:
+    """Samples an autoencoder's decoder given the codes of ``images``.
+
+    Each image is encoded (inference mode), and a new image is drawn from
+    ``p(x | z)`` with the image's code ``z``, pixel by pixel as in
+    :func:`sample` (cached when the decoder supports it). The result shows
+    what the code keeps of the image: the decoder fills in the rest.
+
+    Args:
+      model: a :class:`~pixel_models.models.PixelAutoencoder`.
+      images: ``(N, H, W, C)`` integer images in the model's data form.
+      seed, batch_size, temperature, method, verbose: as in :func:`sample`.
+
+    Returns:
+      uint8 array like ``images``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import pixel_models as pm
+    >>> model = pm.build_model("autoencoder", image_shape=(4, 4, 1), latent_dims=2,
+    ...                        encoder_dims=2, hidden_dims=2, recurrent_length=1)
+    >>> pm.reconstruct(model, np.ones((3, 4, 4, 1)), seed=0).shape
+    (3, 4, 4, 1)
+    """
+    from pixel_models.models.autoencoder import encode_batches, is_autoencoder
+
+    if not is_autoencoder(model):
+        raise ValueError(f"model {model.name!r} is not an autoencoder (it has no encode())")
+    height, width, channels = image_shape(model)
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[1:] != (height, width, channels):
+        raise ValueError(
+            f"images must have shape (N, {height}, {width}, {channels}), got {images.shape}"
+        )
+    if len(images) == 0:
+        raise ValueError("images must hold at least one image")
+    levels = distribution_of(model).levels
+    if images.min() < 0 or images.max() >= levels:
+        raise ValueError(f"image values must lie in [0, {levels - 1}]")
+    codes = encode_batches(model, images, batch_size=int(batch_size))
+    return sample(
+        model.decoder,
+        len(images),
+        seed,
+        batch_size=batch_size,
+        temperature=temperature,
+        method=method,
+        verbose=verbose,
+        condition=codes,
     )
 
 

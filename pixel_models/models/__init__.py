@@ -1,6 +1,7 @@
 """Model builders: each returns a ``keras.Model`` from images to logits (per-pixel logits
 of the image distribution, or class logits for the ``CLASSIFIERS``)."""
 
+from pixel_models.models.autoencoder import PixelAutoencoder, autoencoder, is_autoencoder
 from pixel_models.models.gated_pixel_cnn import gated_pixel_cnn
 from pixel_models.models.invariant_cnn import invariant_cnn
 from pixel_models.models.multiscale_pixel_rnn import MultiScalePixelRNN, multiscale_pixel_rnn
@@ -11,6 +12,7 @@ MODELS = {
     "pixel_cnn": pixel_cnn,
     "pixel_rnn": pixel_rnn,
     "gated_pixel_cnn": gated_pixel_cnn,
+    "autoencoder": autoencoder,
     "multiscale_pixel_rnn": multiscale_pixel_rnn,
     "invariant_cnn": invariant_cnn,
 }
@@ -21,8 +23,11 @@ __all__ = [
     "CLASSIFIERS",
     "MODELS",
     "MultiScalePixelRNN",
+    "PixelAutoencoder",
+    "autoencoder",
     "gated_pixel_cnn",
     "invariant_cnn",
+    "is_autoencoder",
     "model_input",
     "multiscale_pixel_rnn",
     "pixel_cnn",
