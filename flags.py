@@ -34,8 +34,9 @@ flags.DEFINE_enum(
     "group",
     "D4",
     ["none", "C4", "D4"],
-    "Symmetry group of --model=invariant_cnn: none (a plain CNN with about the same number "
-    "of parameters), C4 (rotations by 90 degrees) or D4 (rotations and mirror flips).",
+    "Symmetry group of --model=invariant_cnn (and of --model=autoencoder --encoder=invariant): "
+    "none (a plain CNN with about the same number of parameters), C4 (rotations by 90 "
+    "degrees) or D4 (rotations and mirror flips).",
 )
 flags.DEFINE_bool(
     "conditional",
@@ -45,6 +46,20 @@ flags.DEFINE_bool(
     "rotated_mnist). "
     "Sample grids then show one row per class.",
 )
+flags.DEFINE_integer(
+    "latent_dims",
+    10,
+    "Size of the code of --model=autoencoder (its encoder's output, on which the Gated "
+    "PixelCNN decoder is conditioned).",
+)
+flags.DEFINE_enum(
+    "encoder",
+    "conv",
+    ["conv", "invariant"],
+    "Encoder of --model=autoencoder: conv (strided convolutions) or invariant (group "
+    "convolutions over --group, C4 or D4: turned or mirrored images get the same code).",
+)
+flags.DEFINE_integer("encoder_dims", 32, "Width of the encoder of --model=autoencoder.")
 flags.DEFINE_integer(
     "small_image_size",
     0,
@@ -140,6 +155,8 @@ for _name, _low in (
     ("image_size", 4),
     ("max_steps", 0),
     ("small_image_size", 0),
+    ("latent_dims", 1),
+    ("encoder_dims", 1),
 ):
     flags.register_validator(
         _name,

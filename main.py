@@ -39,6 +39,8 @@ def model_config(info) -> dict:
     for name in parameters:
         if name not in config and name in FLAGS:
             config[name] = FLAGS[name].value
+    if "encoder" in parameters and FLAGS.encoder == "invariant" and FLAGS.group == "none":
+        raise UsageError("--encoder=invariant needs --group=C4 or --group=D4")
     if FLAGS.model in CLASSIFIERS:
         if info.num_classes is None:
             raise UsageError(f"--model={FLAGS.model} classifies: --data={FLAGS.data} has no labels")
@@ -194,9 +196,13 @@ def evaluate_classifier(info, strategy, paths: dict) -> dict:
 
 def generate(info, strategy, paths: dict) -> str:
     from pixel_models import images, sampling
+    from pixel_models.models import is_autoencoder
 
     model, step = restored_model(info, strategy, paths)
-    if FLAGS.complete == "none":
+    if is_autoencoder(model):
+        grid = reconstruction_grid(model, info)
+        stem = f"reconstructed_step{step}_seed{FLAGS.random_seed}"
+    elif FLAGS.complete == "none":
         rows = sampling.class_rows(model, FLAGS.num_samples)
         labels, columns = rows if rows is not None else (None, None)
         samples = sampling.sample(
@@ -278,9 +284,9 @@ def known_mask(kind: str, image_shape) -> np.ndarray:
     return known
 
 
-def completion_grid(model, info):
-    """Test images, their occluded versions and completions, three to a row."""
-    from pixel_models import data, images, sampling
+def test_images(num: int, with_labels: bool = False):
+    """The first ``num`` test images of --data (and their labels, or None)."""
+    from pixel_models import data
 
     data_dir = data.resolve_data_dir(FLAGS.data_dir if FLAGS["data_dir"].present else None)
     test = data.load(
@@ -290,14 +296,37 @@ def completion_grid(model, info):
         image_size=FLAGS.image_size,
         color_levels=FLAGS.color_levels,
         seed=FLAGS.random_seed,
-        num_examples=FLAGS.num_samples,
-        with_labels=FLAGS.conditional,
+        num_examples=num,
+        with_labels=with_labels,
     )
-    labels = None
-    if FLAGS.conditional:  # each completion is conditioned on its image's label
-        labels = np.array([label.numpy() for _, label in test])
-        test = test.map(lambda image, label: image)
-    originals = np.stack([x.numpy() for x in test])
+    if not with_labels:
+        return np.stack([x.numpy() for x in test]), None
+    pairs = [(x.numpy(), y.numpy()) for x, y in test]
+    return np.stack([x for x, _ in pairs]), np.array([y for _, y in pairs])
+
+
+def reconstruction_grid(model, info):
+    """Test images, each next to a sample of the decoder given the image's code."""
+    from pixel_models import sampling, training
+
+    originals, _ = test_images(FLAGS.num_samples)
+    reconstructions = sampling.reconstruct(
+        model,
+        originals,
+        seed=FLAGS.random_seed,
+        batch_size=FLAGS.batch_size,
+        temperature=FLAGS.temperature,
+        verbose=True,
+    )
+    return training.reconstruction_grid(originals, reconstructions, info.levels)
+
+
+def completion_grid(model, info):
+    """Test images, their occluded versions and completions, three to a row."""
+    from pixel_models import images, sampling
+
+    # A class-conditional completion is conditioned on its image's label.
+    originals, labels = test_images(FLAGS.num_samples, with_labels=FLAGS.conditional)
     known = known_mask(FLAGS.complete, info.image_shape)
     completed = sampling.complete(
         model,
@@ -347,6 +376,12 @@ def main(argv) -> int:
     if classifier and (FLAGS.score or FLAGS.complete != "none"):
         flag = "--score" if FLAGS.score else "--complete"
         raise UsageError(f"{flag}: --model={FLAGS.model} is a classifier; it draws no images")
+    if FLAGS.model == "autoencoder" and (FLAGS.score or FLAGS.complete != "none"):
+        flag = "--score" if FLAGS.score else "--complete"
+        raise UsageError(
+            f"{flag}: --model=autoencoder models p(x | code of x), whose code has seen the whole "
+            "image; with --is_train=False it writes reconstructions"
+        )
     if FLAGS.score:
         score(info, strategy, paths)
     elif FLAGS.is_train:

@@ -29,7 +29,8 @@ from absl import logging
 
 from pixel_models import images as image_utils
 from pixel_models.distributions import bits_per_dim, distribution_of, head_of
-from pixel_models.sampling import class_rows, image_shape, sample
+from pixel_models.models.autoencoder import is_autoencoder
+from pixel_models.sampling import class_rows, image_shape, reconstruct, sample
 
 OPTIMIZERS = ("rmsprop", "adam")
 
@@ -384,7 +385,10 @@ def fit(
     ``test/bits_per_dim`` (and ``test/<term>`` for each NLL term of a model
     that splits its NLL, see :meth:`Trainer.evaluate`) and images
     ``samples``, PNG sample grids in ``sample_dir``, and checkpoints every
-    ``save_step`` steps and at the end.
+    ``save_step`` steps and at the end. An autoencoder gets
+    ``reconstructions`` instead of ``samples``: the first ``num_samples``
+    test images, each next to a sample of the decoder given its code (its
+    ``test/nll`` is ``-log p(x | z(x))``).
 
     Returns:
       The last metrics: ``train/nll``, and ``test/nll``,
@@ -421,6 +425,7 @@ def fit(
     if progbar is not None:
         progbar.update(start)
     iterator = iter(strategy.experimental_distribute_dataset(train_dataset))
+    originals = None  # the test images an autoencoder reconstructs
     tic = time.time()
     with writer.as_default():
         while trainer.step < config.max_steps:
@@ -455,7 +460,13 @@ def fit(
                     _save(manager, step, chief)
                 drawable = not trainer.classifier
                 if drawable and config.num_samples > 0 and (config.sample_dir or config.log_dir):
-                    _write_samples(trainer.model, config, step, chief)
+                    if is_autoencoder(trainer.model):
+                        if originals is None:
+                            originals = _first_images(test_dataset, config.num_samples)
+                        if originals is not None:
+                            _write_reconstructions(trainer.model, originals, config, step, chief)
+                    else:
+                        _write_samples(trainer.model, config, step, chief)
                 writer.flush()
             if progbar is not None:
                 progbar.update(step, shown)
@@ -502,6 +513,43 @@ def _save(manager: tf.train.CheckpointManager, step: int, chief: bool) -> None:
             manager.checkpoint.write(os.path.join(tmp, "ckpt"))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _first_images(dataset: tf.data.Dataset | None, num: int) -> np.ndarray | None:
+    """The first ``num`` images of a batched dataset (labels dropped), or None."""
+    if dataset is None:
+        return None
+    images = []
+    for batch in dataset:
+        images.append(np.asarray(split_batch(batch)[0]))
+        if sum(len(x) for x in images) >= num:
+            break
+    return np.concatenate(images)[:num] if images else None
+
+
+def reconstruction_grid(originals: np.ndarray, reconstructions: np.ndarray, levels: int):
+    """Each original next to its reconstruction, pairs side by side on each row."""
+    pairs = np.stack([originals, reconstructions], axis=1)
+    per_row = max(1, int(np.ceil(np.sqrt(len(originals)))))
+    return image_utils.make_grid(
+        pairs.reshape(-1, *originals.shape[1:]).astype(np.uint8), levels, columns=2 * per_row
+    )
+
+
+def _write_reconstructions(
+    model: keras.Model, originals: np.ndarray, config: TrainConfig, step: int, chief: bool
+) -> None:
+    reconstructions = reconstruct(model, originals, seed=config.seed)
+    if not chief:
+        return
+    grid = reconstruction_grid(originals, reconstructions, distribution_of(model).levels)
+    if config.sample_dir:
+        path = os.path.join(config.sample_dir, f"reconstruction_{step:07d}.png")
+        image_utils.save_png(path, grid)
+        logging.info("wrote %s", path)
+    tf.summary.image("reconstructions", grid[None], step=step)
+    if config.display:
+        print(image_utils.to_text(grid), flush=True)
 
 
 def _write_samples(model: keras.Model, config: TrainConfig, step: int, chief: bool) -> None:

@@ -156,6 +156,58 @@ def test_every_model_trains_resumes_and_generates(tmp_path, model_flags):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("encoder", ["conv", "invariant"])
+def test_autoencoder_trains_resumes_and_reconstructs(tmp_path, encoder):
+    args = [
+        *TINY,
+        *dirs(tmp_path),
+        "--model=autoencoder",
+        f"--encoder={encoder}",
+        "--group=C4",
+        "--latent_dims=3",
+        "--encoder_dims=4",
+    ]
+    first = run_main(*args, "--max_steps=5")
+    assert first.returncode == 0, first.stderr[-2000:]
+    # TensorBoard and sample_dir get reconstructions, not samples.
+    assert only(f"{tmp_path}/samples/*/reconstruction_0000005.png")
+    assert not only(f"{tmp_path}/samples/*/sample_*.png")
+    second = run_main(*args, "--max_steps=10", "--log_level=INFO")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "at step 5" in second.stderr
+    generated = run_main(*args, "--is_train=False")
+    assert generated.returncode == 0, generated.stderr[-2000:]
+    out = Path(generated.stdout.strip().splitlines()[-1])
+    assert out.name == "reconstructed_step10_seed123.png"
+    grid = np.asarray(Image.open(out))
+    # 4 test images, each next to its reconstruction: 2 pairs a row.
+    assert grid.shape == (2 * 9 + 1, 4 * 9 + 1)
+    assert set(np.unique(grid)) <= {0, 128, 255}
+    originals = np.stack(
+        [grid[1 + 9 * r : 9 + 9 * r, 1 + 18 * p : 9 + 18 * p] for r in range(2) for p in range(2)]
+    )
+    expected = np.stack([x.numpy() for x in _shapes_test(4)])[..., 0] * 255
+    np.testing.assert_array_equal(originals, expected)
+    if encoder != "conv":
+        return
+    for flags, message in [
+        (["--is_train=False", "--complete=top_half"], "--complete: --model=autoencoder models"),
+        ([f"--score={tmp_path}"], "--score: --model=autoencoder models"),
+        (["--conditional"], "--conditional: --model=autoencoder takes no class labels"),
+        (["--encoder=invariant", "--group=none"], "--encoder=invariant needs --group=C4"),
+    ]:
+        bad = run_main(*args, *flags)
+        assert bad.returncode == 1 and message in bad.stderr, bad.stderr[-2000:]
+
+
+def _shapes_test(num: int):
+    sys.path.insert(0, str(ROOT))
+    from pixel_models import data
+
+    return data.load("shapes", "test", image_size=8, seed=123, num_examples=num)
+
+
+@pytest.mark.slow
 def test_colored_data_trains_and_generates(tmp_path):
     args = [*TINY, *dirs(tmp_path), "--data=colored_shapes", "--color_levels=4"]
     trained = run_main(*args, "--max_steps=5")
