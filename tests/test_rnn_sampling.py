@@ -56,7 +56,7 @@ CASES = {
     "diagonal_bilstm-binary-residual": dict(
         image_shape=(4, 5, 1), rnn_type="diagonal_bilstm", use_residual=True, recurrent_length=2
     ),
-    "diagonal_bilstm-rgb256": dict(image_shape=(3, 4, 3), levels=256, rnn_type="diagonal_bilstm"),
+    "diagonal_bilstm-rgb256": dict(image_shape=(4, 4, 3), levels=256, rnn_type="diagonal_bilstm"),
 }
 
 
@@ -129,3 +129,21 @@ def test_lstm_with_an_image_dependent_condition_falls_back_to_reference():
     assert not pm.sampling.supports_cached(model)
     with pytest.raises(ValueError, match="'lstm' \\(RowLSTM\\) has no position-wise form"):
         pm.sample(model, 2, method="cached")
+
+
+def test_multiscale_model_samples_its_small_image_with_the_cached_sampler():
+    model = pm.build_model(
+        "multiscale_pixel_rnn",
+        image_shape=(4, 4, 1),
+        small_image_size=2,
+        hidden_dims=4,
+        recurrent_length=1,
+        out_hidden_dims=4,
+        upsample_length=0,
+        rnn_type="row_lstm",
+    )
+    small, full, _ = model.multiscale_stages()
+    assert pm.sampling.supports_cached(small)
+    # The second stage reads the small image through an unmasked upsampling
+    # network that biases the LSTM gates: it runs the reference loop.
+    assert not pm.sampling.supports_cached(full)
