@@ -398,10 +398,10 @@ class _Plan:
                 store(outs[0], layer.call_window(window(ins[0], *layer.causal_window())))
             elif kind == "recurrent":
                 states = self.states[ins[1]]
-                windows = {"inputs": window(ins[0], *layer.step_windows()["inputs"])}
-                for name, (top, left, right) in layer.step_windows().items():
-                    if name != "inputs":
-                        windows[name] = window(states[name], top, left, right)
+                windows = {
+                    name: window(ins[0] if name == "inputs" else states[name], *size)
+                    for name, size in layer.step_windows().items()
+                }
                 link = links.get(ins[1])
                 output, written = layer.call_step(windows, None if link is None else link[:, j])
                 store(outs[0], output)
