@@ -1,9 +1,9 @@
 """Sampling speed: naive loop vs compiled reference vs cached sampler, in one run.
 
 For each model (PixelCNN and Gated PixelCNN by default, of the same width and
-depth) and image shape, builds one model and draws one batch of images with
-three methods, timing each after a warm-up call (so compilation is not
-counted):
+depth; ``pixel_rnn`` with each of ``--rnn_types``) and image shape, builds one
+model and draws one batch of images with up to three methods (``--methods``),
+timing each after a warm-up call (so compilation is not counted):
 
 - naive: a Python loop that runs the whole network once per dimension and
   draws the value with NumPy, as most public PixelCNN implementations do;
@@ -13,9 +13,16 @@ counted):
   cached feature maps.
 
 Checks that reference and cached give the same images for the same seed, and
-prints and writes JSON with images/second and the ratios against naive.
+prints and writes JSON with images/second and the ratios between the methods.
 
     python benchmarks/sampling_benchmark.py --output=benchmarks/results/sampling.json
+
+The PixelRNN's reference loop runs its LSTM layers over the whole image at
+every step, so it is measured without the naive loop and with a smaller
+network:
+
+    python benchmarks/sampling_benchmark.py --models=pixel_rnn --methods=reference,cached \
+        --recurrent_length=2 --output=benchmarks/results/sampling_pixel_rnn.json
 
 With ``--merge``, rows of an existing ``--output`` file for the models and
 shapes not measured in this run are kept (each row records its own machine
@@ -76,46 +83,65 @@ def timed(fn, repeats: int = 1) -> float:
     return best
 
 
-def measure(name: str, case: str, args: argparse.Namespace) -> dict:
-    """Times the three methods on one model and shape."""
+METHODS = ("naive", "reference", "cached")
+
+
+def measure(name: str, case: str, args: argparse.Namespace, rnn_type: str | None = None) -> dict:
+    """Times the chosen methods on one model and shape."""
+    extra = {} if rnn_type is None else {"rnn_type": rnn_type}
     model = pixel_models.build_model(
         name,
         **CASES[case],
         hidden_dims=args.hidden_dims,
         recurrent_length=args.recurrent_length,
         out_hidden_dims=args.out_hidden_dims,
+        **extra,
     )
     n = args.batch_size
+    methods = args.methods.split(",")
 
     def run(method):
         return pixel_models.sample(model, n, seed=args.seed, batch_size=n, method=method)
 
-    reference, cached = run("reference"), run("cached")  # warm-up (compiles)
-    t_reference = timed(lambda: run("reference"))
-    t_cached = timed(lambda: run("cached"), repeats=3)
-    naive_n = max(1, int(round(n * args.naive_batches)))
-    naive_sample(model, 1, args.seed)  # warm-up
-    t_naive = timed(lambda: naive_sample(model, naive_n, args.seed)) * n / naive_n
-    return {
+    seconds, images = {}, {}
+    for method in ("reference", "cached"):
+        if method in methods:
+            images[method] = run(method)  # warm-up (compiles)
+    if "reference" in methods:
+        seconds["reference"] = timed(lambda: run("reference"))
+    if "cached" in methods:
+        seconds["cached"] = timed(lambda: run("cached"), repeats=3)
+    if "naive" in methods:
+        naive_n = max(1, int(round(n * args.naive_batches)))
+        naive_sample(model, 1, args.seed)  # warm-up
+        seconds["naive"] = timed(lambda: naive_sample(model, naive_n, args.seed)) * n / naive_n
+    row = {
         "model": name,
+        **extra,
         "case": case,
         "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
         "batch_size": n,
+        "hidden_dims": args.hidden_dims,
+        "recurrent_length": args.recurrent_length,
+        "out_hidden_dims": args.out_hidden_dims,
         "parameters": int(model.count_params()),
-        "images_per_second": {
-            "naive": round(n / t_naive, 3),
-            "reference": round(n / t_reference, 3),
-            "cached": round(n / t_cached, 3),
-        },
-        "seconds_per_batch": {
-            "naive": round(t_naive, 2),
-            "reference": round(t_reference, 2),
-            "cached": round(t_cached, 3),
-        },
-        "speedup_cached_vs_naive": round(t_naive / t_cached, 1),
-        "speedup_reference_vs_naive": round(t_naive / t_reference, 2),
-        "reference_equals_cached": bool(np.array_equal(reference, cached)),
+        "images_per_second": {m: round(n / t, 3) for m, t in seconds.items()},
+        "seconds_per_batch": {m: round(t, 3) for m, t in seconds.items()},
     }
+    for fast, slow, digits in (
+        ("cached", "naive", 1),
+        ("reference", "naive", 2),
+        ("cached", "reference", 1),
+    ):
+        if fast in seconds and slow in seconds:
+            row[f"speedup_{fast}_vs_{slow}"] = round(seconds[slow] / seconds[fast], digits)
+    if len(images) == 2:
+        row["reference_equals_cached"] = bool(np.array_equal(images["reference"], images["cached"]))
+    return row
+
+
+def _row_key(row: dict) -> tuple:
+    return row["model"], row.get("rnn_type"), row["case"]
 
 
 def main(argv=None) -> dict:
@@ -124,6 +150,12 @@ def main(argv=None) -> dict:
         "--models", default="pixel_cnn,gated_pixel_cnn", help="comma-separated model names"
     )
     p.add_argument("--cases", default=",".join(CASES), help=f"among {', '.join(CASES)}")
+    p.add_argument(
+        "--rnn_types",
+        default="row_lstm,diagonal_bilstm",
+        help="comma-separated rnn_type values of pixel_rnn, each measured on its own",
+    )
+    p.add_argument("--methods", default=",".join(METHODS), help=f"among {', '.join(METHODS)}")
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--naive_batches", type=float, default=1.0, help="naive runs this share")
     p.add_argument("--hidden_dims", type=int, default=16)
@@ -141,6 +173,8 @@ def main(argv=None) -> dict:
     unknown = [c for c in cases if c not in CASES]
     if unknown or args.batch_size < 1:
         p.error(f"--cases must be among {', '.join(CASES)}; --batch_size >= 1")
+    if not set(args.methods.split(",")) <= set(METHODS):
+        p.error(f"--methods must be among {', '.join(METHODS)}")
 
     machine = {
         "platform": platform.platform(),
@@ -148,22 +182,26 @@ def main(argv=None) -> dict:
         "gpus": len(tf.config.list_physical_devices("GPU")),
         "tensorflow": tf.__version__,
     }
-    names = args.models.split(",")
+    runs = [
+        (name, rnn_type, case)
+        for name in args.models.split(",")
+        for rnn_type in (args.rnn_types.split(",") if name == "pixel_rnn" else [None])
+        for case in cases
+    ]
     kept = []
     if args.merge and args.output and os.path.exists(args.output):
         with open(args.output) as f:
             old = json.load(f)
         for row in old.get("rows", []):
-            if row["model"] not in names or row["case"] not in cases:
+            if _row_key(row) not in runs:
                 row.setdefault("machine", old.get("machine"))
                 kept.append(row)
     rows = []
-    for name in names:
-        for case in cases:
-            row = measure(name, case, args)
-            row["machine"] = machine
-            print(json.dumps(row), flush=True)
-            rows.append(row)
+    for name, rnn_type, case in runs:
+        row = measure(name, case, args, rnn_type)
+        row["machine"] = machine
+        print(json.dumps(row), flush=True)
+        rows.append(row)
     report = {"rows": kept + rows, "machine": machine}
     if args.output:
         training.write_json_atomic(args.output, report)

@@ -24,17 +24,28 @@ functional models built from:
   time before the row's first pixel (``vertical_window()`` /
   ``call_vertical_row()``), and its horizontal stack one position at a time
   (``horizontal_window()`` / ``call_horizontal_window()``);
+- the recurrent layers ``RowLSTM``, ``DiagonalLSTM`` and ``DiagonalBiLSTM``
+  without a ``condition`` (through ``step_states()``, ``step_windows()``,
+  ``call_step_row()`` and ``call_step()``): they carry their LSTM states in
+  buffers instead of running their loops again. Before each row, a Row LSTM
+  computes the state-to-state part of the whole row from the row above, and
+  a Diagonal BiLSTM its right-to-left stream (shifted down one row, it needs
+  only the row above); then each position takes one LSTM step: the Row
+  LSTM's from its ``1 x k`` input window and the row's part, the Diagonal
+  LSTM's from its input and its upper and left neighbours' states;
 - the pointwise layers ``Rescaling``, ``Add``, ``Activation`` and ``ReLU``;
 - any layers that read only the conditioning inputs (``CategoryEncoding``,
   ``Concatenate``, ...), run once per batch before the loop;
 - the ``PixelHead``.
 
-So PixelCNN and Gated PixelCNN models (unconditional, class- or
-latent-conditional, and so the decoder of the autoencoder) sample with it;
-:func:`supports_cached` tells, and ``method="auto"`` uses it whenever it
-can. Conditional models take their labels or codes through the
-``condition`` argument of :func:`sample` and :func:`complete`, in both
-loops.
+So PixelCNN, Gated PixelCNN (unconditional, class- or latent-conditional,
+and so the decoder of the autoencoder) and PixelRNN models sample with it, as
+does the small-image stage of the Multi-Scale PixelRNN (its second stage
+biases the LSTM layers with a map of the small image, a ``condition``, and
+runs the reference loop); :func:`supports_cached` tells, and
+``method="auto"`` uses it whenever it can. Conditional models take their
+labels or codes through the ``condition`` argument of :func:`sample` and
+:func:`complete`, in both loops.
 """
 
 from __future__ import annotations
@@ -142,7 +153,12 @@ class _Plan:
     ``call_window()`` (``MaskedConv2D``), layers with ``vertical_window()`` /
     ``call_vertical_row()`` and ``horizontal_window()`` /
     ``call_horizontal_window()`` (``GatedBlock``, with or without a constant
-    ``condition``) and the ``PixelHead``. Every tensor that a later step reads
+    ``condition``), recurrent layers with ``step_states()`` /
+    ``step_windows()`` / ``call_step_row()`` / ``call_step()`` (``RowLSTM``,
+    ``DiagonalLSTM``, ``DiagonalBiLSTM``, without a ``condition``: their
+    per-row part is a row step, their per-pixel part a position step, and
+    each of their states has a buffer of its own, keyed by a negative int)
+    and the ``PixelHead``. Every tensor that a later step reads
     through a window lives in a zero-padded buffer ``(B, top + H, left + W +
     right, F)``, written once per position (or per row) and read by slices.
     ``reason`` says why a model is not supported.
@@ -155,6 +171,8 @@ class _Plan:
         self.row_steps: list[tuple[str, object, list, list]] = []
         self.position_steps: list[tuple[str, object, list, list]] = []
         self.pads: dict[int, list[int]] = {}  # tensor id -> [top, left, right, features]
+        # Recurrent layers' states: node id -> {name: buffer key (a negative int)}.
+        self.states: dict[int, dict[str, int]] = {}
         self.rates: dict[int, str] = {}  # tensor id -> "constant", "row" or "position"
         self.head = self.head_input = None
         self.reason = ""
@@ -192,7 +210,9 @@ class _Plan:
             self.constant_nodes.append(node)
             self.rates.update(dict.fromkeys(outs, "constant"))
             return
-        takes_condition = hasattr(layer, "call_vertical_row") or hasattr(layer, "causal_window")
+        takes_condition = any(
+            hasattr(layer, m) for m in ("call_vertical_row", "causal_window", "call_step")
+        )
         if "constant" in rates and not takes_condition:
             raise _Unsupported(f"{what} mixes conditioning inputs into image features")
         if isinstance(layer, PixelHead):
@@ -201,6 +221,8 @@ class _Plan:
             self.head_input, self.head = ins[0], layer
         elif hasattr(layer, "call_vertical_row"):
             self._add_gated(node, what)
+        elif hasattr(layer, "call_step"):
+            self._add_recurrent(node, what)
         elif hasattr(layer, "causal_window"):
             self._add_window(node, what)
         elif type(layer).__name__ in self.POINTWISE:
@@ -264,6 +286,34 @@ class _Plan:
         self.rates[outs[0]] = "row"
         self.rates.update(dict.fromkeys(outs[1:], "position"))
 
+    def _add_recurrent(self, node, what: str) -> None:
+        """A recurrent layer (``RowLSTM``, ``DiagonalLSTM``, ``DiagonalBiLSTM``):
+        its per-row part joins the row steps, its per-pixel part the position
+        steps, and each of its states gets a buffer of its own."""
+        layer = node.operation
+        bound = dict(zip(("inputs", "condition"), node.arguments.args, strict=False))
+        bound.update(node.arguments.kwargs)
+        if bound.get("condition") is not None:
+            raise _Unsupported(f"{what} has no position-wise form with a condition")
+        inputs = bound["inputs"]
+        if self.rates[id(inputs)] != "position":
+            raise _Unsupported(f"{what} reads features that are not computed per position")
+        windows = layer.step_windows()
+        self._need(inputs, 1, 0, 0)  # the row step reads the row above
+        self._need(inputs, *windows["inputs"])
+        states = {}
+        for name, (features, _) in layer.step_states().items():
+            key = -1 - sum(key < 0 for key in self.pads)  # a new buffer
+            top, left, right = windows.get(name, (0, 0, 0))
+            # The row step reads every state's row above.
+            self.pads[key] = [max(1, top), left, right, int(features)]
+            states[name] = key
+        self.states[id(node)] = states
+        outs = [id(t) for t in node.output_tensors]
+        self.row_steps.append(("recurrent", layer, [id(inputs)], [id(node)]))
+        self.position_steps.append(("recurrent", layer, [id(inputs), id(node)], outs))
+        self.rates[outs[0]] = "position"
+
     def constants(self, conditions) -> dict:
         """The constant tensors of a batch from its conditioning inputs."""
         values = dict(zip(self.condition_ids, conditions, strict=True))
@@ -298,7 +348,24 @@ class _Plan:
         """
         values, links = {}, {}
         buffers = dict(buffers)
+
+        def row_above(key):
+            return self._window(buffers, key, i - 1, 1, 0, self.width)[:, 0]
+
         for kind, layer, ins, outs in self.row_steps:
+            if kind == "recurrent":
+                states = self.states[outs[0]]
+                link, written = layer.call_step_row(
+                    i, row_above(ins[0]), {name: row_above(key) for name, key in states.items()}
+                )
+                if link is not None:
+                    links[outs[0]] = link
+                for name, value in written.items():
+                    top, left = self.pads[states[name]][:2]
+                    buffers[states[name]] = ops.slice_update(
+                        buffers[states[name]], [0, i + top, left, 0], value[:, None]
+                    )
+                continue
             if kind == "vertical":
                 top, bottom, left, right = layer.vertical_window()
                 window = self._window(
@@ -351,6 +418,17 @@ class _Plan:
                     window(ins[0], *layer.causal_window()), constants.get(ins[1])
                 )
                 store(outs[0], value)
+            elif kind == "recurrent":
+                states = self.states[ins[1]]
+                windows = {
+                    name: window(ins[0] if name == "inputs" else states[name], *size)
+                    for name, size in layer.step_windows().items()
+                }
+                link = links.get(ins[1])
+                output, written = layer.call_step(windows, None if link is None else link[:, j])
+                store(outs[0], output)
+                for name, value in written.items():
+                    store(states[name], value)
             else:  # the horizontal stack of a gated block
                 h_out, skip = layer.call_horizontal_window(
                     window(ins[0], *layer.horizontal_window()),

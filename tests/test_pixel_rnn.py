@@ -385,7 +385,7 @@ def test_keras_save_load_round_trip(tmp_path, image_shape, levels, rnn_type, use
 
 
 # ---------------------------------------------------------------------------
-# Sampling (the sampler runs the model in a tf.while_loop under XLA)
+# Sampling (the samplers run in a tf.while_loop under XLA)
 # ---------------------------------------------------------------------------
 
 
@@ -395,7 +395,7 @@ def test_keras_save_load_round_trip(tmp_path, image_shape, levels, rnn_type, use
 )
 def test_sample_works_and_is_reproducible(rnn_type, image_shape, levels):
     model = _sharpen(_small(image_shape, levels, rnn_type, hidden_dims=6))
-    assert not sampling.supports_cached(model)  # the reference loop runs the full model
+    assert sampling.supports_cached(model)  # "auto": the cached loop (tests/test_rnn_sampling.py)
     images = sampling.sample(model, 2, seed=0)
     assert images.shape == (2, *image_shape)
     assert images.dtype == np.uint8

@@ -27,6 +27,25 @@ elementwise and the state-to-state convolution only reads states of earlier
 pixels (the previous row, or the left and upper neighbours), which are
 entirely in the past, so it needs no mask.
 
+**Incremental evaluation.** For cached sampling every layer also computes
+its output one pixel at a time in raster order, with the same weights,
+carrying its recurrent states in buffers that the sampler keeps:
+
+- ``step_states()``: ``{name: (features, rate)}``, the per-pixel maps the
+  layer carries (``rate`` ``"position"``: written at each pixel;
+  ``"row"``: written a whole row at a time, before the row's first pixel);
+- ``step_windows()``: ``{name: (rows_above, cols_left, cols_right)}``, the
+  window of the layer input (``"inputs"``) and of each state that one pixel
+  reads, as ``MaskedConv2D.causal_window()``;
+- ``call_step_row(i, inputs_above, states_above)``: before row ``i``, from
+  row ``i - 1`` of the input and of every state (zeros above the image),
+  gives ``(link, row_states)``: what the row's pixels share (or None) and
+  row ``i`` of the row-rate states;
+- ``call_step(windows, link)``: the output at ``(i, j)`` and the
+  position-rate states there, from the windows and column ``j`` of the link.
+
+``call()`` stays the reference they are tested against.
+
 References:
   van den Oord, Kalchbrenner, Kavukcuoglu. Pixel Recurrent Neural Networks.
   ICML 2016. https://arxiv.org/abs/1601.06759 (Section 3.1 Row LSTM,
@@ -217,6 +236,31 @@ def _diagonal_indices(height: int, width: int, mirrored: Sequence[bool]):
     return read, write, valid.astype(np.float32)
 
 
+def _diagonal_kernel(layer, dtype, condition: bool = False):
+    """The fused kernel and bias of one Diagonal LSTM step.
+
+    Returns ``(kernel, bias)``: ``kernel`` of shape ``(C [+ 4h] + 2h, 4h)``
+    multiplies ``[x, condition, h above, h left]`` (the rows of the 1x1
+    masked input-to-state kernels of the four gates, the identity for the
+    conditioning map when ``condition`` is set, then the two taps of the
+    state-to-state kernel); ``bias`` ``(4h,)`` is the input-to-state bias.
+    """
+    # 1x1 masked kernels of the four gates, concatenated: (C, 4h).
+    kernel = ops.concatenate(
+        [
+            ops.cast(conv.kernel, dtype)[0, 0] * ops.cast(conv.mask, dtype)[0, 0]
+            for conv in layer.input_convs
+        ],
+        axis=-1,
+    )
+    units = layer.units
+    parts = [kernel, ops.reshape(ops.cast(layer.state_kernel, dtype), (2 * units, -1))]
+    if condition:
+        parts.insert(1, ops.eye(4 * units, dtype=dtype))  # the map is added as it is
+    bias = ops.concatenate([ops.cast(c.bias, dtype) for c in layer.input_convs], -1)
+    return ops.concatenate(parts, axis=0), bias
+
+
 def _diagonal_lstm(layers, mirrored: Sequence[bool], inputs, condition=None):
     """Diagonal LSTMs of ``D`` directions in one loop over the skewed columns.
 
@@ -251,21 +295,9 @@ def _diagonal_lstm(layers, mirrored: Sequence[bool], inputs, condition=None):
     read, write, valid = _diagonal_indices(height, width, mirrored)
     steps = read.shape[0]
 
-    kernels, biases = [], []
-    for layer in layers:
-        # 1x1 masked kernels of the four gates, concatenated: (C, 4h).
-        kernel = ops.concatenate(
-            [
-                ops.cast(conv.kernel, dtype)[0, 0] * ops.cast(conv.mask, dtype)[0, 0]
-                for conv in layer.input_convs
-            ],
-            axis=-1,
-        )
-        parts = [kernel, ops.reshape(ops.cast(layer.state_kernel, dtype), (2 * units, -1))]
-        if condition is not None:
-            parts.insert(1, ops.eye(4 * units, dtype=dtype))  # the map is added as it is
-        kernels.append(ops.concatenate(parts, axis=0))
-        biases.append(ops.concatenate([ops.cast(c.bias, dtype) for c in layer.input_convs], -1))
+    kernels, biases = zip(
+        *(_diagonal_kernel(layer, dtype, condition is not None) for layer in layers), strict=True
+    )
     kernels = ops.stack(kernels)  # (D, C [+ 4h] + 2h, 4h)
     biases = ops.reshape(ops.stack(biases), (directions, 1, 1, 4 * units))
 
@@ -537,6 +569,59 @@ class RowLSTM(_GatedInput):
         rows = _scan(step, ops.transpose(gates, (1, 0, 2, 3)), self.units, initial)
         return ops.transpose(rows, (1, 0, 2, 3))
 
+    # Incremental evaluation (see the module docstring). Row i - 1 of ``h``
+    # and ``c`` is complete before row i starts, so the state-to-state part
+    # of the whole row is one 1-D convolution before its first pixel; each
+    # pixel then adds its own 1 x k input-to-state part and updates its cell.
+
+    def step_states(self) -> dict[str, tuple[int, str]]:
+        """``h`` and ``c``, each ``units`` features, written at every pixel."""
+        return {"h": (self.units, "position"), "c": (self.units, "position")}
+
+    def step_windows(self) -> dict[str, tuple[int, int, int]]:
+        """A pixel reads the ``k // 2`` inputs on each side of it in its row
+        (the mask hides those after it)."""
+        return {"inputs": self.input_i.causal_window()}
+
+    def call_step_row(self, i, inputs_above, states_above):
+        """Row ``i``'s state-to-state pre-activations and previous cell states.
+
+        Args:
+          i: the row (a scalar tensor).
+          inputs_above: row ``i - 1`` of the input (unused).
+          states_above: ``{"h": (B, W, h), "c": (B, W, h)}`` at row ``i - 1``
+            (zeros above the image).
+
+        Returns:
+          ``(link, {})``: ``link`` ``(B, W, 5 * units)`` holds, per column,
+          the state-to-state gates ``[i, f, o, g]`` and the cell state above.
+        """
+        h, c = states_above["h"], states_above["c"]
+        if self.learn_initial_state:
+            first = ops.equal(i, 0)
+            h = ops.where(first, ops.cast(self.initial_h, h.dtype)[None], h)
+            c = ops.where(first, ops.cast(self.initial_c, c.dtype)[None], c)
+        state = ops.conv(h, ops.cast(self.state_kernel, h.dtype), padding="same")
+        return ops.concatenate([state, c], axis=-1), {}
+
+    def call_step(self, windows, link):
+        """The output at one pixel from its input window and the row's link.
+
+        Args:
+          windows: ``{"inputs": (B, 1, k, C_in)}``, the input at columns
+            ``j - k // 2 .. j + k // 2`` of the current row.
+          link: ``(B, 5 * units)``: column ``j`` of :meth:`call_step_row`'s link.
+
+        Returns:
+          ``(h, {"h": h, "c": c})``: what ``call()`` gives at that pixel and
+          the cell state there.
+        """
+        window = windows["inputs"]
+        gates = ops.concatenate([conv.call_window(window) for conv in self.input_convs], -1)
+        split = 4 * self.units
+        h, c = _lstm_update(gates + link[:, :split], link[:, split:])
+        return h, {"h": h, "c": c}
+
     def get_config(self):
         config = super().get_config()
         config["kernel_size"] = self.kernel_size
@@ -629,6 +714,67 @@ class DiagonalLSTM(_GatedInput):
 
     def call(self, inputs, condition=None):
         return _diagonal_lstm([self], [False], inputs, condition)[0]
+
+    # Incremental evaluation (see the module docstring): in raster order the
+    # upper and left neighbours of a pixel are known before it, so one LSTM
+    # step per pixel gives exactly the skewed loop's value.
+
+    def step_states(self) -> dict[str, tuple[int, str]]:
+        """``h`` and ``c``, each ``units`` features, written at every pixel."""
+        return {"h": (self.units, "position"), "c": (self.units, "position")}
+
+    def step_windows(self) -> dict[str, tuple[int, int, int]]:
+        """A pixel reads its own input, ``h`` above and left of it, ``c`` left of it."""
+        return {"inputs": self.input_i.causal_window(), "h": (1, 1, 0), "c": (0, 1, 0)}
+
+    def call_step_row(self, i, inputs_above, states_above):
+        """Nothing to do per row: ``(None, {})``."""
+        return None, {}
+
+    def call_step(self, windows, link=None):
+        """The output at ``(i, j)``.
+
+        Args:
+          windows: ``{"inputs": (B, 1, 1, C_in), "h": (B, 2, 2, h),
+            "c": (B, 1, 2, h)}`` as :meth:`step_windows` names them (zeros
+            outside the image); the values at ``(i, j)`` itself are not read.
+          link: unused.
+
+        Returns:
+          ``(h, {"h": h, "c": c})`` at ``(i, j)``.
+        """
+        x = windows["inputs"][:, 0, 0]
+        above, left = windows["h"][:, 0, 1], windows["h"][:, 1, 0]
+        kernel, bias = _diagonal_kernel(self, x.dtype)
+        gates = ops.matmul(ops.concatenate([x, above, left], axis=-1), kernel) + bias
+        h, c = _lstm_update(gates, windows["c"][:, 0, 0])
+        return h, {"h": h, "c": c}
+
+    def call_mirrored_row(self, inputs, above):
+        """One image row of the direction run right to left (on the mirrored image).
+
+        Args:
+          inputs: ``(B, W, C_in)``: the input row.
+          above: ``(B, W, h)``: this direction's ``h`` on the row above
+            (zeros above the image).
+
+        Returns:
+          ``(B, W, h)``: ``h`` along the row, as the mirrored stream of
+          :class:`DiagonalBiLSTM` gives it (column order of the image).
+        """
+        dtype = inputs.dtype
+        kernel, bias = _diagonal_kernel(self, dtype)
+        fixed = int(inputs.shape[-1]) + self.units  # rows of kernel for [x, h above]
+        # The input and upper-neighbour parts of the whole row at once; the
+        # loop adds the right neighbour (the left one on the mirrored image).
+        gates = ops.matmul(ops.concatenate([inputs, above], axis=-1), kernel[:fixed]) + bias
+        right = kernel[fixed:]
+
+        def step(gates_t, h, c):
+            return _lstm_update(gates_t + ops.matmul(h, right), c)
+
+        rows = _scan(step, ops.flip(ops.transpose(gates, (1, 0, 2)), axis=0), self.units)
+        return ops.transpose(ops.flip(rows, axis=0), (1, 0, 2))
 
 
 @keras.saving.register_keras_serializable(package="pixel_models")
@@ -726,6 +872,47 @@ class DiagonalBiLSTM(keras.layers.Layer):
         # Shift down one row: row i gets row i - 1, row 0 gets zeros.
         backward = ops.pad(backward[:, :-1], [[0, 0], [1, 0], [0, 0], [0, 0]])
         return forward + backward
+
+    # Incremental evaluation (see the module docstring): the left-to-right
+    # stream takes one LSTM step per pixel; the right-to-left stream, shifted
+    # down one row, needs at row i only row i - 1, which is complete before
+    # row i starts, so it is computed a whole row at a time (a loop over the
+    # row's columns, right to left). It is kept as the row-rate state
+    # ``back``: row i holds the right-to-left ``h`` of image row i - 1.
+
+    def step_states(self) -> dict[str, tuple[int, str]]:
+        """The left-to-right ``h`` and ``c`` (per pixel) and ``back`` (per row)."""
+        return {**self.forward_lstm.step_states(), "back": (self.units, "row")}
+
+    def step_windows(self) -> dict[str, tuple[int, int, int]]:
+        """The left-to-right stream's windows, and ``back`` at the pixel."""
+        return {**self.forward_lstm.step_windows(), "back": (0, 0, 0)}
+
+    def call_step_row(self, i, inputs_above, states_above):
+        """Row ``i`` of the shifted right-to-left stream.
+
+        Args:
+          i: the row (a scalar tensor).
+          inputs_above: ``(B, W, C_in)``: row ``i - 1`` of the input.
+          states_above: holds ``"back"`` at row ``i - 1``: the right-to-left
+            ``h`` of image row ``i - 2`` (zeros for ``i < 2``).
+
+        Returns:
+          ``(None, {"back": (B, W, units)})``: the right-to-left ``h`` of
+          image row ``i - 1``, zeros for ``i = 0``.
+        """
+        row = self.backward_lstm.call_mirrored_row(inputs_above, states_above["back"])
+        return None, {"back": row * ops.cast(ops.greater(i, 0), row.dtype)}
+
+    def call_step(self, windows, link=None):
+        """The output at ``(i, j)``: the left-to-right step plus ``back`` there.
+
+        Returns:
+          ``(output, {"h": h, "c": c})``: what ``call()`` gives at the pixel
+          and the left-to-right states there.
+        """
+        forward, states = self.forward_lstm.call_step(windows)
+        return forward + windows["back"][:, 0, 0], states
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)
