@@ -46,6 +46,14 @@ flags.DEFINE_bool(
     "rotated_mnist). "
     "Sample grids then show one row per class.",
 )
+flags.DEFINE_enum(
+    "color_dependence",
+    "dependent",
+    ["dependent", "independent"],
+    "Colour channels of --model=pixel_rcnn: dependent (channel c of a pixel is predicted "
+    "from the pixels before it and from channels < c of the pixel) or independent (from the "
+    "pixels before it only).",
+)
 flags.DEFINE_integer(
     "latent_dims",
     10,

@@ -33,7 +33,8 @@ functional models built from:
   only the row above); then each position takes one LSTM step: the Row
   LSTM's from its ``1 x k`` input window and the row's part, the Diagonal
   LSTM's from its input and its upper and left neighbours' states;
-- the pointwise layers ``Rescaling``, ``Add``, ``Activation`` and ``ReLU``;
+- the pointwise layers ``Rescaling``, ``Add``, ``Activation``, ``ReLU`` and
+  ``BatchNormalization`` (in inference mode);
 - any layers that read only the conditioning inputs (``CategoryEncoding``,
   ``Concatenate``, ...), run once per batch before the loop;
 - the ``PixelHead``.
@@ -164,7 +165,8 @@ class _Plan:
     ``reason`` says why a model is not supported.
     """
 
-    POINTWISE = ("Rescaling", "Add", "Activation", "ReLU")
+    # BatchNormalization is pointwise in inference mode, the mode samplers run in.
+    POINTWISE = ("Rescaling", "Add", "Activation", "ReLU", "BatchNormalization")
 
     def __init__(self, model: keras.Model):
         self.constant_nodes: list = []  # graph nodes that read conditioning inputs only
@@ -374,7 +376,7 @@ class _Plan:
                 value, links[outs[1]] = layer.call_vertical_row(window, constants.get(ins[1]))
             else:
                 args = [values[k] for k in ins]
-                value = layer(args if len(args) > 1 else args[0])
+                value = _call_pointwise(layer, args)
             values[outs[0]] = value
             if outs[0] in buffers:
                 top, left = self.pads[outs[0]][:2]
@@ -412,7 +414,7 @@ class _Plan:
         for kind, layer, ins, outs in self.position_steps:
             if kind == "pointwise":
                 args = [value_at(k) for k in ins]
-                store(outs[0], layer(args if len(args) > 1 else args[0]))
+                store(outs[0], _call_pointwise(layer, args))
             elif kind == "window":
                 value = layer.call_window(
                     window(ins[0], *layer.causal_window()), constants.get(ins[1])
@@ -441,6 +443,22 @@ class _Plan:
         if self.head.kind == "categorical":
             logits = tf.reshape(logits, [-1, self.head.channels, self.head.levels])
         return logits, buffers
+
+
+def _call_pointwise(layer, args):
+    """A pointwise layer on the features of one position ``(B, F)`` or one row
+    ``(B, W, F)``; a batch norm, which insists on ``(B, H, W, F)`` inputs, is
+    given them with unit axes (in inference mode)."""
+    if isinstance(layer, keras.layers.BatchNormalization):
+        x = args[0]
+        rank = len(x.shape)
+        for _ in range(4 - rank):
+            x = x[:, None]
+        y = layer(x, training=False)
+        for _ in range(4 - rank):
+            y = y[:, 0]
+        return y
+    return layer(args if len(args) > 1 else args[0])
 
 
 def _plan(model: keras.Model) -> _Plan:

@@ -137,6 +137,7 @@ def test_train_resume_generate(tmp_path):
         ["--model=pixel_rnn", "--rnn_type=row_lstm"],
         ["--model=pixel_rnn", "--rnn_type=diagonal_bilstm", "--use_residual"],
         ["--model=multiscale_pixel_rnn", "--rnn_type=row_lstm", "--small_image_size=4"],
+        ["--model=pixel_rcnn", "--color_dependence=independent", "--hidden_dims=6"],
     ],
     ids=lambda flags: "-".join(f.split("=")[-1] for f in flags),
 )

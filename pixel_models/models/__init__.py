@@ -6,6 +6,7 @@ from pixel_models.models.gated_pixel_cnn import gated_pixel_cnn
 from pixel_models.models.invariant_cnn import invariant_cnn
 from pixel_models.models.multiscale_pixel_rnn import MultiScalePixelRNN, multiscale_pixel_rnn
 from pixel_models.models.pixel_cnn import model_input, pixel_cnn
+from pixel_models.models.pixel_rcnn import pixel_rcnn
 from pixel_models.models.pixel_rnn import pixel_rnn
 
 MODELS = {
@@ -13,6 +14,7 @@ MODELS = {
     "pixel_rnn": pixel_rnn,
     "gated_pixel_cnn": gated_pixel_cnn,
     "autoencoder": autoencoder,
+    "pixel_rcnn": pixel_rcnn,
     "multiscale_pixel_rnn": multiscale_pixel_rnn,
     "invariant_cnn": invariant_cnn,
 }
@@ -31,5 +33,6 @@ __all__ = [
     "model_input",
     "multiscale_pixel_rnn",
     "pixel_cnn",
+    "pixel_rcnn",
     "pixel_rnn",
 ]
