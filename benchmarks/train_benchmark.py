@@ -50,6 +50,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out_recurrent_length", type=int, default=2)
     p.add_argument("--use_residual", action="store_true")
     p.add_argument("--rnn_type", default="diagonal_bilstm", help="pixel_rnn: recurrent layer")
+    p.add_argument(
+        "--color_dependence", default="dependent", help="pixel_rcnn: dependent or independent"
+    )
+    p.add_argument("--color_levels", type=int, default=256, help="values per channel (coloured)")
     p.add_argument("--optimizer", default="rmsprop", choices=list(training.OPTIMIZERS))
     p.add_argument("--learning_rate", type=float, default=1e-3)
     p.add_argument("--grad_clip", type=float, default=1.0)
@@ -70,13 +74,10 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)
     data_dir = data.resolve_data_dir(args.data_dir)
-    info = data.info(args.data, image_size=args.image_size)
-    train_ds = data.load(
-        args.data, "train", data_dir=data_dir, image_size=args.image_size, seed=args.seed
-    )
-    test_ds = data.load(
-        args.data, "test", data_dir=data_dir, image_size=args.image_size, seed=args.seed
-    )
+    sizes = dict(image_size=args.image_size, color_levels=args.color_levels)
+    info = data.info(args.data, **sizes)
+    train_ds = data.load(args.data, "train", data_dir=data_dir, seed=args.seed, **sizes)
+    test_ds = data.load(args.data, "test", data_dir=data_dir, seed=args.seed, **sizes)
     # Every option named like one of the builder's parameters configures the model.
     parameters = inspect.signature(pixel_models.MODELS[args.model]).parameters
     options = {k: v for k, v in vars(args).items() if k in parameters}
@@ -126,7 +127,8 @@ def main(argv=None) -> dict:
         "config": {
             k: v
             for k, v in vars(args).items()
-            if k not in ("output", "data_dir") and (k != "rnn_type" or "rnn_type" in parameters)
+            if k not in ("output", "data_dir")
+            and (k not in ("rnn_type", "color_dependence") or k in parameters)
         },
         "parameters": int(model.count_params()),
         "steps": trainer.step,
