@@ -35,8 +35,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from speed_benchmark import time_training  # noqa: E402
 
-import pixel_models  # noqa: E402
 from pixel_models import training  # noqa: E402
 from pixel_models.layers.recurrent import DiagonalBiLSTM, RowLSTM  # noqa: E402
 
@@ -81,44 +81,19 @@ def time_pass(layer: keras.layers.Layer, size: int, batch: int, units: int, repe
     return best
 
 
-MODEL_VARIANTS = {
-    "pixel_cnn": ("pixel_cnn", {}),
-    "row_lstm": ("pixel_rnn", {"rnn_type": "row_lstm"}),
-    "diagonal_bilstm": ("pixel_rnn", {"rnn_type": "diagonal_bilstm"}),
-}
+MODEL_VARIANTS = [
+    ("pixel_cnn", "pixel_cnn", {}),
+    ("row_lstm", "pixel_rnn", {"rnn_type": "row_lstm"}),
+    ("diagonal_bilstm", "pixel_rnn", {"rnn_type": "diagonal_bilstm"}),
+]
 
 
 def time_models(batch: int, rounds: int) -> list[dict]:
-    """Median seconds per training step of each model, timed in turns."""
-    images = tf.constant(
-        (np.random.default_rng(0).uniform(size=(batch, 28, 28, 1)) < 0.2).astype(np.float32)
-    )
-    trainers = {}
-    for name, (model_name, options) in MODEL_VARIANTS.items():
-        keras.utils.set_random_seed(0)
-        model = pixel_models.build_model(model_name, image_shape=(28, 28, 1), levels=2, **options)
-        trainer = training.Trainer(model, training.make_optimizer("adam", 1e-3))
-        trainer.train_step(images)  # trace and compile
-        trainers[name] = trainer
-    times = {name: [] for name in trainers}
-    for _ in range(rounds):
-        for name, trainer in trainers.items():
-            tic = time.perf_counter()
-            trainer.train_step(images)
-            times[name].append(time.perf_counter() - tic)
-    base = float(np.median(times["pixel_cnn"]))
-    rows = []
-    for name, trainer in trainers.items():
-        seconds = float(np.median(times[name]))
-        rows.append(
-            {
-                "model": name,
-                "parameters": int(trainer.model.count_params()),
-                "seconds_per_step": round(seconds, 4),
-                "train_images_per_second": round(batch / seconds, 1),
-                "speed_vs_pixel_cnn": round(base / seconds, 3),
-            }
-        )
+    """Median seconds per training step of each model on 28x28 binary images,
+    timed in turns (see ``speed_benchmark.time_training``)."""
+    rows = time_training(MODEL_VARIANTS, (28, 28, 1), 2, batch, rounds)
+    for row in rows:  # the keys of the earlier reports
+        del row["builder"], row["options"]
     return rows
 
 

@@ -11,10 +11,14 @@ import tensorflow as tf
 
 import pixel_models as pm
 from pixel_models import data, training
-from pixel_models.layers import GatedBlock, MaskedConv2D
 from pixel_models.layers.invariant import group_table, transform_images
 from pixel_models.models import PixelAutoencoder, autoencoder
-from pixel_models.testing import assert_causal, total_probability
+from pixel_models.testing import assert_causal, sharpen, total_probability
+
+
+def _sharpen(model, seed=0):
+    """Large decoder weights and random biases: p(x | z) far from uniform."""
+    return sharpen(model, seed, condition_scale=2.0)
 
 
 def _small(image_shape, levels=2, seed=0, **kwargs):
@@ -31,23 +35,6 @@ def _small(image_shape, levels=2, seed=0, **kwargs):
     )
     config.update(kwargs)
     return autoencoder(image_shape, levels=levels, **config)
-
-
-def _sharpen(model, seed=0):
-    """Large decoder weights and random biases: p(x | z) far from uniform."""
-    rng = np.random.default_rng(seed)
-    for layer in model.decoder.layers:
-        if isinstance(layer, GatedBlock | MaskedConv2D):
-            values = []
-            for weight, value in zip(layer.weights, layer.get_weights(), strict=True):
-                if weight.name.endswith("bias"):
-                    values.append(rng.normal(0.0, 0.5, value.shape).astype(np.float32))
-                elif weight.name.startswith("condition"):
-                    values.append(rng.normal(0.0, 2.0, value.shape).astype(np.float32))
-                else:
-                    values.append(2.0 * value)
-            layer.set_weights(values)
-    return model
 
 
 def _images(model, num, seed=0):

@@ -30,6 +30,7 @@ from pixel_models.testing import (
     raster_allowed,
     total_probability,
 )
+from pixel_models.testing import sharpen as _sharpen
 
 
 def _small(image_shape, levels=2, hidden_dims=6, seed=0, **kwargs):
@@ -46,25 +47,6 @@ def _small(image_shape, levels=2, hidden_dims=6, seed=0, **kwargs):
     )
     config.update(kwargs)
     return gated_pixel_cnn(**config)
-
-
-def _sharpen(model, seed=0, scale=2.0):
-    """Scales kernels and draws random biases so that p(x) is far from uniform.
-
-    A near-uniform model sums to 1 whatever its masks; these weights make the
-    normalisation check a real one. The masks do not depend on the weights.
-    """
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, GatedBlock | MaskedConv2D):
-            values = []
-            for weight, value in zip(layer.weights, layer.get_weights(), strict=True):
-                if weight.name.endswith("bias"):
-                    values.append(rng.normal(0.0, 0.5, value.shape).astype(np.float32))
-                else:
-                    values.append(value * scale)
-            layer.set_weights(values)
-    return model
 
 
 def _random_images(model, num, seed=0):

@@ -19,8 +19,13 @@ from pixel_models.testing import (
     assert_causal,
     dependencies,
     raster_allowed,
+    sharpen,
     total_probability,
 )
+
+
+def _sharpen(model, seed=0, scale=2.0):
+    return sharpen(model, seed, scale, condition_scale=1.0)
 
 
 def _small(image_shape, levels=2, use_residual=False, hidden_dims=6, seed=0, **kwargs):
@@ -36,28 +41,6 @@ def _small(image_shape, levels=2, use_residual=False, hidden_dims=6, seed=0, **k
     )
     config.update(kwargs)
     return pixel_cnn(**config)
-
-
-def _sharpen(model, seed=0, scale=2.0):
-    """Scales kernels and draws random biases so that p(x) is far from uniform.
-
-    At initialisation a PixelCNN is close to uniform, and a uniform model sums
-    to 1 whatever its masks; these weights make normalisation a real check.
-    The masks do not depend on the weights, so causality is unchanged.
-    """
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, MaskedConv2D):
-            values = []
-            for weight, value in zip(layer.weights, layer.get_weights(), strict=True):
-                if weight.name == "bias":
-                    values.append(rng.normal(0.0, 0.5, value.shape).astype(np.float32))
-                elif weight.name == "condition_kernel":
-                    values.append(rng.normal(0.0, 1.0, value.shape).astype(np.float32))
-                else:
-                    values.append(value * scale)
-            layer.set_weights(values)
-    return model
 
 
 def _log_probs(model):

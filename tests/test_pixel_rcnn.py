@@ -9,9 +9,9 @@ import pytest
 
 import pixel_models as pm
 from pixel_models import data, training
-from pixel_models.layers import MaskedConv2D
 from pixel_models.models import pixel_rcnn
 from pixel_models.testing import assert_causal, total_probability
+from pixel_models.testing import sharpen as _sharpen
 
 
 def _small(image_shape, levels=2, color_dependence="dependent", seed=0, **kwargs):
@@ -26,27 +26,6 @@ def _small(image_shape, levels=2, color_dependence="dependent", seed=0, **kwargs
     )
     config.update(kwargs)
     return pixel_rcnn(image_shape, levels=levels, **config)
-
-
-def _sharpen(model, seed=0):
-    """Large kernels, random biases and random batch-norm statistics, so that
-    p(x) is far from uniform and the batch norms are not identities."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, MaskedConv2D):
-            kernel, bias = layer.get_weights()
-            layer.set_weights([2.0 * kernel, rng.normal(0.0, 0.5, bias.shape).astype(np.float32)])
-        elif isinstance(layer, keras.layers.BatchNormalization):
-            gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights(
-                [
-                    rng.uniform(0.5, 2.0, gamma.shape).astype(np.float32),
-                    rng.normal(0.0, 0.5, beta.shape).astype(np.float32),
-                    rng.normal(0.0, 0.5, mean.shape).astype(np.float32),
-                    rng.uniform(0.5, 2.0, var.shape).astype(np.float32),
-                ]
-            )
-    return model
 
 
 def _images(model, num, seed=0):

@@ -14,24 +14,7 @@ import pixel_models as pm
 from pixel_models.layers import GatedBlock, MaskedConv2D
 from pixel_models.models import gated_pixel_cnn, pixel_cnn
 from pixel_models.testing import all_images
-
-
-def _sharpen(model, seed, scale, condition_scale=2.0):
-    """Scales the kernels, draws random biases and conditioning weights, so that
-    the model is far from uniform and samples vary."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, GatedBlock | MaskedConv2D):
-            values = []
-            for weight, value in zip(layer.weights, layer.get_weights(), strict=True):
-                if weight.name.endswith("bias"):
-                    values.append(rng.normal(0.0, 0.5, value.shape).astype(np.float32))
-                elif weight.name.startswith("condition"):
-                    values.append(rng.normal(0.0, condition_scale, value.shape).astype(np.float32))
-                else:
-                    values.append(scale * value)
-            layer.set_weights(values)
-    return model
+from pixel_models.testing import sharpen as _sharpen
 
 
 def _model(image_shape, levels=2, seed=0, condition_scale=2.0, **kwargs):
