@@ -514,8 +514,14 @@ def fit(
     tic = time.time()
     with writer.as_default():
         while trainer.step < config.max_steps:
+            before = trainer.step
             nll = trainer.train_step(next(iterator))
             step = trainer.step
+            if step == before and math.isfinite(nll):
+                # A loss scale optimizer skipped an overflowing step (and
+                # lowered its scale): nothing to log, evaluate or save.
+                logging.debug("skipped a step whose scaled gradients overflowed")
+                continue
             if not math.isfinite(nll):
                 last = manager.latest_checkpoint if manager else None
                 raise TrainingError(

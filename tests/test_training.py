@@ -340,6 +340,20 @@ def test_mixed_float16_scales_the_loss_and_skips_overflowing_steps(float32_after
     assert all(np.isfinite(w.numpy()).all() for w in trainer.model.weights)
 
 
+def test_fit_logs_and_saves_only_the_steps_a_float16_run_takes(tmp_path, float32_afterwards):
+    keras.config.set_dtype_policy("mixed_float16")
+    train, test, _ = datasets()
+    trainer = trainer_for()
+    overrides = dict(max_steps=2, test_step=1, save_step=1, num_samples=0)
+    metrics = training.fit(trainer, train, test, config(tmp_path, **overrides))
+    assert trainer.step == 2 and np.isfinite(metrics["test/nll"])
+    # The first steps overflow at the initial scale and are skipped unlogged.
+    assert float(trainer.optimizer.dynamic_scale.numpy()) < 2.0**15
+    assert [s for s, _ in summaries(str(tmp_path / "logs"))["train/nll"]] == [1, 2]
+    saved = sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "ckpt" / "*.index")))
+    assert saved == ["ckpt-1.index", "ckpt-2.index"]
+
+
 def _save(trainer, folder) -> None:
     manager = tf.train.CheckpointManager(trainer.checkpoint(), str(folder), max_to_keep=1)
     manager.save(checkpoint_number=trainer.step)
