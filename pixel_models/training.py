@@ -280,7 +280,11 @@ class Trainer:
         return tf.reduce_sum(nll), tf.cast(tf.shape(nll)[0], tf.float32), sums
 
     def _compiled(self, fn):
-        """``fn`` compiled with XLA when the trainer has ``jit_compile``."""
+        """``fn`` compiled with XLA when the trainer has ``jit_compile``.
+
+        Call it in each replica's function: a compiled function captures the
+        variables of the replica that traces it, so every replica needs its own.
+        """
         return tf.function(fn, jit_compile=True) if self.jit_compile else fn
 
     def _make_train_step(self):
@@ -303,11 +307,9 @@ class Trainer:
             ]
             return total, count, grads
 
-        forward_backward = self._compiled(forward_backward)
-
         def replica_step(images, global_batch):
             variables = model.trainable_variables
-            total, count, grads = forward_backward(images, global_batch)
+            total, count, grads = self._compiled(forward_backward)(images, global_batch)
             context = tf.distribute.get_replica_context()
             grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
             if clip > 0 and self.loss_scale:
@@ -342,7 +344,8 @@ class Trainer:
         return train_step
 
     def _make_eval_step(self):
-        replica_sums = self._compiled(lambda x: self._nll_sum(x, training=False))
+        def replica_sums(batch):
+            return self._compiled(lambda x: self._nll_sum(x, training=False))(batch)
 
         @tf.function
         def eval_step(batch):
