@@ -144,11 +144,45 @@ flags.DEFINE_enum("optimizer", "rmsprop", list(OPTIMIZERS), "Optimizer.")
 flags.DEFINE_enum(
     "strategy",
     "auto",
-    ["auto", "default", "mirrored", "multi_worker"],
+    ["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"],
     "tf.distribute strategy: auto (mirrored over all GPUs if more than one, else default), "
-    "default (one device), mirrored (all visible GPUs, or CPU), multi_worker "
-    "(MultiWorkerMirroredStrategy, cluster from the TF_CONFIG environment variable).",
+    "default (no strategy: TensorFlow places ops), one_device (OneDeviceStrategy on the first "
+    "GPU, else the CPU), mirrored (all visible GPUs, or CPU), multi_worker "
+    "(MultiWorkerMirroredStrategy, cluster from the TF_CONFIG environment variable), tpu "
+    "(TPUStrategy on the TPU named by --tpu).",
 )
+flags.DEFINE_string(
+    "tpu",
+    "",
+    "With --strategy=tpu: the TPU to train on (its name, a grpc:// address, or 'local' on a "
+    "TPU VM).",
+)
+flags.DEFINE_boolean(
+    "mixed_precision",
+    False,
+    "Compute in mixed precision: mixed_float16 with loss scaling when a GPU is visible, "
+    "mixed_bfloat16 otherwise (CPU, TPU); variables, logits and the loss stay float32.",
+)
+flags.DEFINE_boolean(
+    "jit_compile",
+    False,
+    "Compile the training step (forward pass, loss and gradients) and the evaluation step "
+    "with XLA.",
+)
+
+
+@flags.multi_flags_validator(["strategy", "tpu"])
+def _check_tpu(values: dict) -> bool:
+    if values["strategy"] == "tpu" and not values["tpu"]:
+        raise flags.ValidationError(
+            "--strategy=tpu needs --tpu: a TPU name, a grpc:// address or 'local' on a TPU VM"
+        )
+    if values["tpu"] and values["strategy"] != "tpu":
+        raise flags.ValidationError(
+            f"--tpu is only read with --strategy=tpu, not --strategy={values['strategy']}"
+        )
+    return True
+
 
 for _name, _low in (
     ("batch_size", 1),

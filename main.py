@@ -75,9 +75,14 @@ def run_name(config: dict) -> str:
     return f"{config['data']}-{config['model']}-{digest}"
 
 
-def make_strategy(name: str):
+def make_strategy(name: str, tpu: str = ""):
     import tensorflow as tf
 
+    if name == "tpu":
+        return tpu_strategy(tpu)
+    if name == "one_device":
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
             raise UsageError(
@@ -91,14 +96,31 @@ def make_strategy(name: str):
     return tf.distribute.get_strategy()
 
 
+def tpu_strategy(address: str):
+    """TPUStrategy on the TPU at ``address``; an unreachable one is a UsageError."""
+    import tensorflow as tf
+
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except Exception as err:  # noqa: BLE001  (the resolver raises many kinds)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UsageError(f"--strategy=tpu: cannot reach --tpu={address!r} ({first})") from None
+    return tf.distribute.TPUStrategy(resolver)
+
+
 def setup() -> None:
     """Applies the flags that act on the process: devices, logging, seeds."""
     import keras
     import tensorflow as tf
 
+    from pixel_models import training
+
     logging.set_verbosity(FLAGS.log_level.lower())
     if not FLAGS.use_gpu:
         tf.config.set_visible_devices([], "GPU")
+    training.set_precision(FLAGS.mixed_precision)
     keras.utils.set_random_seed(FLAGS.random_seed)
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -112,7 +134,9 @@ def build(info, strategy):
     with strategy.scope():
         model = pixel_models.build_model(FLAGS.model, **model_config(info))
         optimizer = training.make_optimizer(FLAGS.optimizer, FLAGS.learning_rate)
-        trainer = training.Trainer(model, optimizer, strategy, grad_clip=FLAGS.grad_clip)
+        trainer = training.Trainer(
+            model, optimizer, strategy, grad_clip=FLAGS.grad_clip, jit_compile=FLAGS.jit_compile
+        )
     return trainer
 
 
@@ -183,7 +207,7 @@ def evaluate_classifier(info, strategy, paths: dict) -> dict:
     )
     with strategy.scope():
         optimizer = training.make_optimizer(FLAGS.optimizer, FLAGS.learning_rate)
-        trainer = training.Trainer(model, optimizer, strategy)
+        trainer = training.Trainer(model, optimizer, strategy, jit_compile=FLAGS.jit_compile)
     result = trainer.evaluate(data.pipeline(test, FLAGS.batch_size, training=False))
     report = {
         "checkpoint_step": step,
@@ -369,7 +393,7 @@ def main(argv) -> int:
         "log_dir": os.path.join(FLAGS.log_dir, name),
         "sample_dir": os.path.join(FLAGS.sample_dir, name),
     }
-    strategy = make_strategy(FLAGS.strategy)
+    strategy = make_strategy(FLAGS.strategy, FLAGS.tpu)
     from pixel_models.models import CLASSIFIERS
 
     classifier = FLAGS.model in CLASSIFIERS

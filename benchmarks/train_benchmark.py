@@ -37,8 +37,8 @@ import pixel_models  # noqa: E402
 from pixel_models import data, sampling, training  # noqa: E402
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of the model, the data and the optimizer (shared by the benchmarks)."""
     p.add_argument("--model", default="pixel_cnn", choices=sorted(pixel_models.MODELS))
     p.add_argument("--data", default="shapes", choices=list(data.DATASETS))
     p.add_argument("--data_dir", default=None)
@@ -57,17 +57,55 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--optimizer", default="rmsprop", choices=list(training.OPTIMIZERS))
     p.add_argument("--learning_rate", type=float, default=1e-3)
     p.add_argument("--grad_clip", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=123)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_model_arguments(p)
     p.add_argument("--steps", type=int, default=0, help="training steps (0: use --minutes)")
     p.add_argument("--minutes", type=float, default=1.0, help="training time budget")
     p.add_argument("--test_step", type=int, default=1000)
     p.add_argument("--num_samples", type=int, default=100, help="images for the sampling speed")
-    p.add_argument("--seed", type=int, default=123)
     p.add_argument("--checkpoint_dir", default=None, help="keep checkpoints here (resumable)")
     p.add_argument("--output", default="benchmarks/results/train_benchmark.json")
     args = p.parse_args(argv)
     if args.steps < 0 or args.minutes <= 0 or args.batch_size < 1 or args.num_samples < 1:
         p.error("--steps must be >= 0, --minutes > 0, --batch_size and --num_samples >= 1")
     return args
+
+
+def build_model(args: argparse.Namespace, info) -> keras.Model:
+    """The model of ``args`` for the data of ``info``: every option named like one
+    of the builder's parameters configures it."""
+    parameters = inspect.signature(pixel_models.MODELS[args.model]).parameters
+    options = {k: v for k, v in vars(args).items() if k in parameters}
+    return pixel_models.build_model(
+        args.model, image_shape=info.image_shape, levels=info.levels, **options
+    )
+
+
+def train_images_per_second(
+    trainer, iterator, batch_size: int, steps: int, min_seconds: float = 0.0
+) -> float:
+    """Training speed over at least ``steps`` steps and ``min_seconds`` seconds
+    (compile first with one untimed step)."""
+    done, tic = 0, time.perf_counter()
+    while done < steps or time.perf_counter() - tic < min_seconds:
+        trainer.train_step(next(iterator))
+        done += 1
+    return done * batch_size / (time.perf_counter() - tic)
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    return {
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "gpus": len(tf.config.list_physical_devices("GPU")),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
 
 
 def main(argv=None) -> dict:
@@ -78,12 +116,8 @@ def main(argv=None) -> dict:
     info = data.info(args.data, **sizes)
     train_ds = data.load(args.data, "train", data_dir=data_dir, seed=args.seed, **sizes)
     test_ds = data.load(args.data, "test", data_dir=data_dir, seed=args.seed, **sizes)
-    # Every option named like one of the builder's parameters configures the model.
+    model = build_model(args, info)
     parameters = inspect.signature(pixel_models.MODELS[args.model]).parameters
-    options = {k: v for k, v in vars(args).items() if k in parameters}
-    model = pixel_models.build_model(
-        args.model, image_shape=info.image_shape, levels=info.levels, **options
-    )
     optimizer = training.make_optimizer(args.optimizer, args.learning_rate)
     trainer = training.Trainer(model, optimizer, grad_clip=args.grad_clip)
     train_batches = data.pipeline(train_ds, args.batch_size, training=True, seed=args.seed)
@@ -92,11 +126,7 @@ def main(argv=None) -> dict:
     # Speed: compile with one step, then time a fixed number of steps.
     iterator = iter(train_batches)
     trainer.train_step(next(iterator))
-    timed_steps = 20
-    tic = time.perf_counter()
-    for _ in range(timed_steps):
-        trainer.train_step(next(iterator))
-    train_ips = timed_steps * args.batch_size / (time.perf_counter() - tic)
+    train_ips = train_images_per_second(trainer, iterator, args.batch_size, steps=20)
 
     budget = args.steps or 10**9
     config = training.TrainConfig(
@@ -138,12 +168,7 @@ def main(argv=None) -> dict:
         "test_bits_per_dim": round(result["bits_per_dim"], 4),
         "uniform_nll_nats": round(float(np.prod(info.image_shape)) * np.log(info.levels), 3),
         "sample_images_per_second": round(sample_ips, 3),
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "gpus": len(tf.config.list_physical_devices("GPU")),
-            "tensorflow": tf.__version__,
-        },
+        "machine": machine(),
     }
     text = json.dumps(report, indent=2)
     print(text)

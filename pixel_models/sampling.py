@@ -377,6 +377,7 @@ class _Plan:
             else:
                 args = [values[k] for k in ins]
                 value = _call_pointwise(layer, args)
+            value = tf.cast(value, tf.float32)
             values[outs[0]] = value
             if outs[0] in buffers:
                 top, left = self.pads[outs[0]][:2]
@@ -395,6 +396,9 @@ class _Plan:
         buffers = dict(buffers)
 
         def store(key, value):
+            # Buffers are float32; under a mixed precision policy the layers
+            # called through Keras return their compute dtype.
+            value = tf.cast(value, tf.float32)
             values[key] = value
             if key in buffers:
                 top, left = self.pads[key][:2]

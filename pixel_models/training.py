@@ -4,7 +4,18 @@ The loop is a compiled ``tf.distribute`` step: each replica computes the sum
 of its examples' negative log-likelihoods divided by the *global* batch size,
 the gradients are summed over replicas (giving the gradient of the mean NLL
 of the global batch), clipped, and applied. It runs unchanged under the
-default strategy, ``MirroredStrategy`` or ``MultiWorkerMirroredStrategy``.
+default strategy, ``OneDeviceStrategy``, ``MirroredStrategy``,
+``MultiWorkerMirroredStrategy`` or ``TPUStrategy``.
+
+Mixed precision (:func:`set_precision`) computes the network in bfloat16 or
+float16 while the variables, the logits and the loss stay float32; under
+float16 the optimizer is a ``keras.optimizers.LossScaleOptimizer`` and the
+step scales the loss and hands it the scaled gradients, which it unscales,
+skipping the update (and halving the scale) when they overflow. With
+``jit_compile`` each replica's forward pass, loss and gradients (and the
+evaluation step) are compiled with XLA; the cross-replica sum, the clipping
+and the update run outside the compiled function, so that it works under
+every strategy.
 
 Checkpoints (model, optimizer and step) go through
 ``tf.train.CheckpointManager``, which writes new files and then updates its
@@ -33,6 +44,7 @@ from pixel_models.models.autoencoder import is_autoencoder
 from pixel_models.sampling import class_rows, image_shape, reconstruct, sample
 
 OPTIMIZERS = ("rmsprop", "adam")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 class TrainingError(RuntimeError):
@@ -75,15 +87,58 @@ class TrainConfig:
     max_seconds: float | None = None
 
 
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
-    """RMSProp (as in carpedm20/pixel-rnn-tensorflow) or Adam."""
+def mixed_precision_policy() -> str:
+    """The mixed precision policy for the visible devices: ``mixed_float16``
+    when there is a GPU, ``mixed_bfloat16`` otherwise (CPU, TPU)."""
+    return "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
+
+
+def set_precision(mixed: bool) -> str:
+    """Sets the global Keras dtype policy; returns its name.
+
+    Call it before building the model: layers take the policy current when
+    they are created. Under a mixed policy the variables stay float32 (so
+    checkpoints are the same as a float32 run's) and every model's
+    :class:`~pixel_models.distributions.PixelHead` (a classifier's logits
+    layer) computes in float32, so the loss is always float32.
+
+    Args:
+      mixed: True for :func:`mixed_precision_policy`, False for float32.
+    """
+    policy = mixed_precision_policy() if mixed else "float32"
+    keras.config.set_dtype_policy(policy)
+    return policy
+
+
+def make_optimizer(
+    name: str, learning_rate: float, loss_scale: bool | None = None
+) -> keras.optimizers.Optimizer:
+    """RMSProp (as in carpedm20/pixel-rnn-tensorflow) or Adam.
+
+    Args:
+      name: one of ``OPTIMIZERS``.
+      learning_rate: the learning rate, > 0.
+      loss_scale: wrap the optimizer in a dynamic
+        ``keras.optimizers.LossScaleOptimizer`` (needed with float16
+        activations, whose small gradients would underflow). None: when the
+        global dtype policy is ``mixed_float16``.
+    """
     if learning_rate <= 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
     if name == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate)
-    if name == "adam":
-        return keras.optimizers.Adam(learning_rate)
-    raise ValueError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
+        optimizer = keras.optimizers.RMSprop(learning_rate)
+    elif name == "adam":
+        optimizer = keras.optimizers.Adam(learning_rate)
+    else:
+        raise ValueError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
+    if loss_scale is None:
+        loss_scale = keras.config.dtype_policy().name == "mixed_float16"
+    return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scale else optimizer
+
+
+def _inner_optimizer(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+    """The optimizer that holds the slots (the inner one of a loss scale optimizer)."""
+    return getattr(optimizer, "inner_optimizer", optimizer)
 
 
 def write_json_atomic(path: str, payload: dict) -> None:
@@ -156,6 +211,8 @@ class Trainer:
       optimizer: a Keras optimizer.
       strategy: the ``tf.distribute`` strategy (default: the current one).
       grad_clip: gradients are clipped to ``[-grad_clip, grad_clip]`` (0: off).
+      jit_compile: compile each replica's forward pass, loss and gradients,
+        and the evaluation step, with XLA.
     """
 
     def __init__(
@@ -164,8 +221,11 @@ class Trainer:
         optimizer: keras.optimizers.Optimizer,
         strategy: tf.distribute.Strategy | None = None,
         grad_clip: float = 1.0,
+        jit_compile: bool = False,
     ):
         self.model = model
+        self.jit_compile = bool(jit_compile)
+        self.loss_scale = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
         self.optimizer = optimizer
         self.strategy = strategy or tf.distribute.get_strategy()
         self.grad_clip = float(grad_clip)
@@ -213,22 +273,32 @@ class Trainer:
         images, labels = split_batch(batch)
         if labels is None:
             raise TrainingError("a classifier trains on (images, labels) batches")
-        logits = self.model(tf.cast(images, tf.float32), training=training)
+        logits = tf.cast(self.model(tf.cast(images, tf.float32), training=training), tf.float32)
         nll = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(labels, tf.int32), logits)
         predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
         correct = tf.equal(predicted, tf.cast(labels, tf.int32))
         sums = {"nll": tf.reduce_sum(nll), "accuracy": tf.reduce_sum(tf.cast(correct, nll.dtype))}
         return tf.reduce_sum(nll), tf.cast(tf.shape(nll)[0], tf.float32), sums
 
+    def _compiled(self, fn):
+        """``fn`` compiled with XLA when the trainer has ``jit_compile``.
+
+        Call it in each replica's function: a compiled function captures the
+        variables of the replica that traces it, so every replica needs its own.
+        """
+        return tf.function(fn, jit_compile=True) if self.jit_compile else fn
+
     def _make_train_step(self):
         model, optimizer, clip = self.model, self.optimizer, self.grad_clip
         replicas = self.strategy.num_replicas_in_sync
 
-        def replica_step(images, global_batch):
+        def forward_backward(images, global_batch):
+            variables = model.trainable_variables
             with tf.GradientTape() as tape:
                 total, count, _ = self._nll_sum(images, training=True)
                 loss = total / global_batch
-            variables = model.trainable_variables
+                if self.loss_scale:
+                    loss = optimizer.scale_loss(loss)
             # A variable the loss does not reach (e.g. the unused vertical
             # conditioning of a last gated block) gets a zero gradient.
             grads = tape.gradient(loss, variables)
@@ -236,9 +306,22 @@ class Trainer:
                 tf.zeros(v.shape, v.dtype) if g is None else g
                 for g, v in zip(grads, variables, strict=True)
             ]
+            return total, count, grads
+
+        def replica_step(images, global_batch):
+            variables = model.trainable_variables
+            total, count, grads = self._compiled(forward_backward)(images, global_batch)
             context = tf.distribute.get_replica_context()
             grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
-            if clip > 0:
+            if clip > 0 and self.loss_scale:
+                # The gradients are scaled: clip at the scaled bound, and keep
+                # an overflow (inf, nan) for the optimizer to see and skip.
+                bound = clip * tf.cast(optimizer.dynamic_scale, tf.float32)
+                grads = [
+                    tf.where(tf.math.is_finite(g), tf.clip_by_value(g, -bound, bound), g)
+                    for g in grads
+                ]
+            elif clip > 0:
                 grads = [tf.clip_by_value(g, -clip, clip) for g in grads]
             # The optimizer sums gradients over replicas again: pre-divide.
             grads = [g / replicas for g in grads]
@@ -262,9 +345,12 @@ class Trainer:
         return train_step
 
     def _make_eval_step(self):
+        def replica_sums(batch):
+            return self._compiled(lambda x: self._nll_sum(x, training=False))(batch)
+
         @tf.function
         def eval_step(batch):
-            sums = self.strategy.run(lambda x: self._nll_sum(x, training=False), args=(batch,))
+            sums = self.strategy.run(replica_sums, args=(batch,))
             return tf.nest.map_structure(
                 lambda v: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None), sums
             )
@@ -315,7 +401,14 @@ class Trainer:
         return result
 
     def checkpoint(self) -> tf.train.Checkpoint:
-        return tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
+        """The model and the optimizer's state.
+
+        Under loss scaling it holds the inner optimizer, not the loss scale,
+        so a checkpoint of any precision restores into a run of any other
+        (the variables are float32 under every policy); the dynamic loss
+        scale starts again from its initial value when a run resumes.
+        """
+        return tf.train.Checkpoint(model=self.model, optimizer=_inner_optimizer(self.optimizer))
 
 
 def restore_latest(trainer: Trainer, checkpoint_dir: str, max_to_keep: int = 3):
@@ -429,8 +522,14 @@ def fit(
     tic = time.time()
     with writer.as_default():
         while trainer.step < config.max_steps:
+            before = trainer.step
             nll = trainer.train_step(next(iterator))
             step = trainer.step
+            if step == before and math.isfinite(nll):
+                # A loss scale optimizer skipped an overflowing step (and
+                # lowered its scale): nothing to log, evaluate or save.
+                logging.debug("skipped a step whose scaled gradients overflowed")
+                continue
             if not math.isfinite(nll):
                 last = manager.latest_checkpoint if manager else None
                 raise TrainingError(

@@ -258,6 +258,8 @@ BAD_FLAGS = [
     ("--strategy=tpu_pod", "--strategy"),
     ("--small_image_size=-1", "--small_image_size"),
     ("--color_levels=1", "--color_levels"),
+    ("--strategy=tpu", "--strategy=tpu needs --tpu"),
+    ("--tpu=local", "--tpu is only read with --strategy=tpu, not --strategy=auto"),
 ]
 
 
@@ -429,4 +431,29 @@ def test_deterministic_runs_give_identical_losses(tmp_path):
 def test_classifier_flags_are_checked(tmp_path, flags, message):
     bad = run_main(*TINY, *dirs(tmp_path), "--model=invariant_cnn", *flags)
     assert bad.returncode == 1 and message in bad.stderr, bad.stderr[-2000:]
+    assert not (tmp_path / "ckpt").exists()
+
+
+@pytest.mark.slow
+def test_mixed_precision_xla_run_on_one_device_then_sampled_in_float32(tmp_path):
+    args = [*TINY, *dirs(tmp_path)]
+    fast = ["--mixed_precision", "--jit_compile", "--strategy=one_device", "--max_steps=2"]
+    trained = run_main(*args, *fast, "--num_samples=1")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    metrics = json.loads(trained.stdout.strip().splitlines()[-1])
+    assert np.isfinite(metrics["train/nll"]) and np.isfinite(metrics["test/nll"])
+    assert only(f"{tmp_path}/ckpt/*/ckpt-2.index")
+    # The same run without --mixed_precision restores its checkpoint.
+    generated = run_main(*args, "--is_train=False", "--num_samples=1")
+    assert generated.returncode == 0, generated.stderr[-2000:]
+    assert Path(generated.stdout.strip().splitlines()[-1]).name == "generated_step2_seed123.png"
+
+
+def test_unreachable_tpu_fails_clearly(tmp_path):
+    result = run_main(
+        *TINY, *dirs(tmp_path), "--strategy=tpu", "--tpu=no-such-tpu.invalid", timeout=120
+    )
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "error: --strategy=tpu: cannot reach --tpu='no-such-tpu.invalid'" in result.stderr
+    assert "Traceback" not in result.stderr
     assert not (tmp_path / "ckpt").exists()

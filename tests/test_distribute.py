@@ -23,7 +23,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import pixel_models
 from pixel_models import data, training
 
-mode = sys.argv[1]
+mode, jit_compile = sys.argv[1], sys.argv[2] == "jit"
 strategy = (
     tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if mode == "mirrored"
     else tf.distribute.get_strategy()
@@ -34,7 +34,9 @@ with strategy.scope():
         "pixel_cnn", image_shape=(6, 6, 1), hidden_dims=4, recurrent_length=1,
         out_hidden_dims=4, out_recurrent_length=1,
     )
-    trainer = training.Trainer(model, training.make_optimizer("rmsprop", 1e-2), strategy)
+    trainer = training.Trainer(
+        model, training.make_optimizer("rmsprop", 1e-2), strategy, jit_compile=jit_compile
+    )
 images = data.make_shapes(64, 6, seed=3)
 batches = tf.data.Dataset.from_tensor_slices(images).batch(16).repeat()
 iterator = iter(strategy.experimental_distribute_dataset(batches))
@@ -45,10 +47,10 @@ print(json.dumps({"replicas": strategy.num_replicas_in_sync, "losses": losses,
 """
 
 
-def run(mode: str) -> dict:
+def run(mode: str, jit_compile: bool = False) -> dict:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, mode],
+        [sys.executable, "-c", SCRIPT, mode, "jit" if jit_compile else "plain"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -70,6 +72,15 @@ def test_mirrored_two_replicas_match_one_device():
     assert two["test"] == pytest.approx(one["test"], rel=1e-4)
     # And the model did train (the comparison is not between two constants).
     assert one["losses"][-1] < one["losses"][0] - 1.0
+
+
+@pytest.mark.slow
+def test_mirrored_xla_compiled_steps_match_one_device():
+    one = run("default")
+    two = run("mirrored", jit_compile=True)
+    assert two["replicas"] == 2
+    assert two["losses"] == pytest.approx(one["losses"], rel=1e-4)
+    assert two["test"] == pytest.approx(one["test"], rel=1e-4)
 
 
 def free_ports(n: int) -> list[int]:

@@ -12,7 +12,8 @@ import pytest
 import tensorflow as tf
 
 import pixel_models
-from pixel_models import data, training
+from pixel_models import data, sampling, training
+from pixel_models.testing import assert_causal
 
 SHAPE = (6, 6, 1)
 
@@ -256,3 +257,174 @@ def test_a_classifier_trains_and_reports_accuracy(tmp_path):
     assert {"train/nll", "test/nll", "test/accuracy"} <= tags and "samples" not in tags
     with pytest.raises(training.TrainingError, match=r"\(images, labels\)"):
         trainer.evaluate(test.map(lambda images, labels: images))
+
+
+@pytest.fixture
+def float32_afterwards():
+    """Restores the global float32 dtype policy after a mixed precision test."""
+    yield
+    keras.config.set_dtype_policy("float32")
+
+
+def test_set_precision_picks_the_policy_for_the_devices(float32_afterwards):
+    gpus = tf.config.list_logical_devices("GPU")
+    assert training.set_precision(True) == ("mixed_float16" if gpus else "mixed_bfloat16")
+    assert keras.config.dtype_policy().name == training.mixed_precision_policy()
+    assert training.set_precision(False) == "float32"
+    assert keras.config.dtype_policy().name == "float32"
+
+
+def test_mixed_bfloat16_trains_with_a_float32_head_and_samples(float32_afterwards):
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    keras.utils.set_random_seed(0)
+    model = tiny_model()
+    hidden = [layer for layer in model.layers if layer.weights and layer is not model.layers[-1]]
+    assert {layer.compute_dtype for layer in hidden} == {"bfloat16"}
+    assert all(w.dtype == "float32" for w in model.weights)  # variables stay float32
+    head = pixel_models.head_of(model)
+    assert head.compute_dtype == "float32"
+    train, test, test_images = datasets()
+    assert model(test_images[:2].astype("float32")).dtype == "float32"
+    trainer = trainer_for(model, lr=3e-2)
+    assert not isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+    before = trainer.evaluate(test)["nll"]
+    iterator = iter(train)
+    losses = [trainer.train_step(next(iterator)) for _ in range(10)]
+    assert all(np.isfinite(losses)) and trainer.step == 10
+    assert trainer.evaluate(test)["nll"] < before
+    samples = pixel_models.sample(model, 3, seed=1, method="reference")
+    assert samples.shape == (3, *SHAPE) and set(np.unique(samples)) <= {0, 1}
+
+
+@pytest.mark.slow
+def test_the_cached_sampler_runs_a_mixed_precision_model(float32_afterwards):
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    model = pixel_models.build_model(
+        "gated_pixel_cnn", image_shape=(4, 4, 3), levels=4, hidden_dims=4, recurrent_length=1
+    )
+    assert sampling.supports_cached(model)
+    samples = pixel_models.sample(model, 2, seed=1, method="cached")
+    assert samples.shape == (2, 4, 4, 3) and samples.min() >= 0 and samples.max() <= 3
+
+
+def test_a_mixed_precision_model_is_causal(float32_afterwards):
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    model = pixel_models.build_model(
+        "pixel_cnn", image_shape=(4, 4, 1), hidden_dims=4, recurrent_length=2, out_hidden_dims=4
+    )
+    found = assert_causal(model, (4, 4, 1), strict=True)
+    assert found[3, 3, 0].sum() > 0  # the last pixel sees some of the ones before it
+
+
+def test_mixed_float16_scales_the_loss_and_skips_overflowing_steps(float32_afterwards):
+    keras.config.set_dtype_policy("mixed_float16")
+    keras.utils.set_random_seed(0)
+    trainer = trainer_for()
+    optimizer = trainer.optimizer
+    assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer) and trainer.loss_scale
+    initial = float(optimizer.dynamic_scale.numpy())
+    weights = [w.numpy() for w in trainer.model.weights]
+    train, _, _ = datasets()
+    iterator = iter(train)
+    # At the initial scale (2**15) the float16 gradients of a ~30-nat loss
+    # overflow: the step is skipped, the weights stay, the scale halves.
+    assert np.isfinite(trainer.train_step(next(iterator)))
+    assert trainer.step == 0 and float(optimizer.dynamic_scale.numpy()) == initial / 2
+    for a, b in zip(weights, trainer.model.weights, strict=True):
+        np.testing.assert_array_equal(a, b.numpy())
+    for _ in range(40):
+        if trainer.step == 3:
+            break
+        assert np.isfinite(trainer.train_step(next(iterator)))
+    assert trainer.step == 3 and float(optimizer.dynamic_scale.numpy()) < initial
+    assert all(np.isfinite(w.numpy()).all() for w in trainer.model.weights)
+
+
+def test_fit_logs_and_saves_only_the_steps_a_float16_run_takes(tmp_path, float32_afterwards):
+    keras.config.set_dtype_policy("mixed_float16")
+    train, test, _ = datasets()
+    trainer = trainer_for()
+    overrides = dict(max_steps=2, test_step=1, save_step=1, num_samples=0)
+    metrics = training.fit(trainer, train, test, config(tmp_path, **overrides))
+    assert trainer.step == 2 and np.isfinite(metrics["test/nll"])
+    # The first steps overflow at the initial scale and are skipped unlogged.
+    assert float(trainer.optimizer.dynamic_scale.numpy()) < 2.0**15
+    assert [s for s, _ in summaries(str(tmp_path / "logs"))["train/nll"]] == [1, 2]
+    saved = sorted(os.path.basename(p) for p in glob.glob(str(tmp_path / "ckpt" / "*.index")))
+    assert saved == ["ckpt-1.index", "ckpt-2.index"]
+
+
+def _save(trainer, folder) -> None:
+    manager = tf.train.CheckpointManager(trainer.checkpoint(), str(folder), max_to_keep=1)
+    manager.save(checkpoint_number=trainer.step)
+
+
+@pytest.mark.parametrize(
+    "written, read",
+    [("mixed_bfloat16", "float32"), ("float32", "mixed_float16"), ("mixed_float16", "float32")],
+)
+def test_checkpoints_restore_across_precisions(tmp_path, float32_afterwards, written, read):
+    keras.config.set_dtype_policy(written)
+    trainer = trainer_for(lr=1e-3)
+    train, _, _ = datasets()
+    iterator = iter(train)
+    while trainer.step < 2:  # a float16 run skips steps until its loss scale fits
+        trainer.train_step(next(iterator))
+    _save(trainer, tmp_path)
+    keras.config.set_dtype_policy(read)
+    resumed = trainer_for(lr=1e-3)
+    _, path = training.restore_latest(resumed, str(tmp_path))
+    assert path.endswith("ckpt-2") and resumed.step == 2
+    for a, b in zip(trainer.model.weights, resumed.model.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    slots = training._inner_optimizer(resumed.optimizer).variables
+    saved = training._inner_optimizer(trainer.optimizer).variables
+    for a, b in zip(saved, slots, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def _losses(name: str, jit_compile: bool, steps: int = 4):
+    keras.utils.set_random_seed(0)
+    model = pixel_models.build_model(
+        name,
+        image_shape=SHAPE,
+        hidden_dims=4,
+        recurrent_length=1,
+        out_hidden_dims=4,
+        out_recurrent_length=1,
+    )
+    trainer = training.Trainer(
+        model, training.make_optimizer("adam", 1e-2), jit_compile=jit_compile
+    )
+    train, test, _ = datasets()
+    iterator = iter(train)
+    losses = [trainer.train_step(next(iterator)) for _ in range(steps)]
+    return losses, trainer.evaluate(test)["nll"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "pixel_cnn",
+        pytest.param("gated_pixel_cnn", marks=pytest.mark.slow),
+        pytest.param("pixel_rnn", marks=pytest.mark.slow),
+    ],
+)
+def test_jit_compiled_steps_match_the_plain_ones(name):
+    plain, plain_test = _losses(name, jit_compile=False)
+    compiled, compiled_test = _losses(name, jit_compile=True)
+    assert compiled == pytest.approx(plain, rel=1e-4)
+    assert compiled_test == pytest.approx(plain_test, rel=1e-4)
+    assert plain[-1] < plain[0]
+
+
+def test_one_device_strategy_trains():
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with strategy.scope():
+        model = tiny_model()
+        trainer = training.Trainer(model, training.make_optimizer("adam", 1e-2), strategy)
+    train, test, _ = datasets()
+    iterator = iter(strategy.experimental_distribute_dataset(train))
+    losses = [trainer.train_step(next(iterator)) for _ in range(5)]
+    assert all(np.isfinite(losses)) and trainer.step == 5 and losses[-1] < losses[0]
+    assert np.isfinite(trainer.evaluate(test)["nll"])

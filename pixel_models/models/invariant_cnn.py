@@ -170,5 +170,5 @@ def invariant_cnn(
     if group != "none":
         x = GroupPooling(group, orientation_pooling, name="orientation_pool")(x)
     x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
-    logits = keras.layers.Dense(num_classes, name="logits")(x)
+    logits = keras.layers.Dense(num_classes, name="logits", dtype="float32")(x)
     return keras.Model(inputs, logits, name=name)
