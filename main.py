@@ -23,6 +23,12 @@ import flags as _flags
 FLAGS = _flags.FLAGS
 
 
+# Flags that set a builder parameter of these models only. Other builders may
+# take a parameter of the same name (pixel_cnn and gated_pixel_cnn accept
+# latent_dims for a code given from outside), which main.py leaves unset.
+FLAG_MODELS = {"latent_dims": {"autoencoder"}}
+
+
 class UsageError(Exception):
     """A bad command line or state; reported in one line, exit status 1."""
 
@@ -37,6 +43,8 @@ def model_config(info) -> dict:
     config = {"image_shape": list(info.image_shape), "levels": info.levels}
     parameters = inspect.signature(MODELS[FLAGS.model]).parameters
     for name in parameters:
+        if name in FLAG_MODELS and FLAGS.model not in FLAG_MODELS[name]:
+            continue
         if name not in config and name in FLAGS:
             config[name] = FLAGS[name].value
     if "encoder" in parameters and FLAGS.encoder == "invariant" and FLAGS.group == "none":

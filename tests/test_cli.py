@@ -278,6 +278,30 @@ def test_bad_flag_values_are_rejected_when_parsed(flag, message):
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "model, takes_code",
+    [("pixel_cnn", False), ("gated_pixel_cnn", False), ("autoencoder", True)],
+)
+def test_latent_dims_configures_the_autoencoder_only(model, takes_code):
+    # pixel_cnn and gated_pixel_cnn accept latent_dims (a code given from
+    # outside); main.py must not turn them into latent-conditional models.
+    from absl import flags
+
+    sys.path.insert(0, str(ROOT))
+    import flags as project_flags  # noqa: F401  (defines the flags)
+    import main
+    from pixel_models import data
+
+    try:
+        flags.FLAGS(["main.py", *TINY, f"--model={model}", "--latent_dims=5"])
+        config = main.model_config(data.info("shapes", image_size=8))
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert ("latent_dims" in config) == takes_code
+    if takes_code:
+        assert config["latent_dims"] == 5
+
+
 @pytest.mark.parametrize("flag, message", BAD_FLAGS[:3])
 def test_bad_flags_exit_non_zero_with_one_clear_line(tmp_path, flag, message):
     result = run_main(*TINY, *dirs(tmp_path), flag, "--max_steps=1", timeout=120)
