@@ -830,7 +830,7 @@ CONDITIONAL = [
         HIDDEN_DIMS = 8 if SMALL else 16
         HIDDEN_LAYERS = 2 if SMALL else 5
         TRAIN_STEPS = 30 if SMALL else 1000
-        AUTOENCODER_STEPS = 20 if SMALL else 600
+        AUTOENCODER_STEPS = 20 if SMALL else 400
         BATCH_SIZE = 32 if SMALL else 64
         NUM_TEST = 60 if SMALL else 600
         PER_CLASS = 4 if SMALL else 8
@@ -888,9 +888,10 @@ CONDITIONAL = [
         `pm.build_model("pixel_cnn", ..., num_classes=3)` builds a model with two
         inputs, `[images, labels]`. The label is one-hot encoded into `y`, and every
         masked convolution adds a learned bias `V y` to its output before the
-        activation: `relu((W * mask) ⋆ x + b + V y)`. The term `V y` is the same at
-        every position and does not involve the image, so the masks still decide
-        which pixels each output sees: conditioning leaves causality unchanged.
+        activation: a hidden layer computes `relu((W * mask) ⋆ x + b + V y)`, the
+        last one the logits without the ReLU. The term `V y` is the same at every
+        position and does not involve the image, so the masks still decide which
+        pixels each output sees: conditioning leaves causality unchanged.
 
         Two checks at initialisation: the gradients of every output with respect to
         the image (for a fixed label) still only reach earlier pixels, and the
@@ -986,8 +987,8 @@ CONDITIONAL = [
         own class than under the others. For every test image we compute
         `log p(x | c)` for each class `c` with
         `pm.distribution_of(model).log_prob(model([x, labels]), x)` and count which
-        class wins. Chance is 1/3; with the small settings the model has had too
-        few steps to beat it reliably.
+        class wins. Chance is 1/3; with the small settings the model trains too
+        briefly for this number to mean much.
         """
     ),
     code(
