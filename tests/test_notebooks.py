@@ -4,7 +4,7 @@ Each notebook is executed in a fresh ``python3`` Jupyter kernel with
 ``PIXEL_MODELS_NOTEBOOK_SMALL=1``; a failing cell fails the test. Its last cell
 prints ``summary: {...}`` (JSON), which is checked against values worked out
 here independently (receptive fields from the mask shapes, the Row LSTM
-triangle, exact invariance).
+triangle, exact invariance, the labels of the test data, grid shapes).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pixel_models import data
 from pixel_models.layers.masked_conv import make_mask
 
 nbformat = pytest.importorskip("nbformat", reason="the notebook tests need nbformat")
@@ -26,7 +27,12 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / "notebooks"
-NAMES = ("pixel_cnn_tutorial.ipynb", "pixel_rnn.ipynb", "invariant_convolutions.ipynb")
+NAMES = (
+    "pixel_cnn_tutorial.ipynb",
+    "pixel_rnn.ipynb",
+    "invariant_convolutions.ipynb",
+    "conditional_generation.ipynb",
+)
 CELL_TIMEOUT = 300  # seconds per cell; the small settings need a few seconds each
 
 
@@ -169,3 +175,58 @@ def test_invariant_convolutions_notebook(tmp_path, monkeypatch):
     # Not invariant at all.
     assert summary["plain_cnn_logit_change"] > 1e-2
     assert summary["three_copy_flip_error"] > 1e-2
+
+
+def _grid_shape(num, size, columns, padding=1) -> list[int]:
+    """Shape of ``num`` square one-channel tiles laid out ``columns`` to a row."""
+    rows = -(-num // columns)
+    return [rows * (size + padding) + padding, columns * (size + padding) + padding, 1]
+
+
+def test_conditional_generation_notebook(tmp_path, monkeypatch):
+    _, summary = _execute("conditional_generation.ipynb", tmp_path, monkeypatch)
+    size, classes = summary["image_size"], summary["num_classes"]
+    assert size == 8, "PIXEL_MODELS_NOTEBOOK_SMALL=1 must shrink the images to 8x8"
+    assert classes == 3
+    # Conditioning adds V y: the masks still decide what each output sees, and
+    # the first pixel sees no pixel, only the label.
+    assert summary["conditional_causal"] is True
+    assert summary["first_pixel_image_change"] < 1e-6
+    assert summary["first_pixel_label_change"] > 1e-6
+    assert summary["steps"] > 0 and np.isfinite(summary["final_train_nll"])
+    assert summary["uniform_nll"] == pytest.approx(size * size * np.log(2))
+    # One row of samples per class.
+    per_class = summary["per_class"]
+    assert summary["sample_labels"] == np.repeat(np.arange(classes), per_class).tolist()
+    assert summary["samples_shape"] == [classes * per_class, size, size, 1]
+    assert set(summary["sample_values"]) <= {0, 1}
+    assert summary["sample_grid_shape"] == _grid_shape(classes * per_class, size, per_class)
+    # Which class is most likely, tallied by true class: the rows count the
+    # labels of the first test images.
+    num_test = summary["num_test"]
+    pairs = data.load(
+        "shapes",
+        "test",
+        image_size=size,
+        seed=summary["data_seed"],
+        with_labels=True,
+        num_examples=num_test,
+    )
+    labels = np.array([int(y) for _, y in pairs.as_numpy_iterator()])
+    wins = np.array(summary["wins"])
+    assert wins.shape == (classes, classes)
+    assert wins.sum(axis=1).tolist() == np.bincount(labels, minlength=classes).tolist()
+    assert summary["own_class_fraction"] == pytest.approx(np.trace(wins) / num_test)
+    assert summary["chance"] == pytest.approx(1 / classes)
+    # The autoencoders trained; reconstructions are binary images beside their originals.
+    assert all(steps > 0 for steps in summary["autoencoder_steps"].values())
+    num = summary["reconstructions_shape"][0]
+    assert summary["reconstructions_shape"] == [num, size, size, 1]
+    assert set(summary["reconstruction_values"]) <= {0, 1}
+    per_row = int(np.ceil(np.sqrt(num)))
+    assert summary["reconstruction_grid_shape"] == _grid_shape(2 * num, size, 2 * per_row)
+    assert np.isfinite(summary["nll_own_code"]) and np.isfinite(summary["nll_other_code"])
+    # The invariant code does not move when the image turns; the plain one does.
+    assert summary["invariant_code_change"] < 1e-5
+    assert summary["plain_code_change"] > 1e-3
+    assert summary["invariant_reconstructions_equal"] is True
