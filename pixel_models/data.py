@@ -111,6 +111,14 @@ def info(name: str, image_size: int = 28, color_levels: int = _DEFAULT_COLOR_LEV
 
     Raises:
         DataError: If the name is unknown or ``image_size`` is invalid for ``shapes``.
+
+    Example:
+
+    >>> meta = info("shapes", image_size=8)
+    >>> meta.image_shape, meta.levels, meta.num_classes, meta.splits, meta.needs_download
+    ((8, 8, 1), 2, 3, ('train', 'test'), False)
+    >>> info("cifar10").image_shape, info("colored_shapes", 8, color_levels=4).levels
+    ((32, 32, 3), 4)
     """
     if name == "mnist":
         return DatasetInfo("mnist", (28, 28, 1), 2, 10, ("train", "test"), True)
@@ -148,6 +156,18 @@ def resolve_data_dir(data_dir: str | None) -> str | None:
     Returns:
         ``data_dir`` when given, else the ``TFDS_DATA_DIR`` environment variable when
         set and non-empty, else None (the tensorflow_datasets default folder).
+
+    Example:
+
+    >>> from unittest import mock
+    >>> resolve_data_dir("/data/tfds")
+    '/data/tfds'
+    >>> with mock.patch.dict(os.environ, {"TFDS_DATA_DIR": "/env/tfds"}):
+    ...     resolve_data_dir(None), resolve_data_dir("")
+    ('/env/tfds', '/env/tfds')
+    >>> with mock.patch.dict(os.environ, {"TFDS_DATA_DIR": ""}):
+    ...     print(resolve_data_dir(None))
+    None
     """
     if data_dir:
         return data_dir
@@ -198,6 +218,17 @@ def load(
     Raises:
         DataError: If the dataset, split or options are invalid, or the data cannot
             be loaded.
+
+    Example:
+
+    The procedural ``shapes`` dataset needs no download:
+
+    >>> ds = load("shapes", "test", image_size=8, num_examples=2, with_labels=True)
+    >>> [(tuple(image.shape), image.dtype.name, int(label) in (0, 1, 2)) for image, label in ds]
+    [((8, 8, 1), 'uint8', True), ((8, 8, 1), 'uint8', True)]
+    >>> image = next(iter(load("shapes", "test", image_size=8, num_examples=1)))
+    >>> sorted(np.unique(image).tolist())
+    [0, 1]
     """
     meta = info(name, image_size, color_levels)
     if split not in meta.splits:
@@ -363,6 +394,15 @@ def pipeline(
 
     Returns:
         The batched, prefetched dataset.
+
+    Example:
+
+    >>> images = load("shapes", "test", image_size=8, num_examples=5)
+    >>> [len(batch) for batch in pipeline(images, 2, training=False)]
+    [2, 2, 1]
+    >>> train = pipeline(images, 2, training=True, seed=0, drop_remainder=True)
+    >>> [tuple(batch.shape) for batch in train.take(4)]  # repeats forever
+    [(2, 8, 8, 1), (2, 8, 8, 1), (2, 8, 8, 1), (2, 8, 8, 1)]
     """
     if training:
         ds = ds.shuffle(_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True).repeat()

@@ -70,7 +70,33 @@ class Distribution:
 
 
 class Bernoulli(Distribution):
-    """Independent Bernoulli per dimension given the past; logits ``(B, H, W, C)``."""
+    """Independent Bernoulli per dimension given the past; logits ``(B, H, W, C)``.
+
+    ``p(x_ijc = 1 | past) = sigmoid(logits[..., i, j, c])``.
+
+    Args:
+      channels: colour channels ``C``.
+      levels: must be 2.
+
+    Example:
+
+    >>> import numpy as np
+    >>> bernoulli = Bernoulli(channels=1)
+    >>> logits = np.zeros((2, 4, 4, 1), "float32")  # p = 1/2 for every pixel
+    >>> images = np.ones((2, 4, 4, 1), "uint8")
+    >>> tuple(bernoulli.log_prob_per_dim(logits, images).shape)
+    (2, 4, 4, 1)
+    >>> nll = bernoulli.nll(logits, images)  # 16 pixels, ln 2 nats each
+    >>> [round(float(v), 4) for v in nll], round(16 * math.log(2), 4)
+    ([11.0904, 11.0904], 11.0904)
+    >>> p1 = np.exp(bernoulli.log_prob_per_dim(logits + 2.0, images))
+    >>> p0 = np.exp(bernoulli.log_prob_per_dim(logits + 2.0, 0 * images))
+    >>> bool(np.allclose(p0 + p1, 1.0))
+    True
+    >>> draws = bernoulli.sample(logits, seed=[1, 2])
+    >>> tuple(draws.shape), draws.dtype.name, set(np.unique(draws)) <= {0, 1}
+    ((2, 4, 4, 1), 'int32', True)
+    """
 
     kind = "bernoulli"
 
@@ -99,6 +125,24 @@ class Categorical(Distribution):
       levels: number of values per channel.
       temperature: sampling temperature (logits are divided by it when
         sampling; log-probabilities ignore it).
+
+    Example:
+
+    >>> import numpy as np
+    >>> categorical = Categorical(channels=3, levels=4)
+    >>> logits = np.random.default_rng(0).normal(size=(2, 2, 2, 3, 4)).astype("float32")
+    >>> images = np.zeros((2, 2, 2, 3), "uint8")
+    >>> tuple(categorical.log_prob_per_dim(logits, images).shape)
+    (2, 2, 2, 3)
+    >>> tuple(categorical.nll(logits, images).shape)  # one NLL per image
+    (2,)
+    >>> # The probabilities of the 4 values of every dimension sum to 1.
+    >>> probs = [np.exp(categorical.log_prob_per_dim(logits, images + v)) for v in range(4)]
+    >>> bool(np.allclose(sum(probs), 1.0, atol=1e-6))
+    True
+    >>> draws = categorical.sample(logits, seed=[1, 2])
+    >>> tuple(draws.shape), draws.dtype.name, set(np.unique(draws)) <= {0, 1, 2, 3}
+    ((2, 2, 2, 3), 'int32', True)
     """
 
     kind = "categorical"
@@ -126,7 +170,20 @@ class Categorical(Distribution):
 
 
 def make_distribution(kind: str, channels: int, levels: int) -> Distribution:
-    """The distribution for a head description."""
+    """The distribution for a head description.
+
+    Args:
+      kind: ``"bernoulli"`` or ``"categorical"``.
+      channels: colour channels ``C``.
+      levels: values per channel (2 for a Bernoulli head).
+
+    Example:
+
+    >>> make_distribution("categorical", channels=3, levels=256)
+    Categorical(channels=3, levels=256)
+    >>> make_distribution("bernoulli", channels=1, levels=2)
+    Bernoulli(channels=1, levels=2)
+    """
     if kind == "bernoulli":
         return Bernoulli(channels, levels)
     if kind == "categorical":
@@ -135,7 +192,13 @@ def make_distribution(kind: str, channels: int, levels: int) -> Distribution:
 
 
 def default_kind(levels: int) -> str:
-    """Bernoulli for binary data, categorical otherwise."""
+    """Bernoulli for binary data, categorical otherwise.
+
+    Example:
+
+    >>> default_kind(2), default_kind(256)
+    ('bernoulli', 'categorical')
+    """
     return "bernoulli" if levels == 2 else "categorical"
 
 
@@ -198,7 +261,17 @@ class PixelHead(keras.layers.Layer):
 def head_of(model: keras.Model) -> PixelHead:
     """The :class:`PixelHead` of a model built by this package (searched in its
     layers, last first, and in the layers of the models it holds, e.g. the
-    decoder of an autoencoder)."""
+    decoder of an autoencoder).
+
+    Example:
+
+    >>> from pixel_models.models import pixel_cnn
+    >>> model = pixel_cnn((4, 4, 3), levels=4, hidden_dims=3, recurrent_length=1,
+    ...                   out_recurrent_length=0)
+    >>> head = head_of(model)
+    >>> head.kind, head.channels, head.levels, head.features
+    ('categorical', 3, 4, 12)
+    """
     for layer in reversed(model.layers):
         if isinstance(layer, PixelHead):
             return layer
@@ -214,10 +287,35 @@ def head_of(model: keras.Model) -> PixelHead:
 
 
 def distribution_of(model: keras.Model) -> Distribution:
-    """The output distribution of a model built by this package."""
+    """The output distribution of a model built by this package.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pixel_models.models import pixel_cnn
+    >>> model = pixel_cnn((4, 4, 1), hidden_dims=2, recurrent_length=1, out_recurrent_length=0)
+    >>> distribution = distribution_of(model)
+    >>> distribution
+    Bernoulli(channels=1, levels=2)
+    >>> x = np.zeros((3, 4, 4, 1), "float32")
+    >>> tuple(distribution.nll(model(x), x).shape)
+    (3,)
+    """
     return head_of(model).distribution
 
 
 def bits_per_dim(nll_nats: tf.Tensor | float, num_dims: int) -> tf.Tensor | float:
-    """Converts a per-image NLL in nats to bits per dimension."""
+    """Converts a per-image NLL in nats to bits per dimension.
+
+    Example:
+
+    A uniform model of binary 28x28 images spends ``784 ln 2`` nats on each
+    image, one bit per pixel; 80 nats per image, a good binarized MNIST
+    score, is about 0.147 bits per pixel.
+
+    >>> round(bits_per_dim(784 * math.log(2), 28 * 28), 6)
+    1.0
+    >>> round(bits_per_dim(80.0, 28 * 28), 4)
+    0.1472
+    """
     return nll_nats / (num_dims * math.log(2.0))

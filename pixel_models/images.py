@@ -52,7 +52,22 @@ def make_grid(
 
 
 def save_png(path: str, grid: np.ndarray) -> None:
-    """Writes a uint8 ``(H, W, 1|3)`` image as PNG, atomically (temp file, rename)."""
+    """Writes a uint8 ``(H, W, 1|3)`` image as PNG, atomically (temp file, rename).
+
+    Missing parent folders are created. One channel gives a grey PNG, three an
+    RGB one.
+
+    Example:
+
+    >>> from PIL import Image
+    >>> grid = make_grid(np.ones((4, 2, 2, 1), "uint8"), levels=2)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "samples", "grid.png")
+    ...     save_png(path, grid)
+    ...     with Image.open(path) as image:
+    ...         print(image.size, image.mode, sorted(os.listdir(os.path.dirname(path))))
+    (7, 7) L ['grid.png']
+    """
     grid = np.asarray(grid, np.uint8)
     image = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
     folder = os.path.dirname(os.path.abspath(path))
@@ -91,8 +106,27 @@ def load_images(
     of 128 and more become 1. A ``.npy`` array holds ``(N, H, W, C)`` (or one
     ``(H, W, C)``) integers in ``[0, levels)``, already in the model's form.
 
+    Args:
+      path: a ``.png`` file, a folder of them (read in name order) or a
+        ``.npy`` file.
+      image_shape: ``(H, W, C)`` of the model's images.
+      levels: values per channel of the model's data.
+
     Returns:
       ``(names, images)``: a name per image and uint8 ``(N, H, W, C)``.
+
+    Example:
+
+    >>> grey = np.zeros((4, 4, 1), "uint8")
+    >>> grey[0, 0] = 255
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     save_png(os.path.join(folder, "b.png"), grey)
+    ...     save_png(os.path.join(folder, "a.png"), 255 - grey)
+    ...     names, images = load_images(folder, (4, 4, 1), levels=2)
+    >>> [os.path.basename(name) for name in names], images.shape, images.dtype.name
+    (['a.png', 'b.png'], (2, 4, 4, 1), 'uint8')
+    >>> images[:, :, :, 0].sum(axis=(1, 2)).tolist()  # binarized: 15 white pixels, then 1
+    [15, 1]
     """
     height, width, channels = image_shape
     if os.path.isdir(path):

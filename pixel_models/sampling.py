@@ -68,7 +68,16 @@ _CACHE_ATTR = "_pixel_models_sampling_loops"
 
 
 def image_shape(model: keras.Model) -> tuple[int, int, int]:
-    """``(H, W, C)`` of the images a model reads (its first input)."""
+    """``(H, W, C)`` of the images a model reads (its first input).
+
+    Example:
+
+    >>> import pixel_models as pm
+    >>> digits = pm.build_model("gated_pixel_cnn", image_shape=(4, 6, 1), hidden_dims=2,
+    ...                         recurrent_length=1, num_classes=10)
+    >>> [tuple(x.shape) for x in digits.inputs], image_shape(digits)
+    ([(None, 4, 6, 1), (None,)], (4, 6, 1))
+    """
     inputs = _model_inputs(model)
     # The images are the first input (a conditional model takes more inputs after them).
     shape = tuple(inputs[0].shape[1:]) if len(inputs) > 1 else tuple(model.input_shape[1:])
@@ -473,7 +482,23 @@ def _plan(model: keras.Model) -> _Plan:
 
 
 def supports_cached(model: keras.Model) -> bool:
-    """Whether :func:`sample` can use the cached sampler for ``model``."""
+    """Whether :func:`sample` can use the cached sampler for ``model``.
+
+    The cached sampler needs every layer to have a position-wise (or
+    row-wise) form it knows; models built by this package have one, except
+    where conditioning inputs are convolved or mixed into image features.
+
+    Example:
+
+    >>> import keras
+    >>> import pixel_models as pm
+    >>> model = pm.build_model("pixel_cnn", image_shape=(4, 4, 1), hidden_dims=2,
+    ...                        recurrent_length=1, out_recurrent_length=0)
+    >>> supports_cached(model)
+    True
+    >>> supports_cached(keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(1, 3)]))
+    False
+    """
     return not _plan(model).reason
 
 
@@ -556,6 +581,16 @@ def cached_logits(model: keras.Model, images: np.ndarray, condition=None) -> np.
     returns the logits it computes at every step; for a correct cache they
     equal ``model(images)`` (``model([images, condition])`` for a conditional
     model) up to float32 rounding.
+
+    Example:
+
+    >>> import pixel_models as pm
+    >>> model = pm.build_model("pixel_cnn", image_shape=(4, 4, 1), hidden_dims=2,
+    ...                        recurrent_length=1, out_recurrent_length=0)
+    >>> x = np.random.default_rng(0).integers(0, 2, (2, 4, 4, 1)).astype("float32")
+    >>> logits = cached_logits(model, x)
+    >>> logits.shape, bool(np.allclose(logits, model(x), atol=1e-5))
+    ((2, 4, 4, 1), True)
     """
     images = np.asarray(images, np.float32)
     conditions = _conditions(model, condition, len(images))
@@ -653,6 +688,18 @@ def class_rows(model: keras.Model, num_samples: int) -> tuple[np.ndarray, int] |
     ``sample(model, len(labels), condition=labels)`` and shown with
     ``make_grid(..., columns=per_class)``; None for a model that does not take
     class labels as its only condition.
+
+    Example:
+
+    >>> import pixel_models as pm
+    >>> model = pm.build_model("gated_pixel_cnn", image_shape=(4, 4, 1), hidden_dims=2,
+    ...                        recurrent_length=1, num_classes=3)
+    >>> labels, per_class = class_rows(model, 5)
+    >>> labels.tolist(), per_class  # draw with pm.sample(model, 6, condition=labels)
+    ([0, 0, 1, 1, 2, 2], 2)
+    >>> unconditional = pm.build_model("pixel_cnn", image_shape=(4, 4, 1), hidden_dims=2)
+    >>> print(class_rows(unconditional, 5))
+    None
     """
     extra = _model_inputs(model)[1:]
     if len(extra) != 1:
@@ -803,6 +850,24 @@ def complete(
 
     Returns:
       uint8 array like ``images``.
+
+    Example:
+
+    Keep the top half of two images and sample the bottom half:
+
+    >>> import pixel_models as pm
+    >>> model = pm.build_model("pixel_cnn", image_shape=(4, 4, 1), hidden_dims=2,
+    ...                        recurrent_length=1, out_recurrent_length=0)
+    >>> images = np.ones((2, 4, 4, 1), "uint8")
+    >>> known = np.zeros(images.shape, bool)
+    >>> known[:, :2] = True
+    >>> completed = pm.complete(model, images, known, seed=0)
+    >>> completed.shape, completed.dtype.name
+    ((2, 4, 4, 1), 'uint8')
+    >>> bool((completed[:, :2] == 1).all()), set(np.unique(completed[:, 2:])) <= {0, 1}
+    (True, True)
+    >>> bool((pm.complete(model, images, known, seed=0) == completed).all())  # same seed
+    True
     """
     _check_not_autoencoder(model)
     height, width, channels = image_shape(model)

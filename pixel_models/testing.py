@@ -38,9 +38,24 @@ def dependencies(
     any non-zero gradient at any of them (one input can hide a dependency
     behind an inactive ReLU).
 
+    Args:
+      fn: the function, e.g. a model or a layer.
+      image_shape: ``(H, W, C_in)``.
+      num_inputs: random inputs, uniform in ``[-1, 1]``, to take gradients at.
+      seed: seed of the random inputs.
+
     Returns:
       bool array ``(H, W, C_out, H, W, C_in)``: ``[i, j, c, k, l, d]`` is True
       when output ``(i, j, c)`` changes with input ``(k, l, d)``.
+
+    Example:
+
+    >>> from pixel_models.layers import MaskedConv2D
+    >>> found = dependencies(MaskedConv2D(1, 3, mask_type="A"), (3, 3, 1))
+    >>> found.shape
+    (3, 3, 1, 3, 3, 1)
+    >>> found[1, 1, 0, :, :, 0].astype(int).tolist()  # what output (1, 1) sees
+    [[1, 1, 1], [1, 0, 0], [0, 0, 0]]
     """
     rng = np.random.default_rng(seed)
     found = None
@@ -68,6 +83,24 @@ def raster_allowed(
     (not ``strict``, mask B) the output's. Groups are the contiguous blocks of
     :func:`pixel_models.layers.channel_groups` over ``C = image_shape[-1]``
     colour channels.
+
+    Args:
+      image_shape: ``(H, W, C)``.
+      out_channels: output channels (default ``C``), split into ``C`` groups.
+      strict: mask A (True) or mask B (False) rule for the same pixel.
+
+    Returns:
+      bool array ``(H, W, out_channels, H, W, C)``.
+
+    Example:
+
+    >>> raster_allowed((2, 2, 1))[1, 0, 0, :, :, 0].astype(int).tolist()
+    [[1, 1], [0, 0]]
+    >>> # One RGB pixel: R sees nothing of it, G sees R, B sees R and G.
+    >>> raster_allowed((1, 1, 3))[0, 0, :, 0, 0, :].astype(int).tolist()
+    [[0, 0, 0], [1, 0, 0], [1, 1, 0]]
+    >>> raster_allowed((1, 1, 3), strict=False)[0, 0, :, 0, 0, :].astype(int).tolist()
+    [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
     """
     from pixel_models.layers.masked_conv import channel_groups
 
@@ -97,6 +130,29 @@ def assert_causal(
 
     Returns the dependencies (see :func:`dependencies`) so that callers can
     also check what must be seen (e.g. no blind spot).
+
+    Args:
+      fn: the function, as in :func:`dependencies`.
+      image_shape: ``(H, W, C)`` of its input.
+      out_channels: as in :func:`raster_allowed` (default: ``fn``'s).
+      strict: as in :func:`raster_allowed`.
+
+    Raises:
+      AssertionError: naming the number of forbidden dependencies and one of
+        them.
+
+    Example:
+
+    >>> from pixel_models.layers import MaskedConv2D
+    >>> found = assert_causal(MaskedConv2D(1, 3, mask_type="A"), (3, 3, 1))
+    >>> int(found.sum())  # a 3x3 window reaches 20 of the 36 pairs raster order allows
+    20
+    >>> mask_b = MaskedConv2D(1, 3, mask_type="B")  # sees its own pixel
+    >>> _ = assert_causal(mask_b, (3, 3, 1), strict=False)
+    >>> assert_causal(mask_b, (3, 3, 1))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+      ...
+    AssertionError: 9 forbidden dependencies, e.g. output (row 0, col 0, channel 0) ...
     """
     found = dependencies(fn, image_shape)
     allowed = raster_allowed(image_shape, out_channels or found.shape[2], strict)
@@ -111,7 +167,19 @@ def assert_causal(
 
 
 def all_images(image_shape: tuple[int, int, int], levels: int) -> np.ndarray:
-    """Every image of ``image_shape`` with values in ``[0, levels)``."""
+    """Every image of ``image_shape`` with values in ``[0, levels)``.
+
+    Returns:
+      float32 array ``(levels ** (H * W * C), H, W, C)``, in the order of
+      ``itertools.product`` (the last dimension changes fastest).
+
+    Example:
+
+    >>> all_images((1, 2, 1), levels=2).reshape(4, 2).astype(int).tolist()
+    [[0, 0], [0, 1], [1, 0], [1, 1]]
+    >>> all_images((2, 2, 1), levels=3).shape
+    (81, 2, 2, 1)
+    """
     dims = int(np.prod(image_shape))
     if levels**dims > 2**16:
         raise ValueError(f"{levels}**{dims} images are too many to enumerate")
@@ -125,6 +193,20 @@ def total_probability(model: keras.Model, batch_size: int = 1024, condition=None
     For a conditional model, ``condition`` is the one condition (a label, a
     latent code, or a tuple of them in the model's input order) under which
     ``p(x | condition)`` is summed.
+
+    Args:
+      model: a model built by :func:`pixel_models.build_model` whose
+        ``levels ** (H * W * C)`` images can be enumerated (at most 65536).
+      batch_size: images scored at once.
+      condition: see above; None for an unconditional model.
+
+    Example:
+
+    >>> from pixel_models.models import pixel_cnn
+    >>> model = pixel_cnn((3, 3, 1), hidden_dims=2, recurrent_length=1, out_recurrent_length=0)
+    >>> total = total_probability(sharpen(model))  # 2**9 images
+    >>> abs(total - 1.0) < 1e-4
+    True
     """
     from pixel_models.sampling import image_shape
 
@@ -163,8 +245,30 @@ def sharpen(
     ``BatchNormalization`` gets random scales, offsets and moving statistics.
     Masks do not depend on weights, so causality is unchanged.
 
+    Args:
+      model: the model.
+      seed: seed of the random biases, conditioning kernels and statistics.
+      scale: factor of the kernels.
+      condition_scale: standard deviation of the conditioning kernels, or
+        None to scale them by ``scale``.
+      bias_scale: standard deviation of the biases.
+
     Returns:
       The model, changed in place.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pixel_models.layers import MaskedConv2D
+    >>> from pixel_models.models import pixel_cnn
+    >>> model = pixel_cnn((3, 3, 1), hidden_dims=2, recurrent_length=1, out_recurrent_length=0)
+    >>> first = next(layer for layer in model.layers if isinstance(layer, MaskedConv2D))
+    >>> kernel = first.kernel.numpy()
+    >>> sharpen(model, seed=0) is model
+    True
+    >>> bool(np.allclose(first.kernel.numpy(), 2.0 * kernel))
+    True
+    >>> _ = assert_causal(model, (3, 3, 1))  # still causal
     """
     from pixel_models.layers import GatedBlock, MaskedConv2D
 

@@ -122,6 +122,14 @@ def make_optimizer(
         ``keras.optimizers.LossScaleOptimizer`` (needed with float16
         activations, whose small gradients would underflow). None: when the
         global dtype policy is ``mixed_float16``.
+
+    Example:
+
+    >>> optimizer = make_optimizer("adam", 1e-3)
+    >>> type(optimizer).__name__, round(float(optimizer.learning_rate.numpy()), 6)
+    ('Adam', 0.001)
+    >>> type(make_optimizer("rmsprop", 1e-3, loss_scale=True)).__name__
+    'LossScaleOptimizer'
     """
     if learning_rate <= 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
@@ -182,7 +190,14 @@ def check_run_config(checkpoint_dir: str, run_config: dict, record: bool = True)
 
 def split_batch(batch):
     """``(images, condition)`` of a batch of images or of ``(images, labels)`` pairs
-    (condition None for plain images)."""
+    (condition None for plain images).
+
+    Example:
+
+    >>> images, labels = np.zeros((2, 4, 4, 1)), np.array([3, 7])
+    >>> split_batch(images)[1] is None, split_batch((images, labels))[1].tolist()
+    (True, [3, 7])
+    """
     if isinstance(batch, tuple | list):
         if len(batch) != 2:
             raise TrainingError(f"a batch is images or (images, labels), got {len(batch)} parts")
@@ -191,7 +206,18 @@ def split_batch(batch):
 
 
 def is_classifier(model: keras.Model) -> bool:
-    """Whether a model maps images to class logits ``(B, classes)`` (no pixel head)."""
+    """Whether a model maps images to class logits ``(B, classes)`` (no pixel head).
+
+    Example:
+
+    >>> from pixel_models.models import pixel_cnn
+    >>> model = pixel_cnn((4, 4, 1), hidden_dims=2, recurrent_length=1, out_recurrent_length=0)
+    >>> classifier = keras.Sequential(
+    ...     [keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3)]
+    ... )
+    >>> is_classifier(model), is_classifier(classifier)
+    (False, True)
+    """
     try:
         head_of(model)
         return False
@@ -213,6 +239,19 @@ class Trainer:
       grad_clip: gradients are clipped to ``[-grad_clip, grad_clip]`` (0: off).
       jit_compile: compile each replica's forward pass, loss and gradients,
         and the evaluation step, with XLA.
+
+    Example:
+
+    >>> from pixel_models.models import pixel_cnn
+    >>> model = pixel_cnn((4, 4, 1), hidden_dims=2, recurrent_length=1, out_recurrent_length=0)
+    >>> trainer = Trainer(model, make_optimizer("adam", 1e-3))
+    >>> batch = np.random.default_rng(0).integers(0, 2, (8, 4, 4, 1)).astype("uint8")
+    >>> nll = trainer.train_step(batch)  # mean NLL of the batch in nats
+    >>> type(nll).__name__, trainer.step, 0 < nll < 100
+    ('float', 1, True)
+    >>> test = tf.data.Dataset.from_tensor_slices(batch).batch(4)
+    >>> sorted(trainer.evaluate(test))
+    ['bits_per_dim', 'nll']
     """
 
     def __init__(
@@ -483,9 +522,32 @@ def fit(
     test images, each next to a sample of the decoder given its code (its
     ``test/nll`` is ``-log p(x | z(x))``).
 
+    Args:
+      trainer: the :class:`Trainer` of the model.
+      train_dataset: batched, repeating training data.
+      test_dataset: batched, finite test data, or None.
+      config: a :class:`TrainConfig`.
+
     Returns:
       The last metrics: ``train/nll``, and ``test/nll``,
       ``test/bits_per_dim`` (and the ``test/<term>``) when there is a test set.
+
+    Example:
+
+    >>> from pixel_models import data
+    >>> from pixel_models.models import pixel_cnn
+    >>> model = pixel_cnn((4, 4, 1), hidden_dims=2, recurrent_length=1, out_recurrent_length=0)
+    >>> trainer = Trainer(model, make_optimizer("adam", 1e-3))
+    >>> shapes = data.load("shapes", "train", image_size=4, num_examples=8)
+    >>> train = data.pipeline(shapes, 4, training=True, seed=0)
+    >>> test = data.pipeline(shapes, 4, training=False)
+    >>> folder = tempfile.mkdtemp()
+    >>> config = TrainConfig(max_steps=2, checkpoint_dir=folder, num_samples=0, verbose=False)
+    >>> sorted(fit(trainer, train, test, config))
+    ['test/bits_per_dim', 'test/nll', 'train/nll']
+    >>> trainer.step, os.path.basename(tf.train.latest_checkpoint(folder))
+    (2, 'ckpt-2')
+    >>> shutil.rmtree(folder)
     """
     if config.max_steps < 0:
         raise ValueError(f"max_steps must be >= 0, got {config.max_steps}")
@@ -627,7 +689,25 @@ def _first_images(dataset: tf.data.Dataset | None, num: int) -> np.ndarray | Non
 
 
 def reconstruction_grid(originals: np.ndarray, reconstructions: np.ndarray, levels: int):
-    """Each original next to its reconstruction, pairs side by side on each row."""
+    """Each original next to its reconstruction, pairs side by side on each row.
+
+    Args:
+      originals: integer images ``(N, H, W, C)``.
+      reconstructions: integer images like ``originals``.
+      levels: values per channel.
+
+    Returns:
+      uint8 grid (see :func:`pixel_models.images.make_grid`) with
+      ``ceil(sqrt(N))`` pairs on each row.
+
+    Example:
+
+    >>> grid = reconstruction_grid(np.zeros((4, 2, 2, 1)), np.ones((4, 2, 2, 1)), levels=2)
+    >>> grid.shape  # 2 rows of 2 pairs of 2x2 images, 1 pixel apart
+    (7, 13, 1)
+    >>> grid[1:3, 1:7, 0].tolist()  # an original (black), its reconstruction (white)
+    [[0, 0, 128, 255, 255, 128], [0, 0, 128, 255, 255, 128]]
+    """
     pairs = np.stack([originals, reconstructions], axis=1)
     per_row = max(1, int(np.ceil(np.sqrt(len(originals)))))
     return image_utils.make_grid(

@@ -70,6 +70,16 @@ class PixelAutoencoder(keras.Model):
     - :func:`pixel_models.reconstruct` samples the decoder given the codes of
       some images; :func:`pixel_models.sample` with ``model.decoder`` and
       ``condition=codes`` decodes any codes.
+
+    Example:
+
+    >>> model = PixelAutoencoder((4, 4, 1), latent_dims=2, encoder_dims=2, hidden_dims=2,
+    ...                          recurrent_length=1, out_recurrent_length=0)
+    >>> x = np.ones((3, 4, 4, 1), "float32")
+    >>> tuple(model.encode(x).shape), tuple(model(x).shape)
+    ((3, 2), (3, 4, 4, 1))
+    >>> [tuple(t.shape) for t in model.decoder.inputs]  # images and codes
+    [(None, 4, 4, 1), (None, 2)]
     """
 
     def __init__(
@@ -268,14 +278,35 @@ def autoencoder(
 
 
 def is_autoencoder(model) -> bool:
-    """Whether a model has an ``encode()`` and a ``decoder`` (no prior over codes)."""
+    """Whether a model has an ``encode()`` and a ``decoder`` (no prior over codes).
+
+    Example:
+
+    >>> model = autoencoder((4, 4, 1), latent_dims=2, encoder_dims=2, hidden_dims=2,
+    ...                     recurrent_length=1, out_recurrent_length=0)
+    >>> is_autoencoder(model), is_autoencoder(model.decoder)
+    (True, False)
+    """
     return callable(getattr(model, "encode", None)) and isinstance(
         getattr(model, "decoder", None), keras.Model
     )
 
 
 def encode_batches(model, images: np.ndarray, batch_size: int = 100) -> np.ndarray:
-    """Codes of ``images`` computed ``batch_size`` at a time (inference mode)."""
+    """Codes of ``images`` computed ``batch_size`` at a time (inference mode).
+
+    Returns:
+      float32 array ``(N, latent_dims)``.
+
+    Example:
+
+    >>> model = autoencoder((4, 4, 1), latent_dims=2, encoder_dims=2, hidden_dims=2,
+    ...                     recurrent_length=1, out_recurrent_length=0)
+    >>> x = np.random.default_rng(0).integers(0, 2, (5, 4, 4, 1))
+    >>> codes = encode_batches(model, x, batch_size=2)
+    >>> codes.shape, bool(np.allclose(codes, model.encode(x.astype("float32")), atol=1e-5))
+    ((5, 2), True)
+    """
     images = np.asarray(images, np.float32)
     return np.concatenate(
         [

@@ -206,6 +206,20 @@ class MultiScalePixelRNN(keras.Model):
     - ``multiscale_stages()``: ``(small_model, conditional_model, strides)``,
       with which :func:`pixel_models.sample` and :func:`pixel_models.complete`
       generate in two stages.
+
+    Example:
+
+    >>> model = MultiScalePixelRNN((4, 4, 1), hidden_dims=2, recurrent_length=1,
+    ...                            out_recurrent_length=0, small_image_size=2)
+    >>> model.strides, model.small_model.input_shape
+    ((2, 2), (None, 2, 2, 1))
+    >>> x = np.random.default_rng(0).integers(0, 2, (3, 4, 4, 1)).astype("float32")
+    >>> terms = model.nll_terms(x)
+    >>> sorted(terms), tuple(terms["nll_small"].shape)
+    (['nll_full_given_small', 'nll_small'], (3,))
+    >>> nll = model.head.distribution.nll(model(x), x)  # -log p(x), the sum of the terms
+    >>> bool(np.allclose(nll, terms["nll_small"] + terms["nll_full_given_small"], atol=1e-4))
+    True
     """
 
     def __init__(
