@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
@@ -23,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from train_benchmark import machine, write_report  # noqa: E402
 
 import pixel_models  # noqa: E402
 from pixel_models import data, training  # noqa: E402
@@ -100,17 +100,10 @@ def main(argv=None) -> dict:
         "data": args.data,
         "config": {k: v for k, v in vars(args).items() if k not in ("output", "data_dir")},
         "runs": runs,
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "gpus": len(tf.config.list_physical_devices("GPU")),
-            "tensorflow": tf.__version__,
-        },
+        "machine": machine(),
     }
     print(json.dumps(report, indent=2))
-    if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        training.write_json_atomic(args.output, report)
+    write_report(report, args.output)
     return report
 
 

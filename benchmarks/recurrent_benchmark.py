@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
@@ -36,8 +35,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from speed_benchmark import time_training  # noqa: E402
+from train_benchmark import machine, write_report  # noqa: E402
 
-from pixel_models import training  # noqa: E402
 from pixel_models.layers.recurrent import DiagonalBiLSTM, RowLSTM  # noqa: E402
 
 LAYERS = {"row_lstm": RowLSTM, "diagonal_bilstm": DiagonalBiLSTM}
@@ -125,16 +124,9 @@ def main(argv=None) -> dict:
         "config": {k: v for k, v in vars(args).items() if k != "output"},
         "results": rows,
         "models": models,
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "gpus": len(tf.config.list_physical_devices("GPU")),
-            "tensorflow": tf.__version__,
-        },
+        "machine": machine(),
     }
-    if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        training.write_json_atomic(args.output, report)
+    write_report(report, args.output)
     return report
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
@@ -31,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from train_benchmark import machine, write_report  # noqa: E402
 
 import pixel_models  # noqa: E402
 from pixel_models import training  # noqa: E402
@@ -133,16 +133,9 @@ def main(argv=None) -> dict:
     report = {
         "config": {k: v for k, v in vars(args).items() if k != "output"},
         "models": rows,
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "gpus": len(tf.config.list_physical_devices("GPU")),
-            "tensorflow": tf.__version__,
-        },
+        "machine": machine(),
     }
-    if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        training.write_json_atomic(args.output, report)
+    write_report(report, args.output)
     return report
 
 

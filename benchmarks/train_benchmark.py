@@ -108,6 +108,13 @@ def machine() -> dict:
     }
 
 
+def write_report(report: dict, output: str | None) -> None:
+    """Writes a benchmark report as JSON (atomically) when ``output`` is given."""
+    if output:
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        training.write_json_atomic(output, report)
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)
@@ -171,11 +178,8 @@ def main(argv=None) -> dict:
         "sample_images_per_second": round(sample_ips, 3),
         "machine": machine(),
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        training.write_json_atomic(args.output, report)
+    print(json.dumps(report, indent=2))
+    write_report(report, args.output)
     return report
 
 
