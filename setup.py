@@ -29,6 +29,8 @@ setup(
     extras_require={
         "test": [
             "pytest>=7.0",
+            # The test command runs on up to 4 processes (pyproject addopts).
+            "pytest-xdist>=3.0",
             "ruff>=0.4",
             # tests/test_notebooks.py executes the notebooks in a python3 kernel.
             "nbclient>=0.7",
