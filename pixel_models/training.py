@@ -722,13 +722,7 @@ def _write_reconstructions(
     if not chief:
         return
     grid = reconstruction_grid(originals, reconstructions, distribution_of(model).levels)
-    if config.sample_dir:
-        path = os.path.join(config.sample_dir, f"reconstruction_{step:07d}.png")
-        image_utils.save_png(path, grid)
-        logging.info("wrote %s", path)
-    tf.summary.image("reconstructions", grid[None], step=step)
-    if config.display:
-        print(image_utils.to_text(grid), flush=True)
+    _publish_grid(grid, "reconstructions", "reconstruction", config, step)
 
 
 def _write_samples(model: keras.Model, config: TrainConfig, step: int, chief: bool) -> None:
@@ -742,10 +736,16 @@ def _write_samples(model: keras.Model, config: TrainConfig, step: int, chief: bo
         return
     levels = distribution_of(model).levels
     grid = image_utils.make_grid(images, levels, columns=columns)
+    _publish_grid(grid, "samples", "sample", config, step)
+
+
+def _publish_grid(grid: np.ndarray, tag: str, stem: str, config: TrainConfig, step: int) -> None:
+    """Writes an image grid as ``<stem>_<step>.png`` in ``sample_dir``, as the
+    TensorBoard image ``tag``, and to the terminal with ``display``."""
     if config.sample_dir:
-        path = os.path.join(config.sample_dir, f"sample_{step:07d}.png")
+        path = os.path.join(config.sample_dir, f"{stem}_{step:07d}.png")
         image_utils.save_png(path, grid)
         logging.info("wrote %s", path)
-    tf.summary.image("samples", grid[None], step=step)
+    tf.summary.image(tag, grid[None], step=step)
     if config.display:
         print(image_utils.to_text(grid), flush=True)

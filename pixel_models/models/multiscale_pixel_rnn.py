@@ -11,9 +11,8 @@ import tensorflow as tf
 from keras import ops
 
 from pixel_models.distributions import PixelHead, default_kind
-from pixel_models.layers.masked_conv import MaskedConv2D
 from pixel_models.layers.recurrent import DiagonalBiLSTM, RowLSTM
-from pixel_models.models.pixel_cnn import model_input
+from pixel_models.models.pixel_cnn import masked_conv_factory, model_input
 from pixel_models.models.pixel_rnn import RNN_TYPES, pixel_rnn
 
 
@@ -144,15 +143,7 @@ def _conditional_pixel_rnn(
         hidden_dims, strides, strides=strides, activation="relu", name="upsample"
     )(up)
 
-    def masked(filters, kernel, mask_type, activation, layer_name):
-        return MaskedConv2D(
-            filters,
-            kernel,
-            mask_type=mask_type,
-            color_channels=channels,
-            activation=activation,
-            name=layer_name,
-        )
+    masked = masked_conv_factory(channels)
 
     x = masked(hidden_dims, first_kernel_size, "A", None, "conv_a")(x)
     for i in range(recurrent_length):
