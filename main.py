@@ -104,10 +104,31 @@ def make_strategy(name: str, tpu: str = ""):
     return tf.distribute.get_strategy()
 
 
+def check_grpc_address(address: str, timeout: float = 10.0) -> None:
+    """Raises UsageError unless something accepts connections at a ``grpc://host:port``
+    address (TensorFlow would wait for it for ever); other addresses pass."""
+    import socket
+
+    if not address.startswith("grpc://"):
+        return
+    host, _, port = address[len("grpc://") :].rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--tpu={address!r}: a grpc address is grpc://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise UsageError(
+            f"--strategy=tpu: cannot reach --tpu={address!r} (nothing answers at "
+            f"{host}:{port}: {reason})"
+        ) from None
+
+
 def tpu_strategy(address: str):
     """TPUStrategy on the TPU at ``address``; an unreachable one is a UsageError."""
     import tensorflow as tf
 
+    check_grpc_address(address)
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address)
         tf.config.experimental_connect_to_cluster(resolver)

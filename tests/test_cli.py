@@ -483,11 +483,38 @@ def test_mixed_precision_xla_run_on_one_device_then_sampled_in_float32(tmp_path)
     assert Path(generated.stdout.strip().splitlines()[-1]).name == "generated_step2_seed123.png"
 
 
-def test_unreachable_tpu_fails_clearly(tmp_path):
-    result = run_main(
-        *TINY, *dirs(tmp_path), "--strategy=tpu", "--tpu=no-such-tpu.invalid", timeout=120
-    )
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "address", ["no-such-tpu.invalid", "grpc://127.0.0.1:{port}"], ids=["name", "grpc"]
+)
+def test_unreachable_tpu_fails_clearly(tmp_path, address):
+    address = address.format(port=_free_port())
+    result = run_main(*TINY, *dirs(tmp_path), "--strategy=tpu", f"--tpu={address}", timeout=120)
     assert result.returncode == 1, result.stderr[-2000:]
-    assert "error: --strategy=tpu: cannot reach --tpu='no-such-tpu.invalid'" in result.stderr
+    assert f"error: --strategy=tpu: cannot reach --tpu='{address}'" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "ckpt").exists()
+
+
+def test_grpc_address_check():
+    sys.path.insert(0, str(ROOT))
+    import main
+
+    main.check_grpc_address("local")  # not a grpc address: left to TensorFlow
+    with pytest.raises(main.UsageError, match="grpc://HOST:PORT"):
+        main.check_grpc_address("grpc://no-port")
+    with pytest.raises(main.UsageError, match="nothing answers at 127.0.0.1"):
+        main.check_grpc_address(f"grpc://127.0.0.1:{_free_port()}", timeout=5)
+    import socket
+
+    with socket.socket() as server:  # something listening: passes
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        main.check_grpc_address(f"grpc://127.0.0.1:{server.getsockname()[1]}", timeout=5)
