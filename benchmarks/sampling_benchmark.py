@@ -1,9 +1,10 @@
 """Sampling speed: naive loop vs compiled reference vs cached sampler, in one run.
 
 For each model (PixelCNN and Gated PixelCNN by default, of the same width and
-depth; ``pixel_rnn`` with each of ``--rnn_types``) and image shape, builds one
-model and draws one batch of images with up to three methods (``--methods``),
-timing each after a warm-up call (so compilation is not counted):
+depth; ``pixel_rnn`` and ``multiscale_pixel_rnn`` with each of
+``--rnn_types``) and image shape, builds one model and draws one batch of
+images with up to three methods (``--methods``), timing each after a warm-up
+call (so compilation is not counted):
 
 - naive: a Python loop that runs the whole network once per dimension and
   draws the value with NumPy, as most public PixelCNN implementations do;
@@ -19,7 +20,8 @@ prints and writes JSON with images/second and the ratios between the methods.
 
 The PixelRNN's reference loop runs its LSTM layers over the whole image at
 every step, so it is measured without the naive loop and with a smaller
-network:
+network (the Multi-Scale PixelRNN the same way, both of its stages with the
+method named):
 
     python benchmarks/sampling_benchmark.py --models=pixel_rnn --methods=reference,cached \
         --recurrent_length=2 --output=benchmarks/results/sampling_pixel_rnn.json
@@ -84,6 +86,8 @@ def timed(fn, repeats: int = 1) -> float:
 
 
 METHODS = ("naive", "reference", "cached")
+# Models measured once per --rnn_types value.
+RECURRENT = ("pixel_rnn", "multiscale_pixel_rnn")
 
 
 def measure(name: str, case: str, args: argparse.Namespace, rnn_type: str | None = None) -> dict:
@@ -153,7 +157,7 @@ def main(argv=None) -> dict:
     p.add_argument(
         "--rnn_types",
         default="row_lstm,diagonal_bilstm",
-        help="comma-separated rnn_type values of pixel_rnn, each measured on its own",
+        help="comma-separated rnn_type values of the PixelRNN models, each measured on its own",
     )
     p.add_argument("--methods", default=",".join(METHODS), help=f"among {', '.join(METHODS)}")
     p.add_argument("--batch_size", type=int, default=16)
@@ -185,7 +189,7 @@ def main(argv=None) -> dict:
     runs = [
         (name, rnn_type, case)
         for name in args.models.split(",")
-        for rnn_type in (args.rnn_types.split(",") if name == "pixel_rnn" else [None])
+        for rnn_type in (args.rnn_types.split(",") if name in RECURRENT else [None])
         for case in cases
     ]
     kept = []

@@ -24,8 +24,9 @@ functional models built from:
   time before the row's first pixel (``vertical_window()`` /
   ``call_vertical_row()``), and its horizontal stack one position at a time
   (``horizontal_window()`` / ``call_horizontal_window()``);
-- the recurrent layers ``RowLSTM``, ``DiagonalLSTM`` and ``DiagonalBiLSTM``
-  without a ``condition`` (through ``step_states()``, ``step_windows()``,
+- the recurrent layers ``RowLSTM``, ``DiagonalLSTM`` and ``DiagonalBiLSTM``,
+  without a ``condition`` or with one known before the loop (through
+  ``step_states()``, ``step_windows()``,
   ``call_step_row()`` and ``call_step()``): they carry their LSTM states in
   buffers instead of running their loops again. Before each row, a Row LSTM
   computes the state-to-state part of the whole row from the row above, and
@@ -37,14 +38,18 @@ functional models built from:
   ``BatchNormalization`` (in inference mode);
 - any layers that read only the conditioning inputs (``CategoryEncoding``,
   ``Concatenate``, ...), run once per batch before the loop;
+- layers with ``pixels_read()`` (``GridSubsample``) on the rescaled image,
+  and every layer after them that reads nothing else: they read given
+  pixels only, so they too run once per batch before the loop, provided
+  every image has all of those pixels known (else ``method="auto"`` runs
+  the reference loop and ``method="cached"`` refuses);
 - the ``PixelHead``.
 
 So PixelCNN, Gated PixelCNN (unconditional, class- or latent-conditional,
-and so the decoder of the autoencoder) and PixelRNN models sample with it, as
-does the small-image stage of the Multi-Scale PixelRNN (its second stage
-biases the LSTM layers with a map of the small image, a ``condition``, and
-runs the reference loop); :func:`supports_cached` tells, and
-``method="auto"`` uses it whenever it can. Conditional models take their
+and so the decoder of the autoencoder), PixelRNN and both stages of the
+Multi-Scale PixelRNN (the second one biases its LSTM layers with a map of
+the small image, given by then) sample with it; :func:`supports_cached`
+tells, and ``method="auto"`` uses it whenever it can. Conditional models take their
 labels or codes through the ``condition`` argument of :func:`sample` and
 :func:`complete`, in both loops.
 """
@@ -151,8 +156,10 @@ class _Plan:
     tensor under one of three rates:
 
     - *constant*: depends on the conditioning inputs only (labels, latent
-      codes): computed once per batch, before the loop, by the model's own
-      layers (``CategoryEncoding``, ``Concatenate``, any layer at all);
+      codes), or on pixels that are given (``given``: what the layers with
+      ``pixels_read()`` read): computed once per batch, before the loop, by
+      the model's own layers (``CategoryEncoding``, ``Concatenate``,
+      ``Conv2D``, any layer at all);
     - *row*: a ``GatedBlock``'s vertical stack, which at image row ``i`` has
       seen only image rows above: computed a whole row at a time, before the
       row's first position;
@@ -165,7 +172,8 @@ class _Plan:
     ``call_horizontal_window()`` (``GatedBlock``, with or without a constant
     ``condition``), recurrent layers with ``step_states()`` /
     ``step_windows()`` / ``call_step_row()`` / ``call_step()`` (``RowLSTM``,
-    ``DiagonalLSTM``, ``DiagonalBiLSTM``, without a ``condition``: their
+    ``DiagonalLSTM``, ``DiagonalBiLSTM``, with or without a constant
+    ``condition``: their
     per-row part is a row step, their per-pixel part a position step, and
     each of their states has a buffer of its own, keyed by a negative int)
     and the ``PixelHead``. Every tensor that a later step reads
@@ -185,6 +193,13 @@ class _Plan:
         # Recurrent layers' states: node id -> {name: buffer key (a negative int)}.
         self.states: dict[int, dict[str, int]] = {}
         self.rates: dict[int, str] = {}  # tensor id -> "constant", "row" or "position"
+        # Pointwise functions of the whole image (its rescaling), computed
+        # before the loop for the layers that read given pixels only.
+        self.image_nodes: list = []
+        self.image_ids: set[int] = set()
+        # (H, W) pixels that must be given for the constants to be known
+        # before the loop (None: no layer reads the image before the loop).
+        self.given: np.ndarray | None = None
         self.head = self.head_input = None
         self.reason = ""
         nodes_by_depth = getattr(model, "_nodes_by_depth", None)
@@ -193,6 +208,7 @@ class _Plan:
             return
         self.height, self.width = (int(v) for v in model.inputs[0].shape[1:3])
         self.input_id = id(model.inputs[0])
+        self.image_ids.add(self.input_id)
         self.condition_ids = [id(t) for t in model.inputs[1:]]
         self.rates[self.input_id] = "position"
         self.rates.update(dict.fromkeys(self.condition_ids, "constant"))
@@ -221,6 +237,14 @@ class _Plan:
             self.constant_nodes.append(node)
             self.rates.update(dict.fromkeys(outs, "constant"))
             return
+        if hasattr(layer, "pixels_read") and all(k in self.image_ids for k in ins):
+            # It reads given pixels only (a small image that is known in
+            # full): a constant, on the condition that those pixels are given.
+            read = np.asarray(layer.pixels_read(self.height, self.width), bool)
+            self.given = read if self.given is None else self.given | read
+            self.constant_nodes.append(node)
+            self.rates.update(dict.fromkeys(outs, "constant"))
+            return
         takes_condition = any(
             hasattr(layer, m) for m in ("call_vertical_row", "causal_window", "call_step")
         )
@@ -237,6 +261,9 @@ class _Plan:
         elif hasattr(layer, "causal_window"):
             self._add_window(node, what)
         elif type(layer).__name__ in self.POINTWISE:
+            if all(k in self.image_ids for k in ins):
+                self.image_nodes.append(node)
+                self.image_ids.update(outs)
             if all(rate == "row" for rate in rates):
                 self.row_steps.append(("pointwise", layer, ins, outs))
                 self.rates[outs[0]] = "row"
@@ -304,8 +331,13 @@ class _Plan:
         layer = node.operation
         bound = dict(zip(("inputs", "condition"), node.arguments.args, strict=False))
         bound.update(node.arguments.kwargs)
-        if bound.get("condition") is not None:
-            raise _Unsupported(f"{what} has no position-wise form with a condition")
+        condition = bound.get("condition")
+        if condition is not None and self.rates[id(condition)] != "constant":
+            raise _Unsupported(
+                f"{what} has no position-wise form with a condition that depends on the "
+                "pixels being drawn"
+            )
+        condition_id = None if condition is None else id(condition)
         inputs = bound["inputs"]
         if self.rates[id(inputs)] != "position":
             raise _Unsupported(f"{what} reads features that are not computed per position")
@@ -321,14 +353,19 @@ class _Plan:
             states[name] = key
         self.states[id(node)] = states
         outs = [id(t) for t in node.output_tensors]
-        self.row_steps.append(("recurrent", layer, [id(inputs)], [id(node)]))
-        self.position_steps.append(("recurrent", layer, [id(inputs), id(node)], outs))
+        self.row_steps.append(("recurrent", layer, [id(inputs), condition_id], [id(node)]))
+        self.position_steps.append(("recurrent", layer, [id(inputs), id(node), condition_id], outs))
         self.rates[outs[0]] = "position"
 
-    def constants(self, conditions) -> dict:
-        """The constant tensors of a batch from its conditioning inputs."""
+    def constants(self, conditions, images) -> dict:
+        """The constant tensors of a batch from its conditioning inputs (and
+        from its given pixels, see ``given``)."""
         values = dict(zip(self.condition_ids, conditions, strict=True))
-        for node in self.constant_nodes:
+        nodes = self.constant_nodes
+        if self.given is not None:
+            values[self.input_id] = images
+            nodes = self.image_nodes + nodes
+        for node in nodes:
             args, kwargs = node.arguments.fill_in(values)
             outputs = tf.nest.flatten(node.operation(*args, **kwargs))
             values.update(zip((id(t) for t in node.output_tensors), outputs, strict=True))
@@ -366,8 +403,14 @@ class _Plan:
         for kind, layer, ins, outs in self.row_steps:
             if kind == "recurrent":
                 states = self.states[outs[0]]
+                condition = constants.get(ins[1])
+                if condition is not None:  # its row above (any row at i = 0, unused)
+                    condition = condition[:, tf.maximum(i - 1, 0)]
                 link, written = layer.call_step_row(
-                    i, row_above(ins[0]), {name: row_above(key) for name, key in states.items()}
+                    i,
+                    row_above(ins[0]),
+                    {name: row_above(key) for name, key in states.items()},
+                    condition,
                 )
                 if link is not None:
                     links[outs[0]] = link
@@ -440,7 +483,12 @@ class _Plan:
                     for name, size in layer.step_windows().items()
                 }
                 link = links.get(ins[1])
-                output, written = layer.call_step(windows, None if link is None else link[:, j])
+                condition = constants.get(ins[2])
+                output, written = layer.call_step(
+                    windows,
+                    None if link is None else link[:, j],
+                    None if condition is None else condition[:, i, j],
+                )
                 store(outs[0], output)
                 for name, value in written.items():
                     store(states[name], value)
@@ -528,7 +576,7 @@ def _cached_loop(model: keras.Model, distribution: Distribution, collect_logits:
     @tf.function(jit_compile=True, reduce_retracing=True)
     def run(images, known, seed, conditions):
         batch = tf.shape(images)[0]
-        constants = plan.constants(conditions)
+        constants = plan.constants(conditions, images)
         buffers = plan.init_buffers(batch)
         logits_out = tf.zeros([batch, height, width, channels, *logit_tail])
 
@@ -720,11 +768,23 @@ def _run_batches(
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     distribution = _distribution(model, temperature)
-    if method == "cached" or (method == "auto" and supports_cached(model)):
-        cached = _cached_loop(model, distribution, collect_logits=False)
+    cached = method == "cached" or (method == "auto" and supports_cached(model))
+    plan = _plan(model)
+    if cached and not plan.reason and plan.given is not None and not known[:, plan.given].all():
+        # Layers that read the given pixels before the loop (the small image of
+        # a multi-scale model) need all of them.
+        if method == "cached":
+            raise ValueError(
+                f"model {model.name!r} samples with the cached sampler only when the "
+                f"{int(plan.given.sum())} pixels it reads before the loop (its small image) "
+                "are known in every image; use method='reference'"
+            )
+        cached = False
+    if cached:
+        loop = _cached_loop(model, distribution, collect_logits=False)
 
         def run(x, k, s, c):
-            return cached(x, k, s, c)[0]
+            return loop(x, k, s, c)[0]
     else:
         run = _loop(model, distribution)
     base = _check_seed(seed)

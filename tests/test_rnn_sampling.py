@@ -131,19 +131,74 @@ def test_lstm_with_an_image_dependent_condition_falls_back_to_reference():
         pm.sample(model, 2, method="cached")
 
 
-def test_multiscale_model_samples_its_small_image_with_the_cached_sampler():
+# Multi-Scale PixelRNN: its second stage reads the small image, which is
+# given in full, through an unmasked upsampling network that biases every
+# LSTM layer; the cached sampler computes that bias once, before the loop.
+MULTISCALE_CASES = {
+    "row_lstm-binary": dict(image_shape=(4, 4, 1), rnn_type="row_lstm"),
+    "diagonal_bilstm-rgb4-residual": dict(
+        image_shape=(4, 4, 3), levels=4, rnn_type="diagonal_bilstm", use_residual=True
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(MULTISCALE_CASES))
+def multiscale_case(request):
+    keras.utils.set_random_seed(3)
     model = pm.build_model(
         "multiscale_pixel_rnn",
-        image_shape=(4, 4, 1),
         small_image_size=2,
-        hidden_dims=4,
-        recurrent_length=1,
+        hidden_dims=6,
+        recurrent_length=2,
         out_hidden_dims=4,
-        upsample_length=0,
-        rnn_type="row_lstm",
+        upsample_length=1,
+        **MULTISCALE_CASES[request.param],
     )
-    small, full, _ = model.multiscale_stages()
-    assert pm.sampling.supports_cached(small)
-    # The second stage reads the small image through an unmasked upsampling
-    # network that biases the LSTM gates: it runs the reference loop.
-    assert not pm.sampling.supports_cached(full)
+    _sharpen(model, 3)
+    return model
+
+
+def test_multiscale_second_stage_cached_logits_equal_full_network_logits(multiscale_case):
+    small, full, (sh, sw) = multiscale_case.multiscale_stages()
+    assert pm.sampling.supports_cached(small) and pm.sampling.supports_cached(full)
+    for seed in (1, 2):
+        images = _random_images(full, 3, seed=seed)
+        reference = full(images).numpy()
+        np.testing.assert_allclose(
+            pm.sampling.cached_logits(full, images), reference, rtol=1e-5, atol=1e-4
+        )
+        # The small image matters: other grid pixels, other logits off the grid.
+        other = images.copy()
+        other[:, ::sh, ::sw] = _random_images(small, 3, seed=seed + 10)
+        changed = pm.sampling.cached_logits(full, other)
+        assert np.abs(changed - reference).max() > 1e-2
+
+
+def test_multiscale_cached_samples_and_completions_equal_reference(multiscale_case):
+    model = multiscale_case
+    reference = pm.sample(model, 4, seed=1, batch_size=4, method="reference")
+    cached = pm.sample(model, 4, seed=1, batch_size=4, method="cached")
+    np.testing.assert_array_equal(cached, reference)
+    assert len({image.tobytes() for image in cached}) > 1
+    np.testing.assert_array_equal(pm.sample(model, 4, seed=1, batch_size=4), cached)
+    images = _random_images(model.conditional_model, 4, seed=4).astype(np.uint8)
+    known = np.random.default_rng(5).uniform(size=images.shape) < 0.5
+    cached = pm.complete(model, images, known, seed=6, method="cached")
+    np.testing.assert_array_equal(cached[known], images[known])
+    reference = pm.complete(model, images, known, seed=6, method="reference")
+    np.testing.assert_array_equal(cached, reference)
+
+
+def test_second_stage_alone_needs_its_small_image_for_the_cached_sampler(multiscale_case):
+    _, full, (sh, sw) = multiscale_case.multiscale_stages()
+    images = _random_images(full, 2, seed=7).astype(np.uint8)
+    known = np.zeros(images.shape, bool)
+    known[:, ::sh, ::sw] = True
+    known[0, 0, 0, -1] = False  # one channel of one grid pixel unknown
+    with pytest.raises(ValueError, match="pixels it reads before the loop .* are known"):
+        pm.complete(full, images, known, seed=0, method="cached")
+    # "auto" runs the reference loop instead.
+    np.testing.assert_array_equal(
+        pm.complete(full, images, known, seed=0),
+        pm.complete(full, images, known, seed=0, method="reference"),
+    )

@@ -37,12 +37,18 @@ carrying its recurrent states in buffers that the sampler keeps:
 - ``step_windows()``: ``{name: (rows_above, cols_left, cols_right)}``, the
   window of the layer input (``"inputs"``) and of each state that one pixel
   reads, as ``MaskedConv2D.causal_window()``;
-- ``call_step_row(i, inputs_above, states_above)``: before row ``i``, from
-  row ``i - 1`` of the input and of every state (zeros above the image),
-  gives ``(link, row_states)``: what the row's pixels share (or None) and
-  row ``i`` of the row-rate states;
-- ``call_step(windows, link)``: the output at ``(i, j)`` and the
-  position-rate states there, from the windows and column ``j`` of the link.
+- ``call_step_row(i, inputs_above, states_above, condition_above=None)``:
+  before row ``i``, from row ``i - 1`` of the input, of every state (zeros
+  above the image) and of the conditioning map if the layer has one, gives
+  ``(link, row_states)``: what the row's pixels share (or None) and row
+  ``i`` of the row-rate states;
+- ``call_step(windows, link, condition=None)``: the output at ``(i, j)`` and
+  the position-rate states there, from the windows, column ``j`` of the link
+  and the conditioning map at ``(i, j)`` (``(B, 4 * units)``).
+
+A conditioning map is known in full before sampling starts only when it does
+not depend on the pixels being drawn (for example, when it is computed from a
+small image that is already given); the sampler checks that.
 
 ``call()`` stays the reference they are tested against.
 
@@ -583,7 +589,7 @@ class RowLSTM(_GatedInput):
         (the mask hides those after it)."""
         return {"inputs": self.input_i.causal_window()}
 
-    def call_step_row(self, i, inputs_above, states_above):
+    def call_step_row(self, i, inputs_above, states_above, condition_above=None):
         """Row ``i``'s state-to-state pre-activations and previous cell states.
 
         Args:
@@ -591,6 +597,7 @@ class RowLSTM(_GatedInput):
           inputs_above: row ``i - 1`` of the input (unused).
           states_above: ``{"h": (B, W, h), "c": (B, W, h)}`` at row ``i - 1``
             (zeros above the image).
+          condition_above: unused (the conditioning map enters at each pixel).
 
         Returns:
           ``(link, {})``: ``link`` ``(B, W, 5 * units)`` holds, per column,
@@ -604,13 +611,15 @@ class RowLSTM(_GatedInput):
         state = ops.conv(h, ops.cast(self.state_kernel, h.dtype), padding="same")
         return ops.concatenate([state, c], axis=-1), {}
 
-    def call_step(self, windows, link):
+    def call_step(self, windows, link, condition=None):
         """The output at one pixel from its input window and the row's link.
 
         Args:
           windows: ``{"inputs": (B, 1, k, C_in)}``, the input at columns
             ``j - k // 2 .. j + k // 2`` of the current row.
           link: ``(B, 5 * units)``: column ``j`` of :meth:`call_step_row`'s link.
+          condition: ``(B, 4 * units)``, the conditioning map at the pixel,
+            or None.
 
         Returns:
           ``(h, {"h": h, "c": c})``: what ``call()`` gives at that pixel and
@@ -618,6 +627,8 @@ class RowLSTM(_GatedInput):
         """
         window = windows["inputs"]
         gates = ops.concatenate([conv.call_window(window) for conv in self.input_convs], -1)
+        if condition is not None:
+            gates = gates + ops.cast(condition, gates.dtype)
         split = 4 * self.units
         h, c = _lstm_update(gates + link[:, :split], link[:, split:])
         return h, {"h": h, "c": c}
@@ -727,11 +738,11 @@ class DiagonalLSTM(_GatedInput):
         """A pixel reads its own input, ``h`` above and left of it, ``c`` left of it."""
         return {"inputs": self.input_i.causal_window(), "h": (1, 1, 0), "c": (0, 1, 0)}
 
-    def call_step_row(self, i, inputs_above, states_above):
+    def call_step_row(self, i, inputs_above, states_above, condition_above=None):
         """Nothing to do per row: ``(None, {})``."""
         return None, {}
 
-    def call_step(self, windows, link=None):
+    def call_step(self, windows, link=None, condition=None):
         """The output at ``(i, j)``.
 
         Args:
@@ -739,6 +750,8 @@ class DiagonalLSTM(_GatedInput):
             "c": (B, 1, 2, h)}`` as :meth:`step_windows` names them (zeros
             outside the image); the values at ``(i, j)`` itself are not read.
           link: unused.
+          condition: ``(B, 4 * units)``, the conditioning map at ``(i, j)``,
+            or None.
 
         Returns:
           ``(h, {"h": h, "c": c})`` at ``(i, j)``.
@@ -747,16 +760,20 @@ class DiagonalLSTM(_GatedInput):
         above, left = windows["h"][:, 0, 1], windows["h"][:, 1, 0]
         kernel, bias = _diagonal_kernel(self, x.dtype)
         gates = ops.matmul(ops.concatenate([x, above, left], axis=-1), kernel) + bias
+        if condition is not None:
+            gates = gates + ops.cast(condition, gates.dtype)
         h, c = _lstm_update(gates, windows["c"][:, 0, 0])
         return h, {"h": h, "c": c}
 
-    def call_mirrored_row(self, inputs, above):
+    def call_mirrored_row(self, inputs, above, condition=None):
         """One image row of the direction run right to left (on the mirrored image).
 
         Args:
           inputs: ``(B, W, C_in)``: the input row.
           above: ``(B, W, h)``: this direction's ``h`` on the row above
             (zeros above the image).
+          condition: ``(B, W, 4 * units)``: the conditioning map of the row,
+            or None.
 
         Returns:
           ``(B, W, h)``: ``h`` along the row, as the mirrored stream of
@@ -768,6 +785,8 @@ class DiagonalLSTM(_GatedInput):
         # The input and upper-neighbour parts of the whole row at once; the
         # loop adds the right neighbour (the left one on the mirrored image).
         gates = ops.matmul(ops.concatenate([inputs, above], axis=-1), kernel[:fixed]) + bias
+        if condition is not None:
+            gates = gates + ops.cast(condition, dtype)
         right = kernel[fixed:]
 
         def step(gates_t, h, c):
@@ -888,7 +907,7 @@ class DiagonalBiLSTM(keras.layers.Layer):
         """The left-to-right stream's windows, and ``back`` at the pixel."""
         return {**self.forward_lstm.step_windows(), "back": (0, 0, 0)}
 
-    def call_step_row(self, i, inputs_above, states_above):
+    def call_step_row(self, i, inputs_above, states_above, condition_above=None):
         """Row ``i`` of the shifted right-to-left stream.
 
         Args:
@@ -896,22 +915,29 @@ class DiagonalBiLSTM(keras.layers.Layer):
           inputs_above: ``(B, W, C_in)``: row ``i - 1`` of the input.
           states_above: holds ``"back"`` at row ``i - 1``: the right-to-left
             ``h`` of image row ``i - 2`` (zeros for ``i < 2``).
+          condition_above: ``(B, W, 4 * units)``: row ``i - 1`` of the
+            conditioning map, or None.
 
         Returns:
           ``(None, {"back": (B, W, units)})``: the right-to-left ``h`` of
           image row ``i - 1``, zeros for ``i = 0``.
         """
-        row = self.backward_lstm.call_mirrored_row(inputs_above, states_above["back"])
+        row = self.backward_lstm.call_mirrored_row(
+            inputs_above, states_above["back"], condition_above
+        )
         return None, {"back": row * ops.cast(ops.greater(i, 0), row.dtype)}
 
-    def call_step(self, windows, link=None):
+    def call_step(self, windows, link=None, condition=None):
         """The output at ``(i, j)``: the left-to-right step plus ``back`` there.
+
+        ``condition`` is the conditioning map at ``(i, j)`` (``(B, 4 * units)``)
+        or None.
 
         Returns:
           ``(output, {"h": h, "c": c})``: what ``call()`` gives at the pixel
           and the left-to-right states there.
         """
-        forward, states = self.forward_lstm.call_step(windows)
+        forward, states = self.forward_lstm.call_step(windows, condition=condition)
         return forward + windows["back"][:, 0, 0], states
 
     def compute_output_shape(self, input_shape):

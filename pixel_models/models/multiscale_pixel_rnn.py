@@ -93,6 +93,15 @@ class GridSubsample(keras.layers.Layer):
     def call(self, inputs):
         return inputs[:, :: self.strides[0], :: self.strides[1], :]
 
+    def pixels_read(self, height: int, width: int) -> np.ndarray:
+        """``(H, W)`` booleans: the only pixels of its input the output depends on.
+
+        The cached sampler computes such a layer once, before the loop, when
+        every one of these pixels is given (the second stage of a
+        Multi-Scale PixelRNN, whose grid holds the small image).
+        """
+        return grid_mask((height, width, 1), self.strides)
+
     def compute_output_shape(self, input_shape):
         height, width = input_shape[1], input_shape[2]
         return (
@@ -447,8 +456,8 @@ def multiscale_pixel_rnn(
     - Both PixelRNNs have the same sizes, and the deviations listed in
       :func:`~pixel_models.models.pixel_rnn.pixel_rnn` apply to both.
     - The conditional model also computes logits at the grid pixels, which
-      are not used; sampling its stage runs the full network at every
-      dimension, the known grid dimensions included (reference sampler).
+      are not used. Both stages sample with the cached sampler: the second
+      computes its upsampled map of the small image once, before the loop.
 
     Args:
       image_shape: ``(H, W, C)`` of the full image.
