@@ -1,0 +1,13 @@
+"""Shared pytest set-up for the tests and the doctests."""
+
+import keras
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _same_random_state():
+    """Every test starts from the same random state (Python, NumPy, TensorFlow
+    and Keras), whatever ran before it in its process: with tests spread over
+    several processes, an unseeded model would otherwise get other weights
+    from run to run."""
+    keras.utils.set_random_seed(1234)
