@@ -303,3 +303,38 @@ def sharpen(
 
     visit(model.layers)
     return model
+
+
+def sharpen_every_weight(model: keras.Model, seed: int = 0, scale: float = 2.0) -> keras.Model:
+    """Like :func:`sharpen`, for models with layers that :func:`sharpen` skips.
+
+    Every weight named ``bias`` is drawn from ``N(0, 0.5)`` and every other
+    weight of the model (LSTM state kernels, learned initial states, plain
+    convolutions, ...) is multiplied by ``scale``, in the order of
+    ``model.weights``. Masks are constants, not weights, so causality is
+    unchanged.
+
+    Returns:
+      The model, changed in place.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from pixel_models.models import pixel_rnn
+    >>> model = pixel_rnn((3, 3, 1), hidden_dims=2, recurrent_length=1, out_recurrent_length=0,
+    ...                   rnn_type="row_lstm")
+    >>> lstm = model.get_layer("lstm0")
+    >>> before = lstm.state_kernel.numpy()
+    >>> sharpen_every_weight(model, seed=0) is model
+    True
+    >>> bool(np.allclose(lstm.state_kernel.numpy(), 2.0 * before))
+    True
+    """
+    rng = np.random.default_rng(seed)
+    for weight in model.weights:
+        value = weight.numpy()
+        if weight.name == "bias":
+            weight.assign(rng.normal(0.0, 0.5, value.shape).astype(np.float32))
+        else:
+            weight.assign(value * scale)
+    return model

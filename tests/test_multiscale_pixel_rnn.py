@@ -30,6 +30,9 @@ from pixel_models.testing import (
     raster_allowed,
     total_probability,
 )
+from pixel_models.testing import (
+    sharpen_every_weight as _sharpen,
+)
 
 
 def _model(image_shape, small_image_size, levels=2, rnn_type="row_lstm", seed=0, **kwargs):
@@ -47,18 +50,6 @@ def _model(image_shape, small_image_size, levels=2, rnn_type="row_lstm", seed=0,
     )
     config.update(kwargs)
     return multiscale_pixel_rnn(**config)
-
-
-def _sharpen(model, seed=0, scale=2.0):
-    """Scales the kernels and draws random biases, so that p(x) is far from uniform
-    (a near-uniform model sums to about 1 whatever its masks)."""
-    rng = np.random.default_rng(seed)
-    for weight in model.weights:
-        if weight.name == "bias":
-            weight.assign(rng.normal(0.0, 0.5, weight.shape).astype(np.float32))
-        else:
-            weight.assign(weight.numpy() * scale)
-    return model
 
 
 def _random_images(model, num, seed=0):

@@ -23,6 +23,9 @@ from pixel_models.testing import (
     raster_allowed,
     total_probability,
 )
+from pixel_models.testing import (
+    sharpen_every_weight as _sharpen,
+)
 
 
 def _small(image_shape, levels=2, rnn_type="diagonal_bilstm", use_residual=False, seed=0, **kwargs):
@@ -39,22 +42,6 @@ def _small(image_shape, levels=2, rnn_type="diagonal_bilstm", use_residual=False
     )
     config.update(kwargs)
     return pixel_rnn(**config)
-
-
-def _sharpen(model, seed=0, scale=2.0):
-    """Scales every kernel and draws random biases so that p(x) is far from uniform.
-
-    At initialisation the model is close to uniform, and a uniform model sums
-    to 1 whatever its masks; these weights make normalisation a real check.
-    """
-    rng = np.random.default_rng(seed)
-    for weight in model.weights:
-        value = weight.numpy()
-        if weight.name == "bias":
-            weight.assign(rng.normal(0.0, 0.5, value.shape).astype(np.float32))
-        else:
-            weight.assign(value * scale)
-    return model
 
 
 def _log_probs(model):

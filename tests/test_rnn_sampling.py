@@ -9,6 +9,7 @@ import pytest
 import pixel_models as pm
 from pixel_models.layers import DiagonalLSTM, MaskedConv2D, RowLSTM
 from pixel_models.models import pixel_rnn
+from pixel_models.testing import sharpen_every_weight as _sharpen
 
 
 def _rnn(image_shape, levels=2, rnn_type="row_lstm", seed=0, **kwargs):
@@ -27,16 +28,6 @@ def _rnn(image_shape, levels=2, rnn_type="row_lstm", seed=0, **kwargs):
     model = pixel_rnn(image_shape, levels=levels, **config)
     _sharpen(model, seed)
     return model
-
-
-def _sharpen(model, seed):
-    rng = np.random.default_rng(seed)
-    for weight in model.weights:
-        value = weight.numpy()
-        if weight.name == "bias":
-            weight.assign(rng.normal(0.0, 0.5, value.shape).astype(np.float32))
-        else:
-            weight.assign(2.0 * value)
 
 
 def _random_images(model, num, seed=0):
