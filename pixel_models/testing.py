@@ -58,16 +58,28 @@ def dependencies(
     [[1, 1, 1], [1, 0, 0], [0, 0, 0]]
     """
     rng = np.random.default_rng(seed)
-    found = None
-    for _ in range(num_inputs):
-        x = tf.constant(rng.uniform(-1.0, 1.0, (1, *image_shape)), tf.float32)
+    inputs = [
+        tf.constant(rng.uniform(-1.0, 1.0, (1, *image_shape)), tf.float32)
+        for _ in range(num_inputs)
+    ]
+    fn(inputs[0])  # builds the layers' weights outside the compiled jacobian
+
+    @tf.function
+    def jacobian(x):
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = fn(x)
             y = tf.reshape(y, [1, *y.shape[1:4], -1])
             y = tf.reduce_sum(y, axis=-1)[0]
-        jac = tape.jacobian(y, x)
-        nonzero = np.abs(jac.numpy()[:, :, :, 0]) > 0
+        # A while loop of gradients, not pfor: the vectorised jacobian of the
+        # recurrent layers' while loops crashes TensorFlow with oneDNN on some
+        # CPUs (those with AVX512_BF16), and this function must never take
+        # the interpreter down.
+        return tape.jacobian(y, x, experimental_use_pfor=False)
+
+    found = None
+    for x in inputs:
+        nonzero = np.abs(jacobian(x).numpy()[:, :, :, 0]) > 0
         found = nonzero if found is None else found | nonzero
     return found
 
