@@ -8,9 +8,14 @@ line naming the flag and what is allowed.
 
 from __future__ import annotations
 
+import dataclasses
+
 from absl import flags
 
+from pixel_models.config import RunConfig
 from pixel_models.data import DATASETS
+from pixel_models.devices import STRATEGIES
+from pixel_models.images import KNOWN_PARTS
 from pixel_models.models import MODELS
 from pixel_models.training import OPTIMIZERS
 
@@ -125,7 +130,7 @@ flags.DEFINE_integer("max_steps", 0, "Stop after this many steps in all; 0: no l
 flags.DEFINE_enum(
     "complete",
     "none",
-    ["none", "top_half", "left_half", "bottom_half"],
+    ["none", *KNOWN_PARTS],
     "With --is_train=False: instead of sampling from scratch, take --num_samples test images, "
     "keep the named part and sample the rest; writes originals, occluded inputs and "
     "completions side by side.",
@@ -144,7 +149,7 @@ flags.DEFINE_enum("optimizer", "rmsprop", list(OPTIMIZERS), "Optimizer.")
 flags.DEFINE_enum(
     "strategy",
     "auto",
-    ["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"],
+    list(STRATEGIES),
     "tf.distribute strategy: auto (mirrored over all GPUs if more than one, else default), "
     "default (no strategy: TensorFlow places ops), one_device (OneDeviceStrategy on the first "
     "GPU, else the CPU), mirrored (all visible GPUs, or CPU), multi_worker "
@@ -208,3 +213,18 @@ for _name, _low in (
 flags.register_validator("learning_rate", lambda v: v > 0, message="--learning_rate must be > 0")
 flags.register_validator("temperature", lambda v: v > 0, message="--temperature must be > 0")
 flags.register_validator("grad_clip", lambda v: v >= 0, message="--grad_clip must be >= 0")
+
+
+def run_config() -> RunConfig:
+    """The parsed flags as one frozen :class:`~pixel_models.config.RunConfig`.
+
+    ``--data_dir`` counts only when given on the command line (else
+    ``TFDS_DATA_DIR`` or the tensorflow-datasets default is used).
+    """
+    values = {
+        field.name: FLAGS[field.name].value
+        for field in dataclasses.fields(RunConfig)
+        if field.name != "data_dir"
+    }
+    data_dir = FLAGS.data_dir if FLAGS["data_dir"].present else None
+    return RunConfig(data_dir=data_dir, **values)

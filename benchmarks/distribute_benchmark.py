@@ -39,6 +39,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import train_benchmark  # noqa: E402  (sets up the package's import path)
 
+from pixel_models.devices import set_precision  # noqa: E402
+from pixel_models.runs import write_json_atomic  # noqa: E402
+
 VARIANTS = [(jit, precision) for jit in (False, True) for precision in ("float32", "mixed")]
 
 
@@ -93,7 +96,7 @@ def worker(args: argparse.Namespace) -> dict[str, list[float]]:
     batches = data.pipeline(train, args.batch_size, training=True, seed=args.seed)
     runs = {}
     for jit, precision in VARIANTS:
-        policy = training.set_precision(precision == "mixed")
+        policy = set_precision(precision == "mixed")
         keras.utils.set_random_seed(args.seed)
         with strategy.scope():
             model = train_benchmark.build_model(args, info)
@@ -171,7 +174,7 @@ def main(argv=None) -> dict:
             f"{row['ratio_to_1dev_float32_noxla']:7.3f}"
         )
     if args.output:
-        train_benchmark.training.write_json_atomic(args.output, report)
+        write_json_atomic(args.output, report)
     return report
 
 

@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from pixel_models import training  # noqa: E402
+from pixel_models import runs  # noqa: E402
 from pixel_models.layers.invariant import GroupConv2D, group_table  # noqa: E402
 
 
@@ -172,7 +172,7 @@ def main(argv=None) -> dict:
             rows.append(row)
     report = {"machine": machine, "settings": vars(args), "rows": rows}
     if args.output:
-        training.write_json_atomic(args.output, report)
+        runs.write_json_atomic(args.output, report)
     return report
 
 

@@ -48,7 +48,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import pixel_models  # noqa: E402
-from pixel_models import training  # noqa: E402
+from pixel_models.runs import write_json_atomic  # noqa: E402
 
 CASES = {
     "28x28x1": {"image_shape": (28, 28, 1), "levels": 2},
@@ -208,7 +208,7 @@ def main(argv=None) -> dict:
         rows.append(row)
     report = {"rows": kept + rows, "machine": machine}
     if args.output:
-        training.write_json_atomic(args.output, report)
+        write_json_atomic(args.output, report)
     return report
 
 

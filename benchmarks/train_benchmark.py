@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import pixel_models  # noqa: E402
-from pixel_models import data, sampling, training  # noqa: E402
+from pixel_models import data, runs, sampling, training  # noqa: E402
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -112,7 +112,7 @@ def write_report(report: dict, output: str | None) -> None:
     """Writes a benchmark report as JSON (atomically) when ``output`` is given."""
     if output:
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-        training.write_json_atomic(output, report)
+        runs.write_json_atomic(output, report)
 
 
 def main(argv=None) -> dict:
@@ -140,7 +140,6 @@ def main(argv=None) -> dict:
         max_steps=budget,
         test_step=args.test_step,
         save_step=max(args.test_step, 1000),
-        grad_clip=args.grad_clip,
         checkpoint_dir=args.checkpoint_dir,
         num_samples=0,
         seed=args.seed,

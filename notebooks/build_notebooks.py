@@ -821,7 +821,7 @@ CONDITIONAL = [
 
         import pixel_models as pm
         from pixel_models import data, training
-        from pixel_models.images import make_grid
+        from pixel_models.images import make_grid, reconstruction_grid
         from pixel_models.layers.invariant import group_table, transform_images
         from pixel_models.testing import dependencies, raster_allowed
 
@@ -1085,7 +1085,7 @@ CONDITIONAL = [
         autoencoder = autoencoders["conv"]
         originals = test_x[:NUM_RECONSTRUCTIONS]
         reconstructions = pm.reconstruct(autoencoder, originals, seed=0, method=SAMPLER)
-        pairs = training.reconstruction_grid(originals, reconstructions, levels=2)
+        pairs = reconstruction_grid(originals, reconstructions, levels=2)
         plt.figure(figsize=(6, 6))
         plt.imshow(pairs[..., 0], cmap="gray", vmin=0, vmax=255)
         plt.title("original | reconstruction")

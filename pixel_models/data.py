@@ -15,6 +15,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from pixel_models.errors import first_line
+
 __all__ = [
     "DATASETS",
     "DataError",
@@ -507,13 +509,6 @@ def _triangle_masks(
     return nonneg | nonpos
 
 
-def _one_line(exc: BaseException) -> str:
-    """Formats an exception as ``Type: first line of its message``."""
-    lines = str(exc).strip().splitlines()
-    first = lines[0].strip() if lines else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-
-
 def _tfds_dataset(name: str, split: str, data_dir: str | None) -> tf.data.Dataset:
     """Reads a prepared tensorflow_datasets split, downloading it when possible."""
     root = resolve_data_dir(data_dir)
@@ -528,7 +523,7 @@ def _tfds_dataset(name: str, split: str, data_dir: str | None) -> tf.data.Datase
     except Exception as exc:
         raise DataError(
             f"cannot load dataset {name!r}: tensorflow-datasets could not open it "
-            f"({_one_line(exc)}); {hint}"
+            f"({first_line(exc, with_type=True)}); {hint}"
         ) from exc
     if not builder.is_prepared():
         where = root if root is not None else str(builder.data_dir)
@@ -537,14 +532,14 @@ def _tfds_dataset(name: str, split: str, data_dir: str | None) -> tf.data.Datase
         except Exception as exc:
             raise DataError(
                 f"cannot load dataset {name!r}: it is not prepared in {where} and could not "
-                f"be downloaded ({_one_line(exc)}); {hint}"
+                f"be downloaded ({first_line(exc, with_type=True)}); {hint}"
             ) from exc
     try:
         return builder.as_dataset(split=split, shuffle_files=False)
     except Exception as exc:
         raise DataError(
             f"cannot load dataset {name!r}: reading split {split!r} failed "
-            f"({_one_line(exc)}); {hint}"
+            f"({first_line(exc, with_type=True)}); {hint}"
         ) from exc
 
 

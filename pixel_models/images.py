@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
+import tempfile  # noqa: F401  (the examples use it)
 
 import numpy as np
 from PIL import Image
+
+from pixel_models.files import write_atomic
 
 _SHADES = " .:-=+*#%@"
 
@@ -70,17 +72,7 @@ def save_png(path: str, grid: np.ndarray) -> None:
     """
     grid = np.asarray(grid, np.uint8)
     image = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    write_atomic(path, lambda f: image.save(f, format="PNG"), binary=True)
 
 
 def to_text(grid: np.ndarray) -> str:
@@ -166,3 +158,95 @@ def load_images(
             array = (array.astype(np.float64) * (levels - 1) / 255.0).round().astype(np.uint8)
         images.append(array)
     return paths, np.stack(images)
+
+
+def reconstruction_grid(originals: np.ndarray, reconstructions: np.ndarray, levels: int):
+    """Each original next to its reconstruction, pairs side by side on each row.
+
+    Args:
+      originals: integer images ``(N, H, W, C)``.
+      reconstructions: integer images like ``originals``.
+      levels: values per channel.
+
+    Returns:
+      uint8 grid (see :func:`make_grid`) with ``ceil(sqrt(N))`` pairs on each row.
+
+    Example:
+
+    >>> grid = reconstruction_grid(np.zeros((4, 2, 2, 1)), np.ones((4, 2, 2, 1)), levels=2)
+    >>> grid.shape  # 2 rows of 2 pairs of 2x2 images, 1 pixel apart
+    (7, 13, 1)
+    >>> grid[1:3, 1:7, 0].tolist()  # an original (black), its reconstruction (white)
+    [[0, 0, 128, 255, 255, 128], [0, 0, 128, 255, 255, 128]]
+    """
+    pairs = np.stack([originals, reconstructions], axis=1)
+    per_row = max(1, int(np.ceil(np.sqrt(len(originals)))))
+    return make_grid(
+        pairs.reshape(-1, *originals.shape[1:]).astype(np.uint8), levels, columns=2 * per_row
+    )
+
+
+KNOWN_PARTS = ("top_half", "bottom_half", "left_half")
+
+
+def known_mask(part: str, image_shape: tuple[int, int, int]) -> np.ndarray:
+    """Where the pixels are given when completing ``part`` of images: ``(H, W, C)`` booleans.
+
+    Example:
+
+    >>> known_mask("top_half", (3, 2, 1))[:, :, 0].astype(int).tolist()
+    [[1, 1], [0, 0], [0, 0]]
+    >>> known_mask("left_half", (2, 2, 1))[:, :, 0].astype(int).tolist()
+    [[1, 0], [1, 0]]
+    """
+    if part not in KNOWN_PARTS:
+        raise ValueError(f"part must be one of {', '.join(KNOWN_PARTS)}, got {part!r}")
+    height, width, channels = image_shape
+    known = np.zeros((height, width, channels), bool)
+    if part == "top_half":
+        known[: height // 2] = True
+    elif part == "bottom_half":
+        known[height - height // 2 :] = True
+    else:
+        known[:, : width // 2] = True
+    return known
+
+
+def completion_grid(
+    originals: np.ndarray, known: np.ndarray, completed: np.ndarray, levels: int
+) -> np.ndarray:
+    """Originals, their occluded versions (unknown pixels grey) and completions,
+    three to a row, as a 256-level grid.
+
+    Example:
+
+    >>> originals = np.ones((2, 2, 2, 1), "uint8")
+    >>> known = known_mask("top_half", (2, 2, 1))
+    >>> completion_grid(originals, known, np.zeros_like(originals), levels=2).shape
+    (7, 10, 1)
+    """
+    scale = 255.0 / (levels - 1)
+    shown_originals = (np.asarray(originals) * scale).round()
+    occluded = np.where(known, shown_originals, 128.0)
+    shown_completed = (np.asarray(completed) * scale).round()
+    rows = np.stack([shown_originals, occluded, shown_completed], axis=1)
+    shape = np.asarray(originals).shape[1:]
+    return make_grid(rows.reshape(-1, *shape).astype(np.uint8), 256, columns=3)
+
+
+def unused_path(stem: str, suffix: str = ".png") -> str:
+    """``stem + suffix``, or ``stem_1 + suffix``, ... : the first that does not exist.
+
+    Example:
+
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     first = unused_path(os.path.join(folder, "grid"))
+    ...     save_png(first, np.zeros((2, 2, 1), "uint8"))
+    ...     second = unused_path(os.path.join(folder, "grid"))
+    >>> os.path.basename(first), os.path.basename(second)
+    ('grid.png', 'grid_1.png')
+    """
+    path, k = f"{stem}{suffix}", 1
+    while os.path.exists(path):
+        path, k = f"{stem}_{k}{suffix}", k + 1
+    return path

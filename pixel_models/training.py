@@ -26,7 +26,6 @@ same command run again restores the latest one and continues.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import shutil
@@ -39,12 +38,12 @@ import tensorflow as tf
 from absl import logging
 
 from pixel_models import images as image_utils
-from pixel_models.distributions import bits_per_dim, distribution_of, head_of
-from pixel_models.models.autoencoder import is_autoencoder
-from pixel_models.sampling import class_rows, image_shape, reconstruct, sample
+from pixel_models.distributions import bits_per_dim
+from pixel_models.errors import first_line
+from pixel_models.kinds import kind_of
+from pixel_models.sampling import image_shape
 
 OPTIMIZERS = ("rmsprop", "adam")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 class TrainingError(RuntimeError):
@@ -59,7 +58,6 @@ class TrainConfig:
       max_steps: total optimisation steps (counted across resumes).
       test_step: evaluate on the test set every ``test_step`` steps.
       save_step: checkpoint and write a sample grid every ``save_step`` steps.
-      grad_clip: gradients are clipped to ``[-grad_clip, grad_clip]`` (0: off).
       checkpoint_dir: where checkpoints go (None: none are written).
       log_dir: where TensorBoard events go (None: none are written).
       sample_dir: where sample grids go as PNG (None: none are written).
@@ -75,7 +73,6 @@ class TrainConfig:
     max_steps: int
     test_step: int = 100
     save_step: int = 1000
-    grad_clip: float = 1.0
     checkpoint_dir: str | None = None
     log_dir: str | None = None
     sample_dir: str | None = None
@@ -85,29 +82,6 @@ class TrainConfig:
     verbose: bool = True
     max_to_keep: int = 3
     max_seconds: float | None = None
-
-
-def mixed_precision_policy() -> str:
-    """The mixed precision policy for the visible devices: ``mixed_float16``
-    when there is a GPU, ``mixed_bfloat16`` otherwise (CPU, TPU)."""
-    return "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
-
-
-def set_precision(mixed: bool) -> str:
-    """Sets the global Keras dtype policy; returns its name.
-
-    Call it before building the model: layers take the policy current when
-    they are created. Under a mixed policy the variables stay float32 (so
-    checkpoints are the same as a float32 run's) and every model's
-    :class:`~pixel_models.distributions.PixelHead` (a classifier's logits
-    layer) computes in float32, so the loss is always float32.
-
-    Args:
-      mixed: True for :func:`mixed_precision_policy`, False for float32.
-    """
-    policy = mixed_precision_policy() if mixed else "float32"
-    keras.config.set_dtype_policy(policy)
-    return policy
 
 
 def make_optimizer(
@@ -149,45 +123,6 @@ def _inner_optimizer(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.
     return getattr(optimizer, "inner_optimizer", optimizer)
 
 
-def write_json_atomic(path: str, payload: dict) -> None:
-    """Writes JSON to a temporary file in the same folder, then renames it."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def check_run_config(checkpoint_dir: str, run_config: dict, record: bool = True) -> None:
-    """Records the model's config beside its checkpoints (when ``record``), or checks it.
-
-    A checkpoint directory belongs to one model and one set of model flags;
-    resuming it with others would fail deep inside the restore (or silently
-    mix weights), so it fails here with a clear message instead.
-    """
-    path = os.path.join(checkpoint_dir, "run_config.json")
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            saved = json.load(f)
-        if saved != json.loads(json.dumps(run_config)):
-            diffs = sorted(
-                k for k in set(saved) | set(run_config) if saved.get(k) != run_config.get(k)
-            )
-            shown = ", ".join(f"{k}={saved.get(k)!r} (now {run_config.get(k)!r})" for k in diffs)
-            raise TrainingError(
-                f"checkpoint_dir {checkpoint_dir} holds a run with other settings: {shown}; "
-                "use the same flags or another --checkpoint_dir"
-            )
-    elif record:
-        write_json_atomic(path, run_config)
-
-
 def split_batch(batch):
     """``(images, condition)`` of a batch of images or of ``(images, labels)`` pairs
     (condition None for plain images).
@@ -203,27 +138,6 @@ def split_batch(batch):
             raise TrainingError(f"a batch is images or (images, labels), got {len(batch)} parts")
         return batch[0], batch[1]
     return batch, None
-
-
-def is_classifier(model: keras.Model) -> bool:
-    """Whether a model maps images to class logits ``(B, classes)`` (no pixel head).
-
-    Example:
-
-    >>> from pixel_models.models import pixel_cnn
-    >>> model = pixel_cnn((4, 4, 1), hidden_dims=2, recurrent_length=1, out_recurrent_length=0)
-    >>> classifier = keras.Sequential(
-    ...     [keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3)]
-    ... )
-    >>> is_classifier(model), is_classifier(classifier)
-    (False, True)
-    """
-    try:
-        head_of(model)
-        return False
-    except ValueError:
-        shape = model.output_shape
-        return isinstance(shape, tuple) and len(shape) == 2
 
 
 class Trainer:
@@ -268,8 +182,7 @@ class Trainer:
         self.optimizer = optimizer
         self.strategy = strategy or tf.distribute.get_strategy()
         self.grad_clip = float(grad_clip)
-        self.classifier = is_classifier(model)
-        self.distribution = None if self.classifier else distribution_of(model)
+        self.kind = kind_of(model)
         self.num_dims = int(np.prod(image_shape(model)))
         with self.strategy.scope():
             optimizer.build(model.trainable_variables)
@@ -281,43 +194,14 @@ class Trainer:
         """Optimisation steps taken so far (restored with the checkpoint)."""
         return int(self.optimizer.iterations.numpy())
 
-    def _nll_terms(self, images, training) -> dict[str, tf.Tensor]:
-        """Per-image NLL terms ``{name: (B,)}`` whose sum is the NLL.
-
-        A model with an ``nll_terms(images, training)`` method splits its NLL
-        itself (the Multi-Scale PixelRNN: small image, full image given it);
-        any other has the one term ``nll`` of its head's distribution. A batch
-        of ``(images, labels)`` feeds a conditional model ``[images, labels]``.
-        """
-        images, condition = split_batch(images)
-        nll_terms = getattr(self.model, "nll_terms", None)
-        if callable(nll_terms):
-            return nll_terms(images, training=training)
-        inputs = tf.cast(images, tf.float32)
-        if condition is not None:
-            inputs = [inputs, condition]
-        logits = self.model(inputs, training=training)
-        return {"nll": self.distribution.nll(logits, images)}
-
-    def _nll_sum(self, images, training):
-        if self.classifier:
-            return self._classifier_sum(images, training)
-        terms = self._nll_terms(images, training)
-        nll = tf.add_n(list(terms.values()))
+    def _nll_sum(self, batch, training):
+        """The batch's summed loss, its size, and the sums of the model kind's
+        per-example terms (see :meth:`pixel_models.kinds.ModelKind.per_example`).
+        A batch of ``(images, labels)`` feeds a conditional model ``[images, labels]``."""
+        images, condition = split_batch(batch)
+        loss, terms = self.kind.per_example(self.model, images, condition, training)
         sums = {name: tf.reduce_sum(value) for name, value in terms.items()}
-        return tf.reduce_sum(nll), tf.cast(tf.shape(nll)[0], tf.float32), sums
-
-    def _classifier_sum(self, batch, training):
-        """Cross-entropy of the labels (the classifier's NLL) and correct answers."""
-        images, labels = split_batch(batch)
-        if labels is None:
-            raise TrainingError("a classifier trains on (images, labels) batches")
-        logits = tf.cast(self.model(tf.cast(images, tf.float32), training=training), tf.float32)
-        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(labels, tf.int32), logits)
-        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        correct = tf.equal(predicted, tf.cast(labels, tf.int32))
-        sums = {"nll": tf.reduce_sum(nll), "accuracy": tf.reduce_sum(tf.cast(correct, nll.dtype))}
-        return tf.reduce_sum(nll), tf.cast(tf.shape(nll)[0], tf.float32), sums
+        return tf.reduce_sum(loss), tf.cast(tf.shape(loss)[0], tf.float32), sums
 
     def _compiled(self, fn):
         """``fn`` compiled with XLA when the trainer has ``jit_compile``.
@@ -398,7 +282,7 @@ class Trainer:
 
     def check_dataset(self, dataset: tf.data.Dataset) -> None:
         """Raises TrainingError when a classifier is given a dataset without labels."""
-        if self.classifier and not isinstance(dataset.element_spec, tuple):
+        if self.kind.needs_labels and not isinstance(dataset.element_spec, tuple):
             raise TrainingError(
                 f"model {self.model.name!r} is a classifier: it trains and evaluates on "
                 "(images, labels) batches (load the data with with_labels=True)"
@@ -413,11 +297,10 @@ class Trainer:
     def evaluate(self, dataset: tf.data.Dataset) -> dict[str, float]:
         """Mean NLL per image (nats) and bits per dimension over a finite dataset.
 
-        For a model that splits its NLL (see ``_nll_terms``), also the mean of
-        each term under its name (e.g. ``nll_small``, ``nll_full_given_small``).
-        For a classifier (see :func:`is_classifier`; batches of ``(images,
-        labels)``): ``nll``, the mean cross-entropy of the labels, and
-        ``accuracy``.
+        Also the mean of each per-example term of the model's kind under its
+        name (a multi-stage model's ``nll_small``, ``nll_full_given_small``).
+        For a classifier (batches of ``(images, labels)``): ``nll``, the mean
+        cross-entropy of the labels, and ``accuracy``, without bits per dimension.
         """
         self.check_dataset(dataset)
         if self._eval_step is None:
@@ -431,12 +314,10 @@ class Trainer:
                 terms[name] = terms.get(name, 0.0) + float(value)
         if count == 0:
             raise TrainingError("the test dataset is empty")
-        nll = total / count
-        if self.classifier:  # cross-entropy of the labels and the fraction right
-            return {"nll": nll, "accuracy": terms["accuracy"] / count}
-        result = {"nll": nll, "bits_per_dim": bits_per_dim(nll, self.num_dims)}
-        if callable(getattr(self.model, "nll_terms", None)):
-            result.update({name: value / count for name, value in terms.items()})
+        result = {"nll": total / count}
+        if self.kind.reports_bits_per_dim:
+            result["bits_per_dim"] = bits_per_dim(result["nll"], self.num_dims)
+        result.update({name: value / count for name, value in terms.items()})
         return result
 
     def checkpoint(self) -> tf.train.Checkpoint:
@@ -478,9 +359,8 @@ def _restore(checkpoint: tf.train.Checkpoint, path: str, partial: bool) -> None:
             status = status.expect_partial()
         status.assert_existing_objects_matched()
     except Exception as err:  # noqa: BLE001  (a damaged file raises many kinds)
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise TrainingError(
-            f"cannot restore checkpoint {path} ({first}); it was written by another "
+            f"cannot restore checkpoint {path} ({first_line(err)}); it was written by another "
             "model or is damaged: use the flags it was trained with or another --checkpoint_dir"
         ) from None
 
@@ -517,10 +397,11 @@ def fit(
     ``test/bits_per_dim`` (and ``test/<term>`` for each NLL term of a model
     that splits its NLL, see :meth:`Trainer.evaluate`) and images
     ``samples``, PNG sample grids in ``sample_dir``, and checkpoints every
-    ``save_step`` steps and at the end. An autoencoder gets
-    ``reconstructions`` instead of ``samples``: the first ``num_samples``
-    test images, each next to a sample of the decoder given its code (its
-    ``test/nll`` is ``-log p(x | z(x))``).
+    ``save_step`` steps and at the end. The grids are the model kind's
+    preview (:meth:`pixel_models.kinds.ModelKind.preview`): an autoencoder
+    gets ``reconstructions`` instead of ``samples`` (the first ``num_samples``
+    test images, each next to a sample of the decoder given its code; its
+    ``test/nll`` is ``-log p(x | z(x))``), a classifier none.
 
     Args:
       trainer: the :class:`Trainer` of the model.
@@ -580,7 +461,7 @@ def fit(
     if progbar is not None:
         progbar.update(start)
     iterator = iter(strategy.experimental_distribute_dataset(train_dataset))
-    originals = None  # the test images an autoencoder reconstructs
+    originals = None  # the test images of a preview that shows them
     tic = time.time()
     with writer.as_default():
         while trainer.step < config.max_steps:
@@ -619,15 +500,12 @@ def fit(
                 if manager is not None:
                     _check_finite_weights(trainer.model, step, manager)
                     _save(manager, step, chief)
-                drawable = not trainer.classifier
-                if drawable and config.num_samples > 0 and (config.sample_dir or config.log_dir):
-                    if is_autoencoder(trainer.model):
-                        if originals is None:
-                            originals = _first_images(test_dataset, config.num_samples)
-                        if originals is not None:
-                            _write_reconstructions(trainer.model, originals, config, step, chief)
-                    else:
-                        _write_samples(trainer.model, config, step, chief)
+                if config.num_samples > 0 and (config.sample_dir or config.log_dir):
+                    kind = trainer.kind
+                    if kind.preview_needs_images and originals is None:
+                        originals = _first_images(test_dataset, config.num_samples)
+                    if originals is not None or not kind.preview_needs_images:
+                        _write_preview(trainer, originals, config, step, chief)
                 writer.flush()
             if progbar is not None:
                 progbar.update(step, shown)
@@ -688,55 +566,15 @@ def _first_images(dataset: tf.data.Dataset | None, num: int) -> np.ndarray | Non
     return np.concatenate(images)[:num] if images else None
 
 
-def reconstruction_grid(originals: np.ndarray, reconstructions: np.ndarray, levels: int):
-    """Each original next to its reconstruction, pairs side by side on each row.
-
-    Args:
-      originals: integer images ``(N, H, W, C)``.
-      reconstructions: integer images like ``originals``.
-      levels: values per channel.
-
-    Returns:
-      uint8 grid (see :func:`pixel_models.images.make_grid`) with
-      ``ceil(sqrt(N))`` pairs on each row.
-
-    Example:
-
-    >>> grid = reconstruction_grid(np.zeros((4, 2, 2, 1)), np.ones((4, 2, 2, 1)), levels=2)
-    >>> grid.shape  # 2 rows of 2 pairs of 2x2 images, 1 pixel apart
-    (7, 13, 1)
-    >>> grid[1:3, 1:7, 0].tolist()  # an original (black), its reconstruction (white)
-    [[0, 0, 128, 255, 255, 128], [0, 0, 128, 255, 255, 128]]
-    """
-    pairs = np.stack([originals, reconstructions], axis=1)
-    per_row = max(1, int(np.ceil(np.sqrt(len(originals)))))
-    return image_utils.make_grid(
-        pairs.reshape(-1, *originals.shape[1:]).astype(np.uint8), levels, columns=2 * per_row
-    )
-
-
-def _write_reconstructions(
-    model: keras.Model, originals: np.ndarray, config: TrainConfig, step: int, chief: bool
+def _write_preview(
+    trainer: Trainer, originals: np.ndarray | None, config: TrainConfig, step: int, chief: bool
 ) -> None:
-    reconstructions = reconstruct(model, originals, seed=config.seed)
-    if not chief:
-        return
-    grid = reconstruction_grid(originals, reconstructions, distribution_of(model).levels)
-    _publish_grid(grid, "reconstructions", "reconstruction", config, step)
-
-
-def _write_samples(model: keras.Model, config: TrainConfig, step: int, chief: bool) -> None:
-    rows = class_rows(model, config.num_samples)
-    if rows is None:
-        images, columns = sample(model, config.num_samples, seed=config.seed), None
-    else:  # a class-conditional model: one row per class
-        labels, columns = rows
-        images = sample(model, len(labels), seed=config.seed, condition=labels)
-    if not chief:
-        return
-    levels = distribution_of(model).levels
-    grid = image_utils.make_grid(images, levels, columns=columns)
-    _publish_grid(grid, "samples", "sample", config, step)
+    """The model kind's preview grid (samples, reconstructions), drawn on every
+    worker and written by the chief."""
+    kind = trainer.kind
+    grid = kind.preview(trainer.model, originals, num=config.num_samples, seed=config.seed)
+    if grid is not None and chief:
+        _publish_grid(grid, kind.preview_tag, kind.preview_stem, config, step)
 
 
 def _publish_grid(grid: np.ndarray, tag: str, stem: str, config: TrainConfig, step: int) -> None:

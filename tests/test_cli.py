@@ -290,12 +290,12 @@ def test_latent_dims_configures_the_autoencoder_only(model, takes_code):
 
     sys.path.insert(0, str(ROOT))
     import flags as project_flags  # noqa: F401  (defines the flags)
-    import main
     from pixel_models import data
+    from pixel_models.config import model_config
 
     try:
         flags.FLAGS(["main.py", *TINY, f"--model={model}", "--latent_dims=5"])
-        config = main.model_config(data.info("shapes", image_size=8))
+        config = model_config(project_flags.run_config(), data.info("shapes", image_size=8))
     finally:
         flags.FLAGS.unparse_flags()
     assert ("latent_dims" in config) == takes_code
@@ -504,17 +504,33 @@ def test_unreachable_tpu_fails_clearly(tmp_path, address):
 
 
 def test_grpc_address_check():
-    sys.path.insert(0, str(ROOT))
-    import main
+    from pixel_models.devices import DeviceError, check_grpc_address
 
-    main.check_grpc_address("local")  # not a grpc address: left to TensorFlow
-    with pytest.raises(main.UsageError, match="grpc://HOST:PORT"):
-        main.check_grpc_address("grpc://no-port")
-    with pytest.raises(main.UsageError, match="nothing answers at 127.0.0.1"):
-        main.check_grpc_address(f"grpc://127.0.0.1:{_free_port()}", timeout=5)
+    check_grpc_address("local")  # not a grpc address: left to TensorFlow
+    with pytest.raises(DeviceError, match="grpc://HOST:PORT"):
+        check_grpc_address("grpc://no-port")
+    with pytest.raises(DeviceError, match="nothing answers at 127.0.0.1"):
+        check_grpc_address(f"grpc://127.0.0.1:{_free_port()}", timeout=5)
     import socket
 
     with socket.socket() as server:  # something listening: passes
         server.bind(("127.0.0.1", 0))
         server.listen()
-        main.check_grpc_address(f"grpc://127.0.0.1:{server.getsockname()[1]}", timeout=5)
+        check_grpc_address(f"grpc://127.0.0.1:{server.getsockname()[1]}", timeout=5)
+
+
+@pytest.mark.slow
+def test_every_mode_reads_the_data_the_run_was_trained_on(tmp_path):
+    # Evaluating a classifier trained at a non-default --image_size reads the
+    # test split at that size, and gives the metrics of the training run's
+    # last evaluation (same weights, same test images).
+    args = [*TINY, *dirs(tmp_path), "--model=invariant_cnn", "--group=C4", "--image_size=12"]
+    trained = run_main(*args, "--max_steps=2")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    metrics = json.loads(trained.stdout.strip().splitlines()[-1])
+    evaluated = run_main(*args, "--is_train=False")
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    report = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    assert report["checkpoint_step"] == 2
+    assert report["test/nll"] == pytest.approx(metrics["test/nll"], rel=1e-4)
+    assert report["test/accuracy"] == pytest.approx(metrics["test/accuracy"], abs=1e-6)

@@ -12,7 +12,8 @@ import pytest
 import tensorflow as tf
 
 import pixel_models
-from pixel_models import data, sampling, training
+from pixel_models import data, devices, runs, sampling, training
+from pixel_models.kinds import kind_of
 from pixel_models.testing import assert_causal
 
 SHAPE = (6, 6, 1)
@@ -164,12 +165,12 @@ def test_restoring_another_models_checkpoint_fails_clearly(tmp_path):
 def test_check_run_config(tmp_path):
     folder = str(tmp_path / "run")
     first = {"model": "pixel_cnn", "config": {"hidden_dims": 4}}
-    training.check_run_config(folder, first)
+    runs.check_run_config(folder, first)
     with open(os.path.join(folder, "run_config.json")) as f:
         assert json.load(f) == first
-    training.check_run_config(folder, first)  # same settings: fine
-    with pytest.raises(training.TrainingError, match="config=.*another --checkpoint_dir"):
-        training.check_run_config(folder, {"model": "pixel_cnn", "config": {"hidden_dims": 8}})
+    runs.check_run_config(folder, first)  # same settings: fine
+    with pytest.raises(runs.RunError, match="config=.*another --checkpoint_dir"):
+        runs.check_run_config(folder, {"model": "pixel_cnn", "config": {"hidden_dims": 8}})
     with open(os.path.join(folder, "run_config.json")) as f:
         assert json.load(f) == first
 
@@ -226,8 +227,8 @@ def test_a_classifier_trains_and_reports_accuracy(tmp_path):
         stages=(1, 1),
         levels=2,
     )
-    assert training.is_classifier(model)
-    assert not training.is_classifier(pixel_models.build_model("pixel_cnn", image_shape=(4, 4, 1)))
+    assert kind_of(model).name == "classifier"
+    assert kind_of(pixel_models.build_model("pixel_cnn", image_shape=(4, 4, 1))).name == "density"
     trainer = training.Trainer(model, training.make_optimizer("adam", 1e-2))
     train = data.pipeline(_labelled_shapes(512, 0), 32, training=True, seed=0)
     test = data.pipeline(_labelled_shapes(256, 1), 64, training=False)
@@ -268,9 +269,9 @@ def float32_afterwards():
 
 def test_set_precision_picks_the_policy_for_the_devices(float32_afterwards):
     gpus = tf.config.list_logical_devices("GPU")
-    assert training.set_precision(True) == ("mixed_float16" if gpus else "mixed_bfloat16")
-    assert keras.config.dtype_policy().name == training.mixed_precision_policy()
-    assert training.set_precision(False) == "float32"
+    assert devices.set_precision(True) == ("mixed_float16" if gpus else "mixed_bfloat16")
+    assert keras.config.dtype_policy().name == devices.mixed_precision_policy()
+    assert devices.set_precision(False) == "float32"
     assert keras.config.dtype_policy().name == "float32"
 
 

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from pixel_models.kinds import AUTOENCODER
 from pixel_models.models.gated_pixel_cnn import gated_pixel_cnn
 from pixel_models.models.invariant_cnn import invariant_cnn
 from pixel_models.models.pixel_cnn import check_sizes, model_input
@@ -81,6 +82,8 @@ class PixelAutoencoder(keras.Model):
     >>> [tuple(t.shape) for t in model.decoder.inputs]  # images and codes
     [(None, 4, 4, 1), (None, 2)]
     """
+
+    model_kind = AUTOENCODER
 
     def __init__(
         self,
@@ -275,6 +278,9 @@ def autoencoder(
         first_kernel_size=first_kernel_size,
         name=name,
     )
+
+
+autoencoder.model_kind = AUTOENCODER
 
 
 def is_autoencoder(model) -> bool:

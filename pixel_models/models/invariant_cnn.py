@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import keras
 
+from pixel_models.kinds import CLASSIFIER
 from pixel_models.layers.invariant import (
     GroupBatchNormalization,
     GroupConv2D,
@@ -172,3 +173,6 @@ def invariant_cnn(
     x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
     logits = keras.layers.Dense(num_classes, name="logits", dtype="float32")(x)
     return keras.Model(inputs, logits, name=name)
+
+
+invariant_cnn.model_kind = CLASSIFIER

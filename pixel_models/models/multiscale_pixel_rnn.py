@@ -11,6 +11,7 @@ import tensorflow as tf
 from keras import ops
 
 from pixel_models.distributions import PixelHead, default_kind
+from pixel_models.kinds import MULTI_STAGE
 from pixel_models.layers.recurrent import DiagonalBiLSTM, RowLSTM
 from pixel_models.models.pixel_cnn import masked_conv_factory, model_input
 from pixel_models.models.pixel_rnn import RNN_TYPES, pixel_rnn
@@ -221,6 +222,8 @@ class MultiScalePixelRNN(keras.Model):
     >>> bool(np.allclose(nll, terms["nll_small"] + terms["nll_full_given_small"], atol=1e-4))
     True
     """
+
+    model_kind = MULTI_STAGE
 
     def __init__(
         self,
@@ -521,3 +524,6 @@ def multiscale_pixel_rnn(
         row_kernel_size=row_kernel_size,
         name=name,
     )
+
+
+multiscale_pixel_rnn.model_kind = MULTI_STAGE

@@ -1,0 +1,153 @@
+"""The configuration of a run: one frozen object from the command line to the library.
+
+``main.py`` parses its flags into a :class:`RunConfig` and hands it to
+:mod:`pixel_models.experiment`; nothing below ``main.py`` and ``flags.py``
+reads the global flags, so tests, notebooks and users build the same object::
+
+    config = RunConfig(data="shapes", image_size=16, max_steps=300)
+    pixel_models.experiment.run(config)
+
+Every field has the default of the flag of the same name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+from pixel_models.data import DatasetInfo
+
+
+class UsageError(Exception):
+    """A bad command line or state; reported in one line, exit status 1."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """What a run does, with the defaults of ``main.py``'s flags (``--help`` says more).
+
+    The network fields (``hidden_dims``, ``rnn_type``, ...) are passed to the
+    chosen model's builder when it takes a parameter of that name (see
+    :func:`model_config`); the others say what to train on, how long, and
+    where to write.
+
+    Example:
+
+    >>> config = RunConfig(data="shapes", image_size=8)
+    >>> config.model, config.optimizer, config.max_steps
+    ('pixel_cnn', 'rmsprop', 0)
+    >>> dataclasses.replace(config, max_steps=10).max_steps
+    10
+    """
+
+    # Network.
+    model: str = "pixel_cnn"
+    hidden_dims: int = 16
+    recurrent_length: int = 7
+    out_hidden_dims: int = 32
+    out_recurrent_length: int = 2
+    use_residual: bool = False
+    rnn_type: str = "diagonal_bilstm"
+    group: str = "D4"
+    conditional: bool = False
+    color_dependence: str = "dependent"
+    latent_dims: int = 10
+    encoder: str = "conv"
+    encoder_dims: int = 32
+    small_image_size: int = 0
+    # Data.
+    data: str = "mnist"
+    data_dir: str | None = None
+    image_size: int = 28
+    color_levels: int = 256
+    # Training.
+    batch_size: int = 100
+    max_epoch: int = 100000
+    max_steps: int = 0
+    test_step: int = 100
+    save_step: int = 1000
+    learning_rate: float = 1e-3
+    grad_clip: float = 1.0
+    optimizer: str = "rmsprop"
+    # What to do.
+    is_train: bool = True
+    complete: str = "none"
+    score: str = ""
+    num_samples: int = 100
+    temperature: float = 1.0
+    # Outputs.
+    checkpoint_dir: str = "checkpoints"
+    log_dir: str = "logs"
+    sample_dir: str = "samples"
+    display: bool = False
+    log_level: str = "INFO"
+    # Devices.
+    use_gpu: bool = True
+    strategy: str = "auto"
+    tpu: str = ""
+    mixed_precision: bool = False
+    jit_compile: bool = False
+    random_seed: int = 123
+    deterministic: bool = False
+
+
+# Fields that set a builder parameter of these models only. Other builders may
+# take a parameter of the same name (pixel_cnn and gated_pixel_cnn accept
+# latent_dims for a code given from outside), which a run leaves unset.
+FIELD_MODELS = {"latent_dims": {"autoencoder"}}
+# Fields that describe the run, not the network, although a builder may take
+# a parameter of the same name.
+_NOT_NETWORK = frozenset(f.name for f in dataclasses.fields(RunConfig)[14:])
+
+
+def model_config(config: RunConfig, info: DatasetInfo) -> dict:
+    """The builder keywords of the run's model: the data's shape and levels, the
+    class count where the model needs labels, and every network field named
+    like one of the builder's parameters.
+
+    Example:
+
+    >>> from pixel_models import data
+    >>> model_config(RunConfig(hidden_dims=4), data.info("shapes", image_size=8))["hidden_dims"]
+    4
+    """
+    from pixel_models.kinds import kind_for_builder
+    from pixel_models.models import MODELS
+
+    builder = MODELS[config.model]
+    parameters = inspect.signature(builder).parameters
+    keywords = {"image_shape": list(info.image_shape), "levels": info.levels}
+    for name in parameters:
+        if name in FIELD_MODELS and config.model not in FIELD_MODELS[name]:
+            continue
+        if name not in keywords and name not in _NOT_NETWORK and hasattr(config, name):
+            keywords[name] = getattr(config, name)
+    if "encoder" in parameters and config.encoder == "invariant" and config.group == "none":
+        raise UsageError("--encoder=invariant needs --group=C4 or --group=D4")
+    if kind_for_builder(config.model).needs_labels:
+        if info.num_classes is None:
+            raise UsageError(
+                f"--model={config.model} classifies: --data={config.data} has no labels"
+            )
+        keywords["num_classes"] = info.num_classes
+    if config.conditional:
+        if "num_classes" not in parameters:
+            takes_labels = sorted(
+                n for n, b in MODELS.items() if "num_classes" in inspect.signature(b).parameters
+            )
+            raise UsageError(
+                f"--conditional: --model={config.model} takes no class labels; "
+                f"use one of {', '.join(takes_labels)}"
+            )
+        if info.num_classes is None:
+            raise UsageError(f"--conditional: --data={config.data} has no class labels")
+        keywords["num_classes"] = info.num_classes
+    return keywords
+
+
+def reads_labels(config: RunConfig) -> bool:
+    """Whether the run reads ``(image, label)`` pairs: classifiers and
+    ``conditional`` models."""
+    from pixel_models.kinds import kind_for_builder
+
+    return config.conditional or kind_for_builder(config.model).needs_labels

@@ -1,0 +1,271 @@
+"""A run of the zoo from one :class:`~pixel_models.config.RunConfig`: one function per mode.
+
+``main.py`` parses its flags into a ``RunConfig`` and calls :func:`run`,
+which picks the mode; each mode is also a function of its own, for tests,
+notebooks and users:
+
+- :func:`train_and_evaluate`: trains (resuming the run's latest checkpoint),
+  evaluates on the test split, writes TensorBoard events and grids;
+- :func:`generate`: a grid from the run's latest checkpoint: samples,
+  completions of test images (``complete``), or what the model's kind shows
+  instead (an autoencoder's reconstructions);
+- :func:`evaluate`: the test metrics of the latest checkpoint (a classifier's
+  cross-entropy and accuracy);
+- :func:`score`: the NLL of the user's images (``score``) under it.
+
+Every mode reads its data through :func:`run_dataset`, with the same shape,
+levels and labels, and opens the same run folders (:mod:`pixel_models.runs`).
+What differs between models is read from their kind (:mod:`pixel_models.kinds`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from pixel_models import data, devices, images, runs, sampling, training
+from pixel_models.config import RunConfig, UsageError, model_config, reads_labels
+from pixel_models.distributions import bits_per_dim, distribution_of
+from pixel_models.kinds import kind_for_builder
+from pixel_models.models import MODELS
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """What every mode of a run needs: its config, data description, identity,
+    folders and strategy."""
+
+    config: RunConfig
+    info: data.DatasetInfo
+    identity: dict
+    paths: runs.RunPaths
+    strategy: tf.distribute.Strategy
+
+    @property
+    def model_config(self) -> dict:
+        return self.identity["config"]
+
+
+def _open(config: RunConfig) -> _Run:
+    if config.model not in MODELS:
+        raise UsageError(f"--model={config.model!r}: choose one of {', '.join(sorted(MODELS))}")
+    try:
+        info = data.info(
+            config.data, image_size=config.image_size, color_levels=config.color_levels
+        )
+    except data.DataError as err:
+        raise UsageError(str(err)) from None
+    identity = {"data": config.data, "model": config.model, "config": model_config(config, info)}
+    paths = runs.run_paths(identity, config.checkpoint_dir, config.log_dir, config.sample_dir)
+    return _Run(config, info, identity, paths, devices.make_strategy(config.strategy, config.tpu))
+
+
+def setup(config: RunConfig) -> None:
+    """Applies the settings of ``config`` that act on the whole process
+    (logging, visible GPUs, precision, seeds, determinism); call it once,
+    before any model is built."""
+    logging.set_verbosity(config.log_level.lower())
+    devices.setup(config.use_gpu, config.mixed_precision, config.random_seed, config.deterministic)
+
+
+def run_dataset(config: RunConfig, split: str, num_examples: int | None = None) -> tf.data.Dataset:
+    """The ``split`` of the run's data, as every mode reads it: at the run's
+    image size and levels, with labels when the run reads them (see
+    :func:`pixel_models.config.reads_labels`).
+
+    Example:
+
+    >>> config = RunConfig(data="shapes", image_size=8, color_levels=4)
+    >>> image = next(iter(run_dataset(config, "test", num_examples=1)))
+    >>> tuple(image.shape)
+    (8, 8, 1)
+    """
+    return data.load(
+        config.data,
+        split,
+        data_dir=data.resolve_data_dir(config.data_dir),
+        image_size=config.image_size,
+        color_levels=config.color_levels,
+        seed=config.random_seed,
+        with_labels=reads_labels(config),
+        num_examples=num_examples,
+    )
+
+
+def _test_images(config: RunConfig, num: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The first ``num`` test images of the run (and their labels, or None)."""
+    test = run_dataset(config, "test", num_examples=num)
+    if not reads_labels(config):
+        return np.stack([x.numpy() for x in test]), None
+    pairs = [(x.numpy(), y.numpy()) for x, y in test]
+    return np.stack([x for x, _ in pairs]), np.array([y for _, y in pairs])
+
+
+def _steps(config: RunConfig, num_train: int) -> int:
+    """Total steps: ``max_steps`` (0: none), at most ``max_epoch`` passes."""
+    steps_per_epoch = math.ceil(num_train / config.batch_size) if num_train > 0 else None
+    max_steps = config.max_steps or (config.max_epoch * (steps_per_epoch or 1))
+    if config.max_steps and steps_per_epoch:
+        max_steps = min(max_steps, config.max_epoch * steps_per_epoch)
+    return max_steps
+
+
+def _trainer(run: _Run, model=None) -> training.Trainer:
+    """A trainer of the run's model (built here unless given), inside the strategy."""
+    config = run.config
+    with run.strategy.scope():
+        if model is None:
+            model = MODELS[config.model](**run.model_config)
+        optimizer = training.make_optimizer(config.optimizer, config.learning_rate)
+        return training.Trainer(
+            model, optimizer, run.strategy, config.grad_clip, jit_compile=config.jit_compile
+        )
+
+
+def train_and_evaluate(config: RunConfig) -> dict:
+    """Trains the run's model for ``max_steps`` (resuming its latest checkpoint).
+
+    Returns:
+      ``{"run": name, "train/nll": ..., "test/nll": ..., ...}``: the last metrics.
+    """
+    run = _open(config)
+    train_ds, test_ds = run_dataset(config, "train"), run_dataset(config, "test")
+    fit_config = training.TrainConfig(
+        max_steps=_steps(config, int(train_ds.cardinality())),
+        test_step=config.test_step,
+        save_step=config.save_step,
+        checkpoint_dir=run.paths.checkpoint_dir,
+        log_dir=run.paths.log_dir,
+        sample_dir=run.paths.sample_dir,
+        num_samples=config.num_samples,
+        seed=config.random_seed,
+        display=config.display,
+    )
+    runs.check_run_config(run.paths.checkpoint_dir, run.identity)
+    trainer = _trainer(run)
+    batches = dict(seed=config.random_seed)
+    metrics = training.fit(
+        trainer,
+        data.pipeline(train_ds, config.batch_size, training=True, **batches),
+        data.pipeline(test_ds, config.batch_size, training=False),
+        fit_config,
+    )
+    return {"run": run.paths.name, **metrics}
+
+
+def _restored(run: _Run):
+    """The run's model with the weights of its latest checkpoint, and that step."""
+    runs.check_run_config(run.paths.checkpoint_dir, run.identity, record=False)
+    with run.strategy.scope():
+        model = MODELS[run.config.model](**run.model_config)
+    _, step = training.restore_model(model, run.paths.checkpoint_dir)
+    return model, step
+
+
+def evaluate(config: RunConfig) -> dict:
+    """Test metrics of the run's latest checkpoint (for a classifier: its
+    cross-entropy ``test/nll`` and ``test/accuracy``)."""
+    run = _open(config)
+    model, step = _restored(run)
+    result = _trainer(run, model).evaluate(
+        data.pipeline(run_dataset(config, "test"), config.batch_size, training=False)
+    )
+    return {"checkpoint_step": step, **{f"test/{name}": value for name, value in result.items()}}
+
+
+def _refuse(config: RunConfig, what: str, flag: str) -> None:
+    reason = kind_for_builder(config.model).refusal(what)
+    if reason is not None:
+        raise UsageError(f"{flag}: --model={config.model} {reason}")
+
+
+def generate(config: RunConfig) -> str:
+    """Writes a grid from the run's latest checkpoint and returns its path:
+    completions of test images with ``complete``, else what the model's kind
+    shows (samples, one row per class for a class-conditional model; an
+    autoencoder's reconstructions)."""
+    run = _open(config)
+    model, step = _restored(run)
+    options = dict(batch_size=config.batch_size, temperature=config.temperature, verbose=True)
+    if config.complete != "none":
+        _refuse(config, "complete", "--complete")
+        grid = _completion_grid(run, model, options)
+        stem = f"completed_{config.complete}_step{step}_seed{config.random_seed}"
+    else:
+        kind = kind_for_builder(config.model)
+        originals = None
+        if kind.preview_needs_images:
+            originals = _test_images(config, config.num_samples)[0]
+        grid = kind.preview(
+            model, originals, num=config.num_samples, seed=config.random_seed, **options
+        )
+        stem = f"{kind.generated_stem}_step{step}_seed{config.random_seed}"
+    path = images.unused_path(os.path.join(run.paths.sample_dir, stem))
+    images.save_png(path, grid)
+    if config.display:
+        print(images.to_text(grid), flush=True)
+    logging.info("wrote %s", path)
+    return path
+
+
+def _completion_grid(run: _Run, model, options: dict) -> np.ndarray:
+    """Test images, their occluded versions and completions, three to a row.
+    A class-conditional completion is conditioned on its image's label."""
+    originals, labels = _test_images(run.config, run.config.num_samples)
+    known = images.known_mask(run.config.complete, run.info.image_shape)
+    completed = sampling.complete(
+        model, originals, known, seed=run.config.random_seed, condition=labels, **options
+    )
+    return images.completion_grid(originals, known, completed, run.info.levels)
+
+
+def score(config: RunConfig) -> dict:
+    """The NLL of the ``score`` images under the run's latest checkpoint, per
+    image and on average, in nats and bits per dimension."""
+    _refuse(config, "score", "--score")
+    if config.conditional:
+        raise UsageError("--score: scoring images under a --conditional model needs their labels")
+    run = _open(config)
+    try:
+        names, arrays = images.load_images(config.score, run.info.image_shape, run.info.levels)
+    except OSError as err:
+        raise UsageError(f"--score: cannot read {config.score}: {err}") from None
+    model, step = _restored(run)
+    distribution = distribution_of(model)
+    batches = np.array_split(arrays, max(1, -(-len(arrays) // config.batch_size)))
+    nll = np.concatenate(
+        [distribution.nll(model(b.astype(np.float32), training=False), b).numpy() for b in batches]
+    )
+    dims = int(np.prod(run.info.image_shape))
+    per_image = {
+        name: {"nll_nats": float(v), "bits_per_dim": float(bits_per_dim(v, dims))}
+        for name, v in zip(names, nll, strict=True)
+    }
+    return {
+        "checkpoint_step": step,
+        "images": per_image,
+        "mean_nll_nats": float(nll.mean()),
+        "mean_bits_per_dim": float(bits_per_dim(nll.mean(), dims)),
+    }
+
+
+def run(config: RunConfig) -> str:
+    """Sets the process up (:func:`setup`), runs the mode that ``config`` asks
+    for, and returns what the command line prints: the path of a grid, or
+    the metrics as JSON."""
+    setup(config)
+    if config.complete != "none":
+        _refuse(config, "complete", "--complete")
+    if config.score:
+        return json.dumps(score(config), indent=2)
+    if config.is_train:
+        return json.dumps(train_and_evaluate(config), sort_keys=True)
+    if not kind_for_builder(config.model).draws_images:
+        return json.dumps(evaluate(config))
+    return generate(config)
