@@ -14,7 +14,7 @@ from pixel_models import data, sampling, training
 from pixel_models.distributions import Bernoulli, Categorical, PixelHead, distribution_of, head_of
 from pixel_models.layers.masked_conv import MaskedConv2D
 from pixel_models.layers.recurrent import DiagonalBiLSTM, RowLSTM
-from pixel_models.models.pixel_cnn import model_input
+from pixel_models.models.common import model_input
 from pixel_models.models.pixel_rnn import RNN_TYPES, pixel_rnn
 from pixel_models.testing import (
     all_images,

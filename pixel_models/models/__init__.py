@@ -1,11 +1,17 @@
 """Model builders: each returns a ``keras.Model`` from images to logits (per-pixel logits
-of the image distribution, or class logits for the ``CLASSIFIERS``)."""
+of the image distribution, or class logits for a classifier).
+
+One file per model; the pieces they share are in :mod:`pixel_models.models.common`.
+A builder whose models are not plain density models declares their kind
+(``builder.model_kind``, see :mod:`pixel_models.kinds`). A new model is a file
+here and an entry of ``MODELS``."""
 
 from pixel_models.models.autoencoder import PixelAutoencoder, autoencoder, is_autoencoder
+from pixel_models.models.common import model_input
 from pixel_models.models.gated_pixel_cnn import gated_pixel_cnn
 from pixel_models.models.invariant_cnn import invariant_cnn
 from pixel_models.models.multiscale_pixel_rnn import MultiScalePixelRNN, multiscale_pixel_rnn
-from pixel_models.models.pixel_cnn import model_input, pixel_cnn
+from pixel_models.models.pixel_cnn import pixel_cnn
 from pixel_models.models.pixel_rcnn import pixel_rcnn
 from pixel_models.models.pixel_rnn import pixel_rnn
 
@@ -18,11 +24,8 @@ MODELS = {
     "multiscale_pixel_rnn": multiscale_pixel_rnn,
     "invariant_cnn": invariant_cnn,
 }
-# Models that map images to class logits instead of modelling the images.
-CLASSIFIERS = frozenset({"invariant_cnn"})
 
 __all__ = [
-    "CLASSIFIERS",
     "MODELS",
     "MultiScalePixelRNN",
     "PixelAutoencoder",

@@ -11,9 +11,9 @@ import numpy as np
 from keras import ops
 
 from pixel_models.kinds import AUTOENCODER
+from pixel_models.models.common import check_sizes, model_input
 from pixel_models.models.gated_pixel_cnn import gated_pixel_cnn
 from pixel_models.models.invariant_cnn import invariant_cnn
-from pixel_models.models.pixel_cnn import check_sizes, model_input
 
 ENCODERS = ("conv", "invariant")
 

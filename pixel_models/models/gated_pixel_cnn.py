@@ -10,7 +10,7 @@ import keras
 from pixel_models.distributions import PixelHead, default_kind
 from pixel_models.layers.gated import GatedBlock
 from pixel_models.layers.masked_conv import MaskedConv2D
-from pixel_models.models.pixel_cnn import check_sizes, condition_inputs, model_input
+from pixel_models.models.common import check_sizes, condition_inputs, model_input
 
 
 def _check_odd(name: str, value) -> None:

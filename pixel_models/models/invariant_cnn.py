@@ -15,7 +15,7 @@ from pixel_models.layers.invariant import (
     group_table,
     windows_are_symmetric,
 )
-from pixel_models.models.pixel_cnn import model_input
+from pixel_models.models.common import model_input
 
 MODEL_GROUPS = ("none", "C4", "D4")
 

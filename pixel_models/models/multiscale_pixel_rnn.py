@@ -12,9 +12,15 @@ from keras import ops
 
 from pixel_models.distributions import PixelHead, default_kind
 from pixel_models.kinds import MULTI_STAGE
-from pixel_models.layers.recurrent import DiagonalBiLSTM, RowLSTM
-from pixel_models.models.pixel_cnn import masked_conv_factory, model_input
-from pixel_models.models.pixel_rnn import RNN_TYPES, pixel_rnn
+from pixel_models.models.common import (
+    RNN_TYPES,
+    masked_conv_factory,
+    model_input,
+    output_stack,
+    recurrent_layer,
+    recurrent_stack,
+)
+from pixel_models.models.pixel_rnn import pixel_rnn
 
 
 def small_image_strides(image_shape: Sequence[int], small_image_size: int) -> tuple[int, int]:
@@ -155,32 +161,18 @@ def _conditional_pixel_rnn(
 
     masked = masked_conv_factory(channels)
 
-    x = masked(hidden_dims, first_kernel_size, "A", None, "conv_a")(x)
-    for i in range(recurrent_length):
+    def lstm(layer_name):
+        return recurrent_layer(rnn_type, hidden_dims, channels, row_kernel_size, layer_name)
+
+    def condition(i):
         # Biasing: a 1x1 unmasked convolution of the upsampled map, added to
         # the LSTM's input-to-state pre-activations.
-        condition = keras.layers.Conv2D(4 * hidden_dims, 1, name=f"condition{i}")(up)
-        if rnn_type == "row_lstm":
-            lstm = RowLSTM(
-                hidden_dims,
-                kernel_size=row_kernel_size,
-                mask_type="B",
-                color_channels=channels,
-                name=f"lstm{i}",
-            )
-        else:
-            lstm = DiagonalBiLSTM(
-                hidden_dims, mask_type="B", color_channels=channels, name=f"lstm{i}"
-            )
-        y = lstm(x, condition=condition)
-        if use_residual:
-            y = masked(hidden_dims, 1, "B", None, f"proj{i}")(y)
-            y = keras.layers.Add(name=f"residual{i}")([x, y])
-        x = y
-    for i in range(out_recurrent_length):
-        x = masked(out_hidden_dims, 1, "B", "relu", f"out{i}")(x)
-    x = masked(head.features, 1, "B", None, "logits")(x)
-    return keras.Model(inputs, head(x), name=name)
+        return keras.layers.Conv2D(4 * hidden_dims, 1, name=f"condition{i}")(up)
+
+    x = masked(hidden_dims, first_kernel_size, "A", None, "conv_a")(x)
+    x = recurrent_stack(x, lstm, masked, recurrent_length, use_residual, condition)
+    logits = output_stack(x, masked, out_hidden_dims, out_recurrent_length, head)
+    return keras.Model(inputs, logits, name=name)
 
 
 @keras.saving.register_keras_serializable(package="pixel_models")

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import keras
 
 from pixel_models.distributions import PixelHead, default_kind
-from pixel_models.models.pixel_cnn import (
+from pixel_models.models.common import (
     check_sizes,
     masked_conv_factory,
     model_input,

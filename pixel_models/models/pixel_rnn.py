@@ -7,15 +7,17 @@ from collections.abc import Sequence
 import keras
 
 from pixel_models.distributions import PixelHead, default_kind
-from pixel_models.layers.recurrent import DiagonalBiLSTM, RowLSTM
-from pixel_models.models.pixel_cnn import (
+from pixel_models.models.common import (
+    RNN_TYPES,
     check_sizes,
     masked_conv_factory,
     model_input,
     output_stack,
+    recurrent_layer,
+    recurrent_stack,
 )
 
-RNN_TYPES = ("diagonal_bilstm", "row_lstm")
+__all__ = ["RNN_TYPES", "pixel_rnn"]
 
 
 def pixel_rnn(
@@ -121,22 +123,9 @@ def pixel_rnn(
     conv = masked_conv_factory(channels)
 
     def lstm(layer_name):
-        if rnn_type == "row_lstm":
-            return RowLSTM(
-                hidden_dims,
-                kernel_size=row_kernel_size,
-                mask_type="B",
-                color_channels=channels,
-                name=layer_name,
-            )
-        return DiagonalBiLSTM(hidden_dims, mask_type="B", color_channels=channels, name=layer_name)
+        return recurrent_layer(rnn_type, hidden_dims, channels, row_kernel_size, layer_name)
 
     x = conv(hidden_dims, first_kernel_size, "A", None, "conv_a")(x)
-    for i in range(recurrent_length):
-        y = lstm(f"lstm{i}")(x)
-        if use_residual:
-            y = conv(hidden_dims, 1, "B", None, f"proj{i}")(y)
-            y = keras.layers.Add(name=f"residual{i}")([x, y])
-        x = y
+    x = recurrent_stack(x, lstm, conv, recurrent_length, use_residual)
     logits = output_stack(x, conv, out_hidden_dims, out_recurrent_length, head)
     return keras.Model(inputs, logits, name=name)

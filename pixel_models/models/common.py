@@ -1,0 +1,173 @@
+"""Builder pieces shared by the models of the zoo.
+
+Every model starts with :func:`model_input` (images in their data form,
+rescaled to ``[-1, 1]``) and, when conditional, :func:`condition_inputs`;
+the masked-convolution and recurrent models end with :func:`output_stack`;
+the recurrent ones choose their LSTM layer with :func:`recurrent_layer` and
+stack them with :func:`recurrent_stack`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import keras
+
+from pixel_models.distributions import PixelHead
+from pixel_models.layers.masked_conv import MaskedConv2D
+from pixel_models.layers.recurrent import DiagonalBiLSTM, RowLSTM
+
+RNN_TYPES = ("diagonal_bilstm", "row_lstm")
+
+
+def model_input(image_shape: Sequence[int], levels: int, name: str = "images"):
+    """The input of every model and its scaling to ``[-1, 1]``.
+
+    Models take images in their data form (integers ``0..levels-1`` as
+    float32, so that gradients with respect to the input exist for the
+    causality tests) and rescale them to ``[-1, 1]``.
+
+    Returns:
+      ``(inputs, scaled)``: the ``keras.Input`` and the rescaled tensor.
+    """
+    height, width, channels = (int(v) for v in image_shape)
+    if min(height, width, channels) < 1:
+        raise ValueError(f"image_shape must be three positive ints (H, W, C), got {image_shape}")
+    if levels < 2:
+        raise ValueError(f"levels must be >= 2, got {levels}")
+    inputs = keras.Input(shape=(height, width, channels), dtype="float32", name=name)
+    scaled = keras.layers.Rescaling(2.0 / (levels - 1), offset=-1.0, name="rescale")(inputs)
+    return inputs, scaled
+
+
+def check_sizes(**sizes: tuple[int, int]) -> None:
+    """Raises ValueError naming the argument unless every ``name=(value, low)``
+    has an int ``value >= low``."""
+    for arg, (value, low) in sizes.items():
+        if isinstance(value, bool) or int(value) != value or int(value) < low:
+            raise ValueError(f"{arg} must be an int >= {low}, got {value!r}")
+
+
+def check_optional_dims(name: str, value) -> None:
+    """Raises ValueError naming the argument unless ``value`` is None or an int >= 1."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be None or a positive int, got {value!r}")
+
+
+def condition_inputs(num_classes: int | None, latent_dims: int | None):
+    """The conditioning inputs of a conditional model and the vector they give.
+
+    With ``num_classes``: an int ``labels`` input ``(B,)``, one-hot encoded by
+    ``keras.layers.CategoryEncoding`` (which maps a label outside ``[0,
+    num_classes)`` to an all-zero code without an error); with
+    ``latent_dims``: a float ``latents`` input ``(B, latent_dims)``; with both,
+    the two concatenated (labels first).
+
+    Returns:
+      ``(inputs, condition)``: the list of ``keras.Input`` (empty when both
+      are None) and the ``(B, D)`` conditioning tensor (None when empty).
+    """
+    check_optional_dims("num_classes", num_classes)
+    check_optional_dims("latent_dims", latent_dims)
+    inputs, parts = [], []
+    if num_classes is not None:
+        labels = keras.Input(shape=(), dtype="int32", name="labels")
+        inputs.append(labels)
+        parts.append(
+            keras.layers.CategoryEncoding(num_classes, output_mode="one_hot", name="one_hot")(
+                labels
+            )
+        )
+    if latent_dims is not None:
+        latents = keras.Input(shape=(latent_dims,), dtype="float32", name="latents")
+        inputs.append(latents)
+        parts.append(latents)
+    if len(parts) > 1:
+        return inputs, keras.layers.Concatenate(name="condition")(parts)
+    return inputs, (parts[0] if parts else None)
+
+
+def apply(layer, x, condition=None):
+    """``layer(x)``, or ``layer(x, condition=condition)`` when there is a condition."""
+    return layer(x) if condition is None else layer(x, condition=condition)
+
+
+def masked_conv_factory(channels: int):
+    """``conv(filters, kernel, mask_type, activation, name)``: masked convolutions
+    with the colour groups of ``channels`` colour channels."""
+
+    def conv(filters, kernel, mask_type, activation, layer_name):
+        return MaskedConv2D(
+            filters,
+            kernel,
+            mask_type=mask_type,
+            color_channels=channels,
+            activation=activation,
+            name=layer_name,
+        )
+
+    return conv
+
+
+def output_stack(
+    x, conv, out_hidden_dims: int, out_recurrent_length: int, head: PixelHead, condition=None
+):
+    """The 1x1 type-B ReLU layers, the logits layer and the head, shared by the
+    masked-convolution and recurrent models (each layer adds the conditioning
+    bias when there is a ``condition``)."""
+    for i in range(out_recurrent_length):
+        x = apply(conv(out_hidden_dims, 1, "B", "relu", f"out{i}"), x, condition)
+    return head(apply(conv(head.features, 1, "B", None, "logits"), x, condition))
+
+
+def recurrent_layer(
+    rnn_type: str, units: int, channels: int, row_kernel_size: int, name: str
+) -> keras.layers.Layer:
+    """The mask-B LSTM layer ``rnn_type`` (one of ``RNN_TYPES``) of a PixelRNN.
+
+    Example:
+
+    >>> type(recurrent_layer("row_lstm", 4, channels=1, row_kernel_size=3, name="lstm0")).__name__
+    'RowLSTM'
+    """
+    if rnn_type not in RNN_TYPES:
+        raise ValueError(f"rnn_type must be one of {', '.join(RNN_TYPES)}, got {rnn_type!r}")
+    if rnn_type == "row_lstm":
+        return RowLSTM(
+            units, kernel_size=row_kernel_size, mask_type="B", color_channels=channels, name=name
+        )
+    return DiagonalBiLSTM(units, mask_type="B", color_channels=channels, name=name)
+
+
+def recurrent_stack(
+    x,
+    lstm: Callable[[str], keras.layers.Layer],
+    conv,
+    length: int,
+    use_residual: bool,
+    condition: Callable[[int], object] | None = None,
+):
+    """``length`` LSTM layers ``lstm0, lstm1, ...`` on ``x``; with
+    ``use_residual``, each layer's output goes through a 1x1 mask-B
+    convolution ``proj<i>`` and is added to its input (``residual<i>``).
+
+    Args:
+      x: the features after the first (mask A) layer.
+      lstm: makes the LSTM layer of a name (see :func:`recurrent_layer`).
+      conv: the model's masked convolution factory (:func:`masked_conv_factory`).
+      length: number of LSTM layers.
+      use_residual: add the residual connections.
+      condition: ``condition(i)``: the map that biases LSTM layer ``i``
+        (made before the layer), or None.
+    """
+    for i in range(length):
+        bias = None if condition is None else condition(i)
+        layer = lstm(f"lstm{i}")
+        y = layer(x) if bias is None else layer(x, condition=bias)
+        if use_residual:
+            y = conv(x.shape[-1], 1, "B", None, f"proj{i}")(y)
+            y = keras.layers.Add(name=f"residual{i}")([x, y])
+        x = y
+    return x
