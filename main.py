@@ -9,11 +9,49 @@ Parses the flags (``flags.py``) into one frozen run config and hands it to
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+import tempfile
 
 from absl import app
 
-import flags as _flags
+HELP_FLAGS = ("--help", "-h", "--helpshort", "--helpfull", "-?")
+
+
+@contextlib.contextmanager
+def _quiet_native_logs(argv: list[str]):
+    """Holds back what TensorFlow's native code prints to stderr while it is
+    imported and looks for GPUs (oneDNN, CUDA and CPU feature notices, before
+    any flag is read),
+    unless ``--log_level=DEBUG`` is asked for or ``TF_CPP_MIN_LOG_LEVEL`` is
+    set. If the import fails, what was held back is printed after all."""
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ or "--log_level=DEBUG" in argv:
+        yield
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            os.write(2, held.read())
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+with _quiet_native_logs(sys.argv):
+    import tensorflow as tf
+
+    import flags as _flags
+
+    tf.config.list_physical_devices("GPU")  # the CUDA driver's own notices, if any
 
 FLAGS = _flags.FLAGS
 
@@ -48,7 +86,12 @@ def run() -> None:
     # which for the console script is not this module.
     for flag in FLAGS.get_key_flags_for_module(_flags):
         FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    app.run(_main_with_errors)
+    try:
+        app.run(_main_with_errors)
+    except SystemExit as done:
+        # absl ends --help and --helpshort with status 1; asking for help is no error.
+        asked = any(arg in HELP_FLAGS for arg in sys.argv[1:])
+        sys.exit(0 if asked and done.code == 1 else done.code)
 
 
 if __name__ == "__main__":

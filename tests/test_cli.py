@@ -534,3 +534,19 @@ def test_every_mode_reads_the_data_the_run_was_trained_on(tmp_path):
     assert report["checkpoint_step"] == 2
     assert report["test/nll"] == pytest.approx(metrics["test/nll"], rel=1e-4)
     assert report["test/accuracy"] == pytest.approx(metrics["test/accuracy"], abs=1e-6)
+
+
+@pytest.mark.parametrize("flag", ["--helpshort", "--help"])
+def test_help_exits_zero_without_native_log_noise(flag):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), flag],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(env, CUDA_VISIBLE_DEVICES=""),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--model" in result.stdout
+    for noise in ("oneDNN", "cuInit", "cuda drivers", "absl::InitializeLog"):
+        assert noise not in result.stderr, result.stderr[-2000:]
