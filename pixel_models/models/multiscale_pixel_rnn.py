@@ -175,6 +175,23 @@ def _conditional_pixel_rnn(
     return keras.Model(inputs, logits, name=name)
 
 
+# The constructor arguments of MultiScalePixelRNN (besides Keras's own), in order.
+_ARGUMENTS = (
+    "image_shape",
+    "levels",
+    "hidden_dims",
+    "recurrent_length",
+    "out_hidden_dims",
+    "out_recurrent_length",
+    "use_residual",
+    "rnn_type",
+    "small_image_size",
+    "upsample_length",
+    "first_kernel_size",
+    "row_kernel_size",
+)
+
+
 @keras.saving.register_keras_serializable(package="pixel_models")
 class MultiScalePixelRNN(keras.Model):
     """A small-image PixelRNN and a full-image PixelRNN conditioned on it.
@@ -233,6 +250,7 @@ class MultiScalePixelRNN(keras.Model):
         row_kernel_size: int = 3,
         **kwargs,
     ):
+        arguments = {name: value for name, value in locals().items() if name in _ARGUMENTS}
         kwargs.setdefault("name", "multiscale_pixel_rnn")
         super().__init__(**kwargs)
         if rnn_type not in RNN_TYPES:
@@ -258,32 +276,20 @@ class MultiScalePixelRNN(keras.Model):
             raise ValueError(
                 f"image_shape must be three positive ints (H, W, C), got {image_shape}"
             )
-        self.levels = int(levels)
-        self.hidden_dims = int(hidden_dims)
-        self.recurrent_length = int(recurrent_length)
-        self.out_hidden_dims = int(out_hidden_dims)
-        self.out_recurrent_length = int(out_recurrent_length)
-        self.use_residual = bool(use_residual)
-        self.rnn_type = rnn_type
-        self.small_image_size = int(small_image_size)
-        self.upsample_length = int(upsample_length)
-        self.first_kernel_size = int(first_kernel_size)
-        self.row_kernel_size = int(row_kernel_size)
+        # An attribute for every constructor argument, as get_config returns them.
+        for name, value in arguments.items():
+            if name != "image_shape":
+                setattr(self, name, value if isinstance(value, bool | str) else int(value))
         self.strides = small_image_strides(self.image_shape, self.small_image_size)
 
         height, width, channels = self.image_shape
         small_shape = (height // self.strides[0], width // self.strides[1], channels)
-        common = dict(
-            levels=self.levels,
-            hidden_dims=self.hidden_dims,
-            recurrent_length=self.recurrent_length,
-            out_hidden_dims=self.out_hidden_dims,
-            out_recurrent_length=self.out_recurrent_length,
-            use_residual=self.use_residual,
-            rnn_type=self.rnn_type,
-            first_kernel_size=self.first_kernel_size,
-            row_kernel_size=self.row_kernel_size,
-        )
+        # The arguments of both PixelRNNs (all but the image shapes and the upsampling).
+        common = {
+            name: getattr(self, name)
+            for name in _ARGUMENTS
+            if name not in ("image_shape", "small_image_size", "upsample_length")
+        }
         self.small_model = pixel_rnn(small_shape, name="small", **common)
         self.conditional_model = _conditional_pixel_rnn(
             self.image_shape,
@@ -357,22 +363,8 @@ class MultiScalePixelRNN(keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "image_shape": list(self.image_shape),
-                "levels": self.levels,
-                "hidden_dims": self.hidden_dims,
-                "recurrent_length": self.recurrent_length,
-                "out_hidden_dims": self.out_hidden_dims,
-                "out_recurrent_length": self.out_recurrent_length,
-                "use_residual": self.use_residual,
-                "rnn_type": self.rnn_type,
-                "small_image_size": self.small_image_size,
-                "upsample_length": self.upsample_length,
-                "first_kernel_size": self.first_kernel_size,
-                "row_kernel_size": self.row_kernel_size,
-            }
-        )
+        config.update({name: getattr(self, name) for name in _ARGUMENTS})
+        config["image_shape"] = list(self.image_shape)
         return config
 
 
@@ -501,21 +493,8 @@ def multiscale_pixel_rnn(
       Networks. ICML 2016. https://arxiv.org/abs/1601.06759 (Section 3.5,
       Multi-Scale PixelRNN).
     """
-    return MultiScalePixelRNN(
-        image_shape=image_shape,
-        levels=levels,
-        hidden_dims=hidden_dims,
-        recurrent_length=recurrent_length,
-        out_hidden_dims=out_hidden_dims,
-        out_recurrent_length=out_recurrent_length,
-        use_residual=use_residual,
-        rnn_type=rnn_type,
-        small_image_size=small_image_size,
-        upsample_length=upsample_length,
-        first_kernel_size=first_kernel_size,
-        row_kernel_size=row_kernel_size,
-        name=name,
-    )
+    arguments = dict(locals())  # every parameter, by name
+    return MultiScalePixelRNN(**arguments)
 
 
 multiscale_pixel_rnn.model_kind = MULTI_STAGE
