@@ -19,6 +19,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from pixel_models.layers.incremental import Here, NotIncremental, Rate, Step
+
 HEAD_KINDS = ("bernoulli", "categorical")
 # One counter-based generator everywhere, so that a compiled (XLA) and a plain
 # graph draw the same numbers from the same seed.
@@ -246,6 +248,22 @@ class PixelHead(keras.layers.Layer):
             return inputs
         shape = ops.shape(inputs)
         return ops.reshape(inputs, (shape[0], shape[1], shape[2], self.channels, self.levels))
+
+    def incremental_steps(self, inputs, outputs) -> list[Step]:
+        """One position step: the float32 logits ``(B, C)`` (Bernoulli) or
+        ``(B, C, levels)`` (categorical) at the position (see
+        :mod:`pixel_models.layers.incremental`)."""
+        x = inputs["inputs"]
+        if x.rate is Rate.CONSTANT:
+            raise NotIncremental("mixes conditioning inputs into image features")
+
+        def call(where, x):
+            logits = tf.cast(x, tf.float32)
+            if self.kind == "categorical":
+                logits = tf.reshape(logits, [-1, self.channels, self.levels])
+            return [logits]
+
+        return [Step(Rate.POSITION, {"x": Here(x)}, outputs, call)]
 
     def compute_output_shape(self, input_shape):
         if self.kind == "bernoulli":

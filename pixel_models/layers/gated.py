@@ -21,6 +21,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from pixel_models.layers.incremental import Here, NotIncremental, Rate, Slot, Step, Whole, Window
 from pixel_models.layers.masked_conv import MASK_TYPES, channel_groups, make_mask
 
 
@@ -413,6 +414,39 @@ class GatedBlock(keras.layers.Layer):
         skip = self._skip(a_h)
         h_out = skip + window[:, -1, -1] if self.mask_type == "B" else skip
         return h_out, skip
+
+    def incremental_steps(self, inputs, outputs) -> list[Step]:
+        """A row step for the vertical stack (:meth:`call_vertical_row`, which
+        also gives the row's link to the horizontal stack) and a position step
+        for the horizontal stack (:meth:`call_horizontal_window`), each with
+        the condition if the block has one (known before the loop; see
+        :mod:`pixel_models.layers.incremental`)."""
+        vertical, horizontal = inputs["inputs"]
+        condition = inputs.get("condition")
+        if inputs.get("spatial_condition") is not None:
+            raise NotIncremental("has no position-wise form with a spatial_condition")
+        if condition is not None and condition.rate is not Rate.CONSTANT:
+            raise NotIncremental("has a condition that depends on the image")
+        top, bottom, left, right = self.vertical_window()
+        rates = (vertical.rate, horizontal.rate)
+        if Rate.CONSTANT in rates or (vertical.rate is Rate.POSITION and bottom < 1):
+            # A position-wise vertical input is complete only up to the row above.
+            raise NotIncremental("reads the current row of position-wise vertical features")
+        link = Slot(2 * self.filters, f"{self.name}/link")
+        given = {} if condition is None else {"condition": Whole(condition)}
+
+        def vertical_row(where, window, condition=None):
+            return self.call_vertical_row(window, condition)
+
+        def horizontal_position(where, window, link, condition=None):
+            return self.call_horizontal_window(window, link, condition)
+
+        v_reads = {"window": Window(vertical, top, left, right, bottom=bottom), **given}
+        h_reads = {"window": Window(horizontal, *self.horizontal_window()), "link": Here(link)}
+        return [
+            Step(Rate.ROW, v_reads, [outputs[0], link], vertical_row),
+            Step(Rate.POSITION, {**h_reads, **given}, outputs[1:], horizontal_position),
+        ]
 
     def get_config(self):
         config = super().get_config()

@@ -16,6 +16,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from pixel_models.layers.incremental import NotIncremental, Rate, Step, Whole, Window
+
 MASK_TYPES = ("A", "B")
 
 
@@ -288,6 +290,24 @@ class MaskedConv2D(keras.layers.Layer):
         kernel = kernel * ops.cast(self.mask[:rows], kernel.dtype)
         outputs = ops.einsum("brkc,rkco->bo", window, kernel)
         return self._finish(outputs, condition)
+
+    def incremental_steps(self, inputs, outputs) -> list[Step]:
+        """One position step: :meth:`call_window` on the :meth:`causal_window`
+        of the input, with the condition (known before the loop) if there is
+        one (see :mod:`pixel_models.layers.incremental`)."""
+        x, condition = inputs["inputs"], inputs.get("condition")
+        if x.rate is Rate.CONSTANT:
+            raise NotIncremental("convolves conditioning inputs")
+        reads = {"window": Window(x, *self.causal_window())}
+        if condition is not None:
+            if condition.rate is not Rate.CONSTANT:
+                raise NotIncremental("has a condition that depends on the image")
+            reads["condition"] = Whole(condition)
+
+        def call(where, window, condition=None):
+            return [self.call_window(window, condition)]
+
+        return [Step(Rate.POSITION, reads, outputs, call)]
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.filters)

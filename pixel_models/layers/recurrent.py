@@ -32,8 +32,8 @@ its output one pixel at a time in raster order, with the same weights,
 carrying its recurrent states in buffers that the sampler keeps:
 
 - ``step_states()``: ``{name: (features, rate)}``, the per-pixel maps the
-  layer carries (``rate`` ``"position"``: written at each pixel;
-  ``"row"``: written a whole row at a time, before the row's first pixel);
+  layer carries (``rate`` ``Rate.POSITION``: written at each pixel;
+  ``Rate.ROW``: written a whole row at a time, before the row's first pixel);
 - ``step_windows()``: ``{name: (rows_above, cols_left, cols_right)}``, the
   window of the layer input (``"inputs"``) and of each state that one pixel
   reads, as ``MaskedConv2D.causal_window()``;
@@ -46,9 +46,13 @@ carrying its recurrent states in buffers that the sampler keeps:
   the position-rate states there, from the windows, column ``j`` of the link
   and the conditioning map at ``(i, j)`` (``(B, 4 * units)``).
 
-A conditioning map is known in full before sampling starts only when it does
+``incremental_steps()`` turns these into the steps of the incremental
+protocol (:mod:`pixel_models.layers.incremental`): a row step for
+``call_step_row()`` (when the layer has a link or row-rate states) and a
+position step for ``call_step()``, each state a slot of its own. A
+conditioning map is known in full before sampling starts only when it does
 not depend on the pixels being drawn (for example, when it is computed from a
-small image that is already given); the sampler checks that.
+small image that is already given); ``incremental_steps()`` checks that.
 
 ``call()`` stays the reference they are tested against.
 
@@ -67,6 +71,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from pixel_models.layers.incremental import Here, NotIncremental, Rate, Slot, Step, Whole, Window
 from pixel_models.layers.masked_conv import MASK_TYPES, MaskedConv2D, channel_groups
 
 GATES = ("i", "f", "o", "g")
@@ -446,6 +451,61 @@ class _GatedInput(keras.layers.Layer):
         return config
 
 
+def _recurrent_steps(layer, inputs, outputs, link_features: int | None) -> list[Step]:
+    """The steps of a recurrent layer from its ``step_*`` methods (see the
+    module docstring): a row step for ``call_step_row()`` when the layer has a
+    row link (``link_features`` features) or row-rate states, and a position
+    step for ``call_step()``."""
+    x, condition = inputs["inputs"], inputs.get("condition")
+    if condition is not None and condition.rate is not Rate.CONSTANT:
+        raise NotIncremental(
+            "has no position-wise form with a condition that depends on the pixels being drawn"
+        )
+    if x.rate is not Rate.POSITION:
+        raise NotIncremental("reads features that are not computed per position")
+    declared = layer.step_states()
+    # Their rows above are read before the step that writes them: rates known up front.
+    states = {
+        name: Slot(int(features), f"{layer.name}/{name}", rate)
+        for name, (features, rate) in declared.items()
+    }
+    by_row = [name for name, (_, rate) in declared.items() if rate is Rate.ROW]
+    by_position = [name for name in declared if name not in by_row]
+    link = None if link_features is None else Slot(link_features, f"{layer.name}/link")
+    given = {} if condition is None else {"condition": Whole(condition)}
+
+    def row(where, inputs, condition=None, **above):
+        if condition is not None:  # its row above (any row at i = 0, unused)
+            condition = condition[:, tf.maximum(where.i - 1, 0)]
+        states_above = {name: above[f"state/{name}"][:, 0] for name in states}
+        value, written = layer.call_step_row(where.i, inputs[:, 0], states_above, condition)
+        return ([] if link is None else [value]) + [written[name] for name in by_row]
+
+    def position(where, link=None, condition=None, **windows):
+        if condition is not None:
+            condition = condition[:, where.i, where.j]
+        windows = {name[len("window/") :]: value for name, value in windows.items()}
+        output, written = layer.call_step(windows, link, condition)
+        return [output] + [written[name] for name in by_position]
+
+    steps = []
+    if link is not None or by_row:
+        # Before the row: the row above of the input and of every state.
+        above = {f"state/{name}": Window(slot, 1, 0, 0, bottom=1) for name, slot in states.items()}
+        reads = {"inputs": Window(x, 1, 0, 0, bottom=1), **above, **given}
+        writes = ([] if link is None else [link]) + [states[name] for name in by_row]
+        steps.append(Step(Rate.ROW, reads, writes, row))
+    reads = {
+        f"window/{name}": Window(x if name == "inputs" else states[name], *size)
+        for name, size in layer.step_windows().items()
+    }
+    if link is not None:
+        reads["link"] = Here(link)
+    writes = [*outputs, *(states[name] for name in by_position)]
+    steps.append(Step(Rate.POSITION, {**reads, **given}, writes, position))
+    return steps
+
+
 @keras.saving.register_keras_serializable(package="pixel_models")
 class RowLSTM(_GatedInput):
     """Row LSTM: an LSTM over the rows of an image, one whole row per step.
@@ -580,9 +640,9 @@ class RowLSTM(_GatedInput):
     # of the whole row is one 1-D convolution before its first pixel; each
     # pixel then adds its own 1 x k input-to-state part and updates its cell.
 
-    def step_states(self) -> dict[str, tuple[int, str]]:
+    def step_states(self) -> dict[str, tuple[int, Rate]]:
         """``h`` and ``c``, each ``units`` features, written at every pixel."""
-        return {"h": (self.units, "position"), "c": (self.units, "position")}
+        return {"h": (self.units, Rate.POSITION), "c": (self.units, Rate.POSITION)}
 
     def step_windows(self) -> dict[str, tuple[int, int, int]]:
         """A pixel reads the ``k // 2`` inputs on each side of it in its row
@@ -632,6 +692,11 @@ class RowLSTM(_GatedInput):
         split = 4 * self.units
         h, c = _lstm_update(gates + link[:, :split], link[:, split:])
         return h, {"h": h, "c": c}
+
+    def incremental_steps(self, inputs, outputs) -> list[Step]:
+        """Steps of the incremental protocol: per row, the state-to-state link;
+        per pixel, one LSTM step (see the module docstring)."""
+        return _recurrent_steps(self, inputs, outputs, link_features=5 * self.units)
 
     def get_config(self):
         config = super().get_config()
@@ -730,9 +795,9 @@ class DiagonalLSTM(_GatedInput):
     # upper and left neighbours of a pixel are known before it, so one LSTM
     # step per pixel gives exactly the skewed loop's value.
 
-    def step_states(self) -> dict[str, tuple[int, str]]:
+    def step_states(self) -> dict[str, tuple[int, Rate]]:
         """``h`` and ``c``, each ``units`` features, written at every pixel."""
-        return {"h": (self.units, "position"), "c": (self.units, "position")}
+        return {"h": (self.units, Rate.POSITION), "c": (self.units, Rate.POSITION)}
 
     def step_windows(self) -> dict[str, tuple[int, int, int]]:
         """A pixel reads its own input, ``h`` above and left of it, ``c`` left of it."""
@@ -764,6 +829,11 @@ class DiagonalLSTM(_GatedInput):
             gates = gates + ops.cast(condition, gates.dtype)
         h, c = _lstm_update(gates, windows["c"][:, 0, 0])
         return h, {"h": h, "c": c}
+
+    def incremental_steps(self, inputs, outputs) -> list[Step]:
+        """Steps of the incremental protocol: one LSTM step per pixel (see the
+        module docstring); nothing per row."""
+        return _recurrent_steps(self, inputs, outputs, link_features=None)
 
     def call_mirrored_row(self, inputs, above, condition=None):
         """One image row of the direction run right to left (on the mirrored image).
@@ -899,9 +969,9 @@ class DiagonalBiLSTM(keras.layers.Layer):
     # row's columns, right to left). It is kept as the row-rate state
     # ``back``: row i holds the right-to-left ``h`` of image row i - 1.
 
-    def step_states(self) -> dict[str, tuple[int, str]]:
+    def step_states(self) -> dict[str, tuple[int, Rate]]:
         """The left-to-right ``h`` and ``c`` (per pixel) and ``back`` (per row)."""
-        return {**self.forward_lstm.step_states(), "back": (self.units, "row")}
+        return {**self.forward_lstm.step_states(), "back": (self.units, Rate.ROW)}
 
     def step_windows(self) -> dict[str, tuple[int, int, int]]:
         """The left-to-right stream's windows, and ``back`` at the pixel."""
@@ -939,6 +1009,12 @@ class DiagonalBiLSTM(keras.layers.Layer):
         """
         forward, states = self.forward_lstm.call_step(windows, condition=condition)
         return forward + windows["back"][:, 0, 0], states
+
+    def incremental_steps(self, inputs, outputs) -> list[Step]:
+        """Steps of the incremental protocol: per row, the right-to-left stream
+        (the state ``back``); per pixel, the left-to-right step (see the
+        module docstring)."""
+        return _recurrent_steps(self, inputs, outputs, link_features=None)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.units)

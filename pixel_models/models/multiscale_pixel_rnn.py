@@ -103,7 +103,8 @@ class GridSubsample(keras.layers.Layer):
     def pixels_read(self, height: int, width: int) -> np.ndarray:
         """``(H, W)`` booleans: the only pixels of its input the output depends on.
 
-        The cached sampler computes such a layer once, before the loop, when
+        (The :class:`~pixel_models.layers.incremental.ReadsGivenPixels`
+        protocol.) The cached sampler computes such a layer once, before the loop, when
         every one of these pixels is given (the second stage of a
         Multi-Scale PixelRNN, whose grid holds the small image).
         """

@@ -1,0 +1,99 @@
+"""Running a :class:`~.plan.Plan`'s steps: a row's row steps, a position's position steps.
+
+The sampler's state is a dict of float32 buffers, one per slot read through a
+:class:`~pixel_models.layers.incremental.Window` (zero-padded: ``(B, top + H,
+left + W + right, F)``, written once per row or per position and read by
+slices), the row-rate values that position steps read
+:class:`~pixel_models.layers.incremental.Here` (``carried`` from the row's
+steps to its positions), and the constants of the batch.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+from keras import ops
+
+from pixel_models.layers.incremental import Here, Where, Whole, Window
+from pixel_models.sampling.plan import Plan
+
+
+class _Pass:
+    """One row's row steps (``j`` None) or one position's position steps."""
+
+    def __init__(self, plan: Plan, buffers, constants, i, j=None, carried=None):
+        self.plan, self.constants, self.carried = plan, constants, carried or {}
+        self.buffers = dict(buffers)
+        self.values: dict = {}
+        self.where = Where(i, j)
+
+    def _slice(self, key: int, row, rows: int, col, cols: int):
+        """Rows ``row ..`` and columns ``col ..`` (image coordinates, zeros
+        outside the image) of the buffered slot ``key``."""
+        top, left = self.plan.pads[key][:2]
+        buffer = self.buffers[key]
+        return ops.slice(
+            buffer,
+            [0, row + top, col + left, 0],
+            [tf.shape(buffer)[0], rows, cols, buffer.shape[-1]],
+        )
+
+    def read(self, read):
+        key = self.plan.key(read.slot)
+        i, j = self.where
+        if isinstance(read, Whole):
+            return self.constants[key]
+        if isinstance(read, Window):
+            rows = read.top - read.bottom + 1
+            if j is None:
+                cols = self.plan.width + read.left + read.right
+                return self._slice(key, i - read.top, rows, -read.left, cols)
+            return self._slice(key, i - read.top, rows, j - read.left, read.left + 1 + read.right)
+        assert isinstance(read, Here)
+        if key in self.values:
+            return self.values[key]
+        return self.carried[key][:, j]  # a row-rate slot at the current column
+
+    def store(self, key: int, value) -> None:
+        # Buffers are float32; under a mixed precision policy the layers
+        # return their compute dtype.
+        if key in self.buffers or self.plan.is_graph(key):
+            value = tf.cast(value, tf.float32)
+        self.values[key] = value
+        if key in self.buffers:
+            top, left = self.plan.pads[key][:2]
+            i, j = self.where
+            if j is None:
+                start, value = [0, i + top, left, 0], value[:, None]
+            else:
+                start, value = [0, i + top, j + left, 0], value[:, None, None, :]
+            self.buffers[key] = ops.slice_update(self.buffers[key], start, value)
+
+    def run(self, steps) -> None:
+        for step in steps:
+            arguments = {name: self.read(read) for name, read in step.reads.items()}
+            for slot, value in zip(step.writes, step(self.where, **arguments), strict=True):
+                self.store(self.plan.key(slot), value)
+
+
+def evaluate_row(plan: Plan, i, buffers, constants):
+    """Runs the row steps at row ``i`` (from rows above, and the row steps of
+    row ``i`` before them).
+
+    Returns:
+      ``(buffers, carried)``: the updated buffers, and the row's values that
+      position steps read :class:`~pixel_models.layers.incremental.Here`.
+    """
+    state = _Pass(plan, buffers, constants, i)
+    state.run(plan.row_steps)
+    return state.buffers, {key: state.values[key] for key in sorted(plan.carried)}
+
+
+def evaluate(plan: Plan, pixel, i, j, buffers, carried, constants):
+    """Head logits at ``(i, j)`` (``(B, C)`` or ``(B, C, L)``), and the updated buffers.
+
+    ``carried`` and the row-rate buffers must hold row ``i`` (:func:`evaluate_row`).
+    """
+    state = _Pass(plan, buffers, constants, i, j, carried)
+    state.store(plan.input, pixel)
+    state.run(plan.position_steps)
+    return state.values[plan.head], state.buffers

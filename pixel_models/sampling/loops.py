@@ -1,0 +1,145 @@
+"""The compiled sampling loops: the reference loop and the cached loop.
+
+Both are one XLA-compiled ``tf.function`` with ``tf.while_loop``s, so no
+Python code runs per pixel, and both draw each value with a stateless random
+op keyed by ``(seed, position)``, so they give the same images. The loops of a
+model are kept on the model itself (:func:`model_cache`).
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from pixel_models.distributions import RNG_ALG, Distribution
+from pixel_models.sampling.evaluate import evaluate, evaluate_row
+from pixel_models.sampling.graph import image_shape
+from pixel_models.sampling.plan import Plan
+
+_CACHE_ATTR = "_pixel_models_sampling_loops"
+
+
+def model_cache(model: keras.Model) -> dict:
+    """Compiled loops of a model, kept on the model itself (a global table keyed
+    by the model would be kept alive by the loops): freed with the model."""
+    cache = model.__dict__.get(_CACHE_ATTR)
+    if cache is None:
+        cache = {}
+        object.__setattr__(model, _CACHE_ATTR, cache)
+    return cache
+
+
+def plan_of(model: keras.Model) -> Plan:
+    """The model's :class:`~.plan.Plan`, made once."""
+    cache = model_cache(model)
+    if "plan" not in cache:
+        cache["plan"] = Plan(model)
+    return cache["plan"]
+
+
+def _key(distribution: Distribution) -> tuple:
+    return distribution.kind, distribution.levels, getattr(distribution, "temperature", 1.0)
+
+
+def reference_loop(model: keras.Model, distribution: Distribution):
+    """One compiled loop per (model, distribution) that runs the full network
+    at every step: ``run(images, known, seed, conditions) -> images``."""
+    cache = model_cache(model)
+    key = _key(distribution)
+    if key in cache:
+        return cache[key]
+    height, width, channels = image_shape(model)
+    steps = height * width * channels
+
+    # Compiled with XLA like the cached loop, so that both draw the same numbers.
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    def run(images, known, seed, conditions):
+        batch = tf.shape(images)[0]
+        rows = tf.range(batch)
+
+        def body(t, x):
+            pos, c = t // channels, t % channels
+            i, j = pos // width, pos % width
+            logits = model([x, *conditions] if conditions else x, training=False)
+            values = distribution.sample(
+                logits[:, i, j, c], tf.random.experimental.stateless_fold_in(seed, t, alg=RNG_ALG)
+            )
+            index = tf.stack(
+                [rows, tf.fill([batch], i), tf.fill([batch], j), tf.fill([batch], c)], axis=1
+            )
+            keep = tf.gather_nd(known, index)
+            new = tf.where(keep, tf.gather_nd(x, index), tf.cast(values, x.dtype))
+            return t + 1, tf.tensor_scatter_nd_update(x, index, new)
+
+        _, out = tf.while_loop(lambda t, _: t < steps, body, [tf.constant(0), images])
+        return out
+
+    cache[key] = run
+    return run
+
+
+def cached_loop(model: keras.Model, distribution: Distribution, collect_logits: bool):
+    """The compiled cached sampling loop (or teacher-forced logits when collecting):
+    ``run(images, known, seed, conditions) -> (images, logits)``.
+
+    An outer loop over rows runs each row's row steps, then an inner loop over
+    the row's positions runs the position steps, once per colour channel.
+    """
+    cache = model_cache(model)
+    key = ("cached", collect_logits, *_key(distribution))
+    if key in cache:
+        return cache[key]
+    plan = plan_of(model)
+    if plan.reason:
+        raise ValueError(f"model {model.name!r} has no cached sampler: {plan.reason}")
+    height, width, channels = image_shape(model)
+    logit_tail = [] if distribution.kind == "bernoulli" else [distribution.levels]
+
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    def run(images, known, seed, conditions):
+        batch = tf.shape(images)[0]
+        constants = plan.constants(conditions, images)
+        buffers = plan.init_buffers(batch)
+        logits_out = tf.zeros([batch, height, width, channels, *logit_tail])
+
+        def row_body(i, x, buffers, logits_out):
+            buffers, carried = evaluate_row(plan, i, buffers, constants)
+
+            def body(j, x, buffers, logits_out):
+                p = i * width + j
+                pixel = x[:, i, j, :]
+                known_here = known[:, i, j, :]
+                for c in range(channels + 1):
+                    logits, buffers = evaluate(plan, pixel, i, j, buffers, carried, constants)
+                    if c == channels:
+                        break  # the last pass only stores the finished pixel's features
+                    if collect_logits:
+                        logits_out = ops.slice_update(
+                            logits_out,
+                            [0, i, j, c] + [0] * len(logit_tail),
+                            logits[:, c][:, None, None, None],
+                        )
+                    seed_t = tf.random.experimental.stateless_fold_in(
+                        seed, p * channels + c, alg=RNG_ALG
+                    )
+                    drawn = tf.cast(distribution.sample(logits[:, c], seed_t), x.dtype)
+                    value = tf.where(known_here[:, c], pixel[:, c], drawn)
+                    pixel = tf.concat([pixel[:, :c], value[:, None], pixel[:, c + 1 :]], axis=1)
+                x = ops.slice_update(x, [0, i, j, 0], pixel[:, None, None, :])
+                return j + 1, x, buffers, logits_out
+
+            _, x, buffers, logits_out = tf.while_loop(
+                lambda j, *_: j < width, body, [tf.constant(0), x, buffers, logits_out]
+            )
+            return i + 1, x, buffers, logits_out
+
+        _, x, _, logits_out = tf.while_loop(
+            lambda i, *_: i < height,
+            row_body,
+            [tf.constant(0), images, buffers, logits_out],
+        )
+        return x, logits_out
+
+    cache[key] = run
+    return run
