@@ -50,6 +50,7 @@ class ModelKind:
       preview_tag: the TensorBoard tag of :meth:`preview` grids.
       preview_stem: the file stem of the grids written while training.
       generated_stem: the file stem of the grids written from a checkpoint.
+      reconstructs: :meth:`decoder_and_codes` applies (an autoencoder).
     """
 
     name = "density"
@@ -60,6 +61,7 @@ class ModelKind:
     preview_tag = "samples"
     preview_stem = "sample"
     generated_stem = "generated"
+    reconstructs = False
 
     def refusal(self, what: str) -> str | None:
         """Why the model cannot do ``what`` (``"sample"``, ``"complete"``,
@@ -75,6 +77,11 @@ class ModelKind:
             inputs = [inputs, condition]
         logits = model(inputs, training=training)
         return distribution_of(model).nll(logits, images), {}
+
+    def decoder_and_codes(self, model: keras.Model, images, batch_size: int = 100):
+        """``(decoder, codes)``: the network that redraws ``images`` and the
+        condition it redraws them under (only where ``reconstructs``)."""
+        raise ValueError(f"model {model.name!r} has no encoder: it cannot reconstruct images")
 
     def stages(self, model: keras.Model):
         """``(first_model, second_model, (sh, sw))`` of a model drawn in two
@@ -127,6 +134,7 @@ class _Autoencoder(ModelKind):
 
     name = "autoencoder"
     preview_needs_images = True
+    reconstructs = True
     preview_tag = "reconstructions"
     preview_stem = "reconstruction"
     generated_stem = "reconstructed"
@@ -142,6 +150,11 @@ class _Autoencoder(ModelKind):
             "models p(x | code of x), whose code has seen the whole image; with "
             "--is_train=False it writes reconstructions"
         )
+
+    def decoder_and_codes(self, model, images, batch_size=100):
+        from pixel_models.models.autoencoder import encode_batches
+
+        return model.decoder, encode_batches(model, images, batch_size=batch_size)
 
     def preview(self, model, images, *, num, seed, **options):
         from pixel_models import images as image_utils

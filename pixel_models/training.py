@@ -281,10 +281,11 @@ class Trainer:
         return eval_step
 
     def check_dataset(self, dataset: tf.data.Dataset) -> None:
-        """Raises TrainingError when a classifier is given a dataset without labels."""
+        """Raises TrainingError when a model that needs labels (a classifier) is
+        given a dataset without them."""
         if self.kind.needs_labels and not isinstance(dataset.element_spec, tuple):
             raise TrainingError(
-                f"model {self.model.name!r} is a classifier: it trains and evaluates on "
+                f"model {self.model.name!r} ({self.kind.name}) trains and evaluates on "
                 "(images, labels) batches (load the data with with_labels=True)"
             )
 

@@ -6,7 +6,7 @@ A builder whose models are not plain density models declares their kind
 (``builder.model_kind``, see :mod:`pixel_models.kinds`). A new model is a file
 here and an entry of ``MODELS``."""
 
-from pixel_models.models.autoencoder import PixelAutoencoder, autoencoder, is_autoencoder
+from pixel_models.models.autoencoder import PixelAutoencoder, autoencoder
 from pixel_models.models.common import model_input
 from pixel_models.models.gated_pixel_cnn import gated_pixel_cnn
 from pixel_models.models.invariant_cnn import invariant_cnn
@@ -32,7 +32,6 @@ __all__ = [
     "autoencoder",
     "gated_pixel_cnn",
     "invariant_cnn",
-    "is_autoencoder",
     "model_input",
     "multiscale_pixel_rnn",
     "pixel_cnn",

@@ -283,21 +283,6 @@ def autoencoder(
 autoencoder.model_kind = AUTOENCODER
 
 
-def is_autoencoder(model) -> bool:
-    """Whether a model has an ``encode()`` and a ``decoder`` (no prior over codes).
-
-    Example:
-
-    >>> model = autoencoder((4, 4, 1), latent_dims=2, encoder_dims=2, hidden_dims=2,
-    ...                     recurrent_length=1, out_recurrent_length=0)
-    >>> is_autoencoder(model), is_autoencoder(model.decoder)
-    (True, False)
-    """
-    return callable(getattr(model, "encode", None)) and isinstance(
-        getattr(model, "decoder", None), keras.Model
-    )
-
-
 def encode_batches(model, images: np.ndarray, batch_size: int = 100) -> np.ndarray:
     """Codes of ``images`` computed ``batch_size`` at a time (inference mode).
 

@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from pixel_models.distributions import RNG_ALG, Categorical, Distribution, distribution_of
+from pixel_models.kinds import kind_of
 from pixel_models.sampling.graph import image_shape, model_inputs, model_nodes
 from pixel_models.sampling.loops import cached_loop, plan_of, reference_loop
 
@@ -291,7 +292,7 @@ def sample(
     >>> pm.sample(digits, 2, seed=1, condition=[3, 7]).shape
     (2, 4, 4, 1)
     """
-    _check_not_autoencoder(model)
+    _check_samples(model)
     if int(num_samples) < 1:
         raise ValueError(f"num_samples must be a positive int, got {num_samples}")
     if int(batch_size) < 1:
@@ -360,7 +361,7 @@ def complete(
     >>> bool((pm.complete(model, images, known, seed=0) == completed).all())  # same seed
     True
     """
-    _check_not_autoencoder(model)
+    _check_samples(model)
     height, width, channels = image_shape(model)
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[1:] != (height, width, channels):
@@ -383,22 +384,18 @@ def complete(
 
 
 # ---------------------------------------------------------------------------
-# What depends on the kind of model, kept together: an autoencoder is not
-# sampled (its codes have no prior) but reconstructed from its encoder's
-# codes; a multi-scale model (one with ``multiscale_stages()``) is drawn in
-# two stages. Unchanged until models declare it through a protocol of their own.
+# What depends on the kind of model, asked of the model's kind
+# (pixel_models.kinds): whether it is sampled at all, how it is reconstructed
+# from codes, and the stages it is drawn in.
 # ---------------------------------------------------------------------------
 
 
-def _check_not_autoencoder(model) -> None:
-    from pixel_models.models.autoencoder import is_autoencoder
-
-    if is_autoencoder(model):
-        raise ValueError(
-            f"model {model.name!r} is an autoencoder: it has no distribution over codes to "
-            "sample from; reconstruct images with pixel_models.reconstruct(model, images), or "
-            "decode codes with pixel_models.sample(model.decoder, n, condition=codes)"
-        )
+def _check_samples(model) -> None:
+    """Raises ValueError when the model's kind draws no samples (see
+    :meth:`pixel_models.kinds.ModelKind.refusal`)."""
+    reason = kind_of(model).refusal("sample")
+    if reason is not None:
+        raise ValueError(f"model {model.name!r} {reason}")
 
 
 def reconstruct(
@@ -435,9 +432,8 @@ def reconstruct(
     >>> pm.reconstruct(model, np.ones((3, 4, 4, 1)), seed=0).shape
     (3, 4, 4, 1)
     """
-    from pixel_models.models.autoencoder import encode_batches, is_autoencoder
-
-    if not is_autoencoder(model):
+    kind = kind_of(model)
+    if not kind.reconstructs:
         raise ValueError(f"model {model.name!r} is not an autoencoder (it has no encode())")
     height, width, channels = image_shape(model)
     images = np.asarray(images)
@@ -450,9 +446,9 @@ def reconstruct(
     levels = distribution_of(model).levels
     if images.min() < 0 or images.max() >= levels:
         raise ValueError(f"image values must lie in [0, {levels - 1}]")
-    codes = encode_batches(model, images, batch_size=int(batch_size))
+    decoder, codes = kind.decoder_and_codes(model, images, batch_size=int(batch_size))
     return sample(
-        model.decoder,
+        decoder,
         len(images),
         seed,
         batch_size=batch_size,
@@ -465,13 +461,12 @@ def reconstruct(
 
 def _stages(model: keras.Model):
     """``(small_model, full_model, (sh, sw))`` of a model generated in two stages
-    (one with a ``multiscale_stages()`` method: the Multi-Scale PixelRNN), else None.
+    (see :meth:`pixel_models.kinds.ModelKind.stages`), else None.
 
     The small image is ``x[:, ::sh, ::sw]``; ``full_model`` is causal in the
     other pixels and sees all of the small image.
     """
-    stages = getattr(model, "multiscale_stages", None)
-    return stages() if callable(stages) else None
+    return kind_of(model).stages(model)
 
 
 def _complete_in_stages(stages, images, known, seed, **options) -> np.ndarray:
