@@ -75,16 +75,18 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
         raise DeviceError(f"strategy must be one of {', '.join(STRATEGIES)}, got {name!r}")
     if name == "tpu":
         return tpu_strategy(tpu)
-    gpus = tf.config.list_logical_devices("GPU")
-    if name == "one_device":
-        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
             raise DeviceError(
                 "--strategy=multi_worker needs the TF_CONFIG environment variable describing "
                 "the cluster and this task"
             )
+        # Before anything lists logical devices: that starts TensorFlow's
+        # context, after which collective ops can no longer be configured.
         return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
