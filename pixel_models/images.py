@@ -135,10 +135,10 @@ def load_images(
                 f"{path} holds images of shape {array.shape[1:]}; the model takes "
                 f"{(height, width, channels)}"
             )
-        if not np.issubdtype(array.dtype, np.integer) or array.min() < 0 or array.max() >= levels:
-            raise ValueError(f"{path} must hold integers in [0, {levels - 1}]")
         if len(array) == 0:
             raise ValueError(f"{path} holds no images: give it at least one (N >= 1)")
+        if not np.issubdtype(array.dtype, np.integer) or array.min() < 0 or array.max() >= levels:
+            raise ValueError(f"{path} must hold integers in [0, {levels - 1}]")
         return [f"{path}[{k}]" for k in range(len(array))], array.astype(np.uint8)
     elif os.path.isfile(path) and path.lower().endswith(".png"):
         paths = [path]

@@ -133,7 +133,7 @@ def check_run_config(
         for name, value in checked.items():
             if name in saved and saved[name] != value:
                 raise RunError(
-                    f"the run in {checkpoint_dir} was trained with --{name}={saved[name]}, not "
+                    f"{checkpoint_dir}: the run was trained with --{name}={saved[name]}, not "
                     f"--{name}={value}: pass --{name}={saved[name]} to resume it, or use "
                     "another --checkpoint_dir"
                 )
