@@ -20,7 +20,11 @@ every strategy.
 Checkpoints (model, optimizer and step) go through
 ``tf.train.CheckpointManager``, which writes new files and then updates its
 index, so an interrupted save never replaces the last good checkpoint; the
-same command run again restores the latest one and continues.
+same command run again restores the newest intact one and continues (see
+:func:`pixel_models.runs.restore_checkpoint`). While it trains, :func:`fit`
+holds the run folder's lock (:class:`pixel_models.runs.RunLock`), and it
+never saves a non-finite state: a non-finite loss or gradient, weight or
+optimizer slot stops it with a :class:`TrainingError`.
 """
 
 from __future__ import annotations

@@ -233,6 +233,27 @@ def test_generation_and_scoring_use_the_newest_intact_checkpoint(run, how):
     assert_kept(before, run.root)
 
 
+@pytest.mark.parametrize("content", [b"", b"\x00\xffnot a text proto {{", None])
+def test_restore_model_reads_the_files_when_the_checkpoint_file_is_bad(tmp_path, content, caplog):
+    train, test, _ = datasets()
+    training.fit(
+        training.Trainer(tiny_model(), training.make_optimizer("adam", 1e-3)),
+        train,
+        test,
+        config(tmp_path, max_steps=6, num_samples=0),
+    )
+    state = tmp_path / "ckpt" / "checkpoint"
+    if content is None:
+        state.unlink()
+    else:
+        state.write_bytes(content)
+    before = snapshot(tmp_path / "ckpt")
+    path, step = training.restore_model(tiny_model(), str(tmp_path / "ckpt"))
+    assert step == 6 and path == str(tmp_path / "ckpt" / "ckpt-6")
+    assert "restoring from the checkpoint files" in caplog.text
+    assert snapshot(tmp_path / "ckpt") == before  # reading repairs nothing
+
+
 # The lock and interrupted saves.
 
 
