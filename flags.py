@@ -211,7 +211,11 @@ for _name, _low in (
         message=f"--{_name} must be an integer >= {_low}",
     )
 flags.register_validator("learning_rate", lambda v: v > 0, message="--learning_rate must be > 0")
-flags.register_validator("temperature", lambda v: v > 0, message="--temperature must be > 0")
+flags.register_validator(
+    "temperature",
+    lambda v: 0 < v < float("inf"),
+    message="--temperature must be a finite number > 0",
+)
 flags.register_validator("grad_clip", lambda v: v >= 0, message="--grad_clip must be >= 0")
 
 

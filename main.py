@@ -73,9 +73,10 @@ def _main_with_errors(argv) -> None:
     from pixel_models.runs import RunError
     from pixel_models.training import TrainingError
 
+    errors = (UsageError, DataError, DeviceError, RunError, TrainingError, ValueError, OSError)
     try:
         sys.exit(main(argv))
-    except (UsageError, DataError, DeviceError, RunError, TrainingError, ValueError) as err:
+    except errors as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(1)
 

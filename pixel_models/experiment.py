@@ -62,6 +62,15 @@ def _open(config: RunConfig) -> _Run:
     except data.DataError as err:
         raise UsageError(str(err)) from None
     identity = {"data": config.data, "model": config.model, "config": model_config(config, info)}
+    if config.strategy == "multi_worker" and "TF_CONFIG" in os.environ:
+        try:
+            json.loads(os.environ["TF_CONFIG"])
+        except ValueError as err:
+            raise UsageError(
+                f"the TF_CONFIG environment variable is not valid JSON ({err}); set it to the "
+                'cluster and this task, e.g. {"cluster": {"worker": ["host:port", ...]}, '
+                '"task": {"type": "worker", "index": 0}}'
+            ) from None
     paths = runs.run_paths(identity, config.checkpoint_dir, config.log_dir, config.sample_dir)
     return _Run(config, info, identity, paths, devices.make_strategy(config.strategy, config.tpu))
 
@@ -135,6 +144,12 @@ def train_and_evaluate(config: RunConfig) -> dict:
       ``{"run": name, "train/nll": ..., "test/nll": ..., ...}``: the last metrics.
     """
     run = _open(config)
+    # Refused before any work: outputs that cannot be written, a folder of
+    # another run or of another optimizer.
+    for flag in ("checkpoint_dir", "log_dir", "sample_dir"):
+        runs.check_output_folder(flag, getattr(config, flag))
+    checked = {"optimizer": config.optimizer}
+    runs.check_run_config(run.paths.checkpoint_dir, run.identity, record=False, checked=checked)
     train_ds, test_ds = run_dataset(config, "train"), run_dataset(config, "test")
     fit_config = training.TrainConfig(
         max_steps=_steps(config, int(train_ds.cardinality())),
@@ -146,8 +161,8 @@ def train_and_evaluate(config: RunConfig) -> dict:
         num_samples=config.num_samples,
         seed=config.random_seed,
         display=config.display,
+        run_record={**run.identity, **checked},
     )
-    runs.check_run_config(run.paths.checkpoint_dir, run.identity)
     trainer = _trainer(run)
     batches = dict(seed=config.random_seed)
     metrics = training.fit(
@@ -191,6 +206,7 @@ def generate(config: RunConfig) -> str:
     shows (samples, one row per class for a class-conditional model; an
     autoencoder's reconstructions)."""
     run = _open(config)
+    runs.check_output_folder("sample_dir", config.sample_dir)
     model, step = _restored(run)
     options = dict(batch_size=config.batch_size, temperature=config.temperature, verbose=True)
     if config.complete != "none":

@@ -135,6 +135,8 @@ def load_images(
                 f"{path} holds images of shape {array.shape[1:]}; the model takes "
                 f"{(height, width, channels)}"
             )
+        if len(array) == 0:
+            raise ValueError(f"{path} holds no images: give it at least one (N >= 1)")
         if not np.issubdtype(array.dtype, np.integer) or array.min() < 0 or array.max() >= levels:
             raise ValueError(f"{path} must hold integers in [0, {levels - 1}]")
         return [f"{path}[{k}]" for k in range(len(array))], array.astype(np.uint8)
@@ -145,7 +147,16 @@ def load_images(
     images = []
     for file in paths:
         with Image.open(file) as image:
+            colour = np.asarray(image.convert("RGB"))
             array = np.asarray(image.convert("L" if channels == 1 else "RGB"))
+        if channels == 1 and not (
+            np.array_equal(colour[..., 0], colour[..., 1])
+            and np.array_equal(colour[..., 1], colour[..., 2])
+        ):
+            raise ValueError(
+                f"{file} is a colour image and the model's images are grey (one channel): "
+                "convert it to greyscale first, or score it with a model of colour data"
+            )
         if array.shape[:2] != (height, width):
             raise ValueError(
                 f"{file} is {array.shape[1]}x{array.shape[0]} pixels; the model takes "

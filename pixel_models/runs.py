@@ -14,7 +14,15 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
+import shutil
+import socket
+import tempfile  # noqa: F401  (the examples use it)
 
+import tensorflow as tf
+from absl import logging
+
+from pixel_models.errors import first_line
 from pixel_models.files import write_atomic
 
 
@@ -67,28 +75,361 @@ def write_json_atomic(path: str, payload: dict) -> None:
     write_atomic(path, lambda f: json.dump(payload, f, indent=2, sort_keys=True))
 
 
-def check_run_config(checkpoint_dir: str, run_config: dict, record: bool = True) -> None:
+def _read_json(path: str) -> dict:
+    """The JSON object in ``path``; a file that holds none is a RunError naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise RunError(
+            f"{path} is not valid JSON ({first_line(err)}): it is damaged; restore it from a "
+            "backup, or delete it to record the current flags there"
+        ) from None
+    if not isinstance(saved, dict):
+        raise RunError(
+            f"{path} holds {type(saved).__name__} instead of the run's settings: restore it from "
+            "a backup, or delete it to record the current flags there"
+        )
+    return saved
+
+
+# Fields of run_config.json that are recorded and checked but not part of the
+# run's identity (its folder name): runs recorded before them still resume.
+CHECKED_FIELDS = ("optimizer",)
+
+
+def check_run_config(
+    checkpoint_dir: str,
+    run_config: dict,
+    record: bool = True,
+    checked: dict | None = None,
+) -> None:
     """Records the run's identity beside its checkpoints (when ``record``), or checks it.
 
     A checkpoint directory belongs to one model and one set of model flags;
     resuming it with others would fail deep inside the restore (or silently
-    mix weights), so it fails here with a clear message instead.
+    mix weights), so it fails here with a clear message instead. ``checked``
+    holds settings that a resume must repeat but that do not name the run
+    (the ``optimizer``, whose state the checkpoints hold): they are recorded
+    with the identity, and compared when the record has them.
 
     Raises:
-      RunError: the folder holds a run with other settings.
+      RunError: the folder holds a run with other settings, or a damaged record.
     """
+    checked = checked or {}
     path = os.path.join(checkpoint_dir, "run_config.json")
     if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            saved = json.load(f)
-        if saved != json.loads(json.dumps(run_config)):
+        saved = _read_json(path)
+        identity = {k: v for k, v in saved.items() if k not in CHECKED_FIELDS}
+        if identity != json.loads(json.dumps(run_config)):
             diffs = sorted(
-                k for k in set(saved) | set(run_config) if saved.get(k) != run_config.get(k)
+                k for k in set(identity) | set(run_config) if identity.get(k) != run_config.get(k)
             )
-            shown = ", ".join(f"{k}={saved.get(k)!r} (now {run_config.get(k)!r})" for k in diffs)
+            shown = ", ".join(f"{k}={identity.get(k)!r} (now {run_config.get(k)!r})" for k in diffs)
             raise RunError(
                 f"checkpoint_dir {checkpoint_dir} holds a run with other settings: {shown}; "
                 "use the same flags or another --checkpoint_dir"
             )
+        for name, value in checked.items():
+            if name in saved and saved[name] != value:
+                raise RunError(
+                    f"{checkpoint_dir}: the run was trained with --{name}={saved[name]}, not "
+                    f"--{name}={value}: pass --{name}={saved[name]} to resume it, or use "
+                    "another --checkpoint_dir"
+                )
     elif record:
-        write_json_atomic(path, run_config)
+        write_json_atomic(path, {**run_config, **checked})
+
+
+# Checkpoints. ``tf.train.CheckpointManager`` writes ``ckpt-N.data-*`` and
+# ``ckpt-N.index`` (N is the step), then rewrites the ``checkpoint`` file that
+# names the latest. Restoring reads the files themselves, newest first, so a
+# lost or damaged ``checkpoint`` file or a damaged latest checkpoint costs
+# only the steps since the previous intact one.
+
+STATE_FILE = "checkpoint"
+LOCK_FILE = "lock"
+_CHECKPOINT = re.compile(r"^ckpt-(\d+)\.index$")
+
+
+class CheckpointError(RunError):
+    """No checkpoint of a run folder can be restored."""
+
+
+def checkpoint_files(checkpoint_dir: str) -> list[str]:
+    """Prefixes (``<dir>/ckpt-N``) of the checkpoints whose files are all there,
+    newest (highest step) first.
+
+    Example:
+
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     for name in ("ckpt-5.index", "ckpt-5.data-00000-of-00001", "ckpt-10.index"):
+    ...         open(os.path.join(folder, name), "w").close()
+    ...     [os.path.basename(p) for p in checkpoint_files(folder)]
+    ['ckpt-5']
+    """
+    if not os.path.isdir(checkpoint_dir):
+        return []
+    names = os.listdir(checkpoint_dir)
+    steps = []
+    for name in names:
+        match = _CHECKPOINT.match(name)
+        if match and any(n.startswith(f"ckpt-{match[1]}.data-") for n in names):
+            steps.append(int(match[1]))
+    return [os.path.join(checkpoint_dir, f"ckpt-{step}") for step in sorted(steps, reverse=True)]
+
+
+def checkpoint_step(path: str) -> int:
+    """The step of a checkpoint prefix ``.../ckpt-N``.
+
+    >>> checkpoint_step("runs/ckpt-60")
+    60
+    """
+    return int(path.rsplit("-", 1)[-1])
+
+
+def _state_latest(checkpoint_dir: str) -> tuple[str | None, str | None]:
+    """The checkpoint that the ``checkpoint`` file names (or None) and, when
+    that file is missing or unreadable, why."""
+    path = os.path.join(checkpoint_dir, STATE_FILE)
+    if not os.path.exists(path):
+        return None, f"{path} is missing"
+    try:
+        state = tf.train.get_checkpoint_state(checkpoint_dir)
+    except Exception as err:  # noqa: BLE001  (a damaged text proto raises many kinds)
+        return None, f"{path} is unreadable ({first_line(err)})"
+    if state is None or not state.model_checkpoint_path:
+        return None, f"{path} names no checkpoint"
+    latest = state.model_checkpoint_path
+    if not os.path.isabs(latest):
+        latest = os.path.join(checkpoint_dir, latest)
+    return latest, None
+
+
+def restore_checkpoint(
+    checkpoint: tf.train.Checkpoint, checkpoint_dir: str, partial: bool, repair: bool = False
+) -> str | None:
+    """Restores ``checkpoint`` from the newest intact checkpoint of ``checkpoint_dir``.
+
+    Tries the checkpoints newest first, with a warning for each one that
+    cannot be read and when the ``checkpoint`` file is missing, unreadable or
+    names another one. With ``repair`` (training, which holds the run's
+    lock), the ``checkpoint`` file is rewritten to name the restored one, so
+    that the checkpoint manager continues from it.
+
+    Args:
+      checkpoint: what to restore (a model, or a model and its optimizer).
+      checkpoint_dir: the run's checkpoint folder.
+      partial: restore a part of what was saved (the model without its optimizer).
+      repair: rewrite the ``checkpoint`` file when it does not name the restored one.
+
+    Returns:
+      The restored prefix ``<dir>/ckpt-N``, or None when there is no checkpoint.
+
+    Raises:
+      CheckpointError: there are checkpoints but none of them can be restored.
+    """
+    candidates = checkpoint_files(checkpoint_dir)
+    latest, problem = _state_latest(checkpoint_dir)
+    if not candidates:
+        return None
+    if problem is not None:
+        logging.warning(
+            "%s; restoring from the checkpoint files, newest first (%s)",
+            problem,
+            os.path.basename(candidates[0]),
+        )
+    failures = []
+    for path in candidates:
+        try:
+            status = checkpoint.restore(path)
+            if partial:
+                status = status.expect_partial()
+            status.assert_existing_objects_matched()
+        except Exception as err:  # noqa: BLE001  (a damaged file raises many kinds)
+            failures.append(f"{os.path.basename(path)}: {first_line(err)}")
+            logging.warning(
+                "cannot restore checkpoint %s (%s); trying the one before it",
+                path,
+                first_line(err),
+            )
+            continue
+        if failures or problem is not None:
+            logging.warning("restored %s, the newest intact checkpoint", path)
+        if repair and latest != path:
+            older = [p for p in reversed(candidates) if checkpoint_step(p) < checkpoint_step(path)]
+            tf.compat.v1.train.update_checkpoint_state(
+                checkpoint_dir, path, all_model_checkpoint_paths=[*older, path]
+            )
+        return path
+    raise CheckpointError(
+        f"no checkpoint in {checkpoint_dir} can be restored ({'; '.join(failures)}); each was "
+        "written by another model or is damaged: use the flags the run was trained with or "
+        "another --checkpoint_dir"
+    )
+
+
+def remove_partial_saves(checkpoint_dir: str) -> list[str]:
+    """Removes what a save killed half-way leaves behind (``ckpt-N_temp*`` and
+    ``checkpoint.tmp*``, and temporary files of :func:`write_json_atomic`);
+    returns the removed names. Call it only while holding the run's lock."""
+    if not os.path.isdir(checkpoint_dir):
+        return []
+    removed = []
+    for name in sorted(os.listdir(checkpoint_dir)):
+        if not (
+            re.match(r"^ckpt-\d+_temp", name)
+            or name.startswith(f"{STATE_FILE}.tmp")
+            or name.startswith(".tmp-")
+        ):
+            continue
+        path = os.path.join(checkpoint_dir, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+        removed.append(name)
+    if removed:
+        logging.warning(
+            "removed what an interrupted save left in %s: %s", checkpoint_dir, ", ".join(removed)
+        )
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunLock:
+    """An exclusive lock on a run's checkpoint folder, held while it trains.
+
+    The lock is a file ``lock`` in the folder, created atomically
+    (``O_CREAT | O_EXCL``) and holding the pid and host of its owner. A lock
+    whose process has died (on this host) is stale and is taken over with a
+    warning.
+
+    Example:
+
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     with RunLock(folder):
+    ...         try:
+    ...             RunLock(folder).acquire()
+    ...         except RunError as err:
+    ...             print("refused:", "is being trained by process" in str(err))
+    ...     os.listdir(folder)
+    refused: True
+    []
+    """
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self.path = os.path.join(folder, LOCK_FILE)
+        self.held = False
+
+    def _holder(self) -> dict | None:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                holder = json.load(f)
+            return holder if isinstance(holder, dict) and "pid" in holder else None
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, UnicodeDecodeError):
+            return None
+
+    def acquire(self) -> RunLock:
+        os.makedirs(self.folder, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname()}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder == {}:  # released meanwhile
+                    continue
+                if holder is not None:
+                    pid, host = holder.get("pid"), holder.get("host")
+                    if host != me["host"] or (isinstance(pid, int) and _process_alive(pid)):
+                        raise RunError(
+                            f"{self.folder} is being trained by process {pid} on {host} "
+                            f"(lock file {self.path}): wait for it to finish or stop it; if no "
+                            "such process runs any more, delete the lock file"
+                        ) from None
+                logging.warning(
+                    "taking over the stale lock %s (%s)",
+                    self.path,
+                    f"process {holder.get('pid')} on {holder.get('host')} is not running"
+                    if holder
+                    else "unreadable",
+                )
+                try:
+                    os.remove(self.path)
+                except FileNotFoundError:
+                    pass
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(me, f)
+            self.held = True
+            return self
+        raise RunError(f"cannot take the lock {self.path}: another process keeps taking it")
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            if self._holder() == {"pid": os.getpid(), "host": socket.gethostname()}:
+                os.remove(self.path)
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def check_output_folder(flag: str, path: str) -> None:
+    """Refuses an output folder that names a file or cannot be written.
+
+    Raises:
+      RunError: naming ``--flag``.
+
+    Example:
+
+    >>> with tempfile.NamedTemporaryFile() as f:
+    ...     try:
+    ...         check_output_folder("log_dir", f.name)
+    ...     except RunError as err:
+    ...         print(str(err).startswith(f"--log_dir={f.name}: "), "is a file" in str(err))
+    True True
+    """
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise RunError(
+            f"--{flag}={path}: {probe} is a file, not a folder; pass a folder (or remove the file)"
+        )
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise RunError(
+            f"--{flag}={path}: the folder {probe} is not writable; pass a writable folder or fix "
+            "its permissions"
+        )
+
+
+def remove_unstarted(checkpoint_dir: str) -> None:
+    """Removes a checkpoint folder that a failed run created and left without a
+    checkpoint (holding at most ``run_config.json``)."""
+    if not os.path.isdir(checkpoint_dir) or checkpoint_files(checkpoint_dir):
+        return
+    names = set(os.listdir(checkpoint_dir))
+    if names <= {"run_config.json", STATE_FILE}:
+        for name in names:
+            os.remove(os.path.join(checkpoint_dir, name))
+        os.rmdir(checkpoint_dir)

@@ -20,7 +20,11 @@ every strategy.
 Checkpoints (model, optimizer and step) go through
 ``tf.train.CheckpointManager``, which writes new files and then updates its
 index, so an interrupted save never replaces the last good checkpoint; the
-same command run again restores the latest one and continues.
+same command run again restores the newest intact one and continues (see
+:func:`pixel_models.runs.restore_checkpoint`). While it trains, :func:`fit`
+holds the run folder's lock (:class:`pixel_models.runs.RunLock`), and it
+never saves a non-finite state: a non-finite loss or gradient, weight or
+optimizer slot stops it with a :class:`TrainingError`.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import tensorflow as tf
 from absl import logging
 
 from pixel_models import images as image_utils
+from pixel_models import runs
 from pixel_models.distributions import bits_per_dim
 from pixel_models.errors import first_line
 from pixel_models.kinds import kind_of
@@ -68,6 +73,8 @@ class TrainConfig:
       max_to_keep: checkpoints kept.
       max_seconds: also stop (after a checkpoint) once training has run this
         long in this process (None: no time limit).
+      run_record: written as ``run_config.json`` beside the checkpoints once
+        training starts, when that file is not there yet (None: nothing).
     """
 
     max_steps: int
@@ -82,6 +89,7 @@ class TrainConfig:
     verbose: bool = True
     max_to_keep: int = 3
     max_seconds: float | None = None
+    run_record: dict | None = None
 
 
 def make_optimizer(
@@ -188,6 +196,7 @@ class Trainer:
             optimizer.build(model.trainable_variables)
         self._train_step = None
         self._eval_step = None
+        self.gradients_finite = True
 
     @property
     def step(self) -> int:
@@ -236,6 +245,12 @@ class Trainer:
             total, count, grads = self._compiled(forward_backward)(images, global_batch)
             context = tf.distribute.get_replica_context()
             grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+            if self.loss_scale:
+                # Scaled gradients that overflow are the loss scale's business:
+                # it skips the step and lowers the scale.
+                finite = tf.constant(True)
+            else:
+                finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
             if clip > 0 and self.loss_scale:
                 # The gradients are scaled: clip at the scaled bound, and keep
                 # an overflow (inf, nan) for the optimizer to see and skip.
@@ -249,7 +264,7 @@ class Trainer:
             # The optimizer sums gradients over replicas again: pre-divide.
             grads = [g / replicas for g in grads]
             optimizer.apply_gradients(zip(grads, variables, strict=True))
-            return total, count
+            return total, count, 1.0 - tf.cast(finite, tf.float32)
 
         @tf.function
         def train_step(batch):
@@ -260,10 +275,11 @@ class Trainer:
                 ),
                 axis=None,
             )
-            total, count = self.strategy.run(replica_step, args=(batch, global_batch))
+            total, count, bad = self.strategy.run(replica_step, args=(batch, global_batch))
             total = self.strategy.reduce(tf.distribute.ReduceOp.SUM, total, axis=None)
             count = self.strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None)
-            return total / count
+            bad = self.strategy.reduce(tf.distribute.ReduceOp.SUM, bad, axis=None)
+            return total / count, tf.equal(bad, 0.0)
 
         return train_step
 
@@ -290,10 +306,17 @@ class Trainer:
             )
 
     def train_step(self, batch) -> float:
-        """One optimisation step on a (distributed) batch; returns its mean NLL."""
+        """One optimisation step on a (distributed) batch; returns its mean NLL.
+
+        Afterwards :attr:`gradients_finite` says whether the step's gradients
+        were all finite (always True under loss scaling, which skips the steps
+        whose gradients overflow).
+        """
         if self._train_step is None:
             self._train_step = self._make_train_step()
-        return float(self._train_step(batch))
+        nll, finite = self._train_step(batch)
+        self.gradients_finite = bool(finite)
+        return float(nll)
 
     def evaluate(self, dataset: tf.data.Dataset) -> dict[str, float]:
         """Mean NLL per image (nats) and bits per dimension over a finite dataset.
@@ -332,56 +355,52 @@ class Trainer:
         return tf.train.Checkpoint(model=self.model, optimizer=_inner_optimizer(self.optimizer))
 
 
-def restore_latest(trainer: Trainer, checkpoint_dir: str, max_to_keep: int = 3):
-    """Restores the latest checkpoint in ``checkpoint_dir`` if there is one.
+def restore_latest(
+    trainer: Trainer, checkpoint_dir: str, max_to_keep: int = 3, repair: bool = True
+):
+    """Restores the newest intact checkpoint in ``checkpoint_dir`` if there is one.
+
+    A missing or damaged ``checkpoint`` file, or a damaged latest checkpoint,
+    falls back to the newest checkpoint whose files restore, with a warning,
+    and the ``checkpoint`` file is rewritten to name it (see
+    :func:`pixel_models.runs.restore_checkpoint`): call it only while holding
+    the run's lock, as :func:`fit` does.
 
     Returns:
       ``(manager, path)``: the checkpoint manager and the restored path, or
       None when there was nothing to restore.
     """
-    manager = tf.train.CheckpointManager(
-        trainer.checkpoint(), checkpoint_dir, max_to_keep=max_to_keep
-    )
-    path = manager.latest_checkpoint
-    if path:
-        # The optimizer's state is restored, but the learning rate is the one
-        # it was built with (the command line of this run, not of the last).
-        learning_rate = float(trainer.optimizer.learning_rate.numpy())
-        _restore(manager.checkpoint, path, partial=False)
-        trainer.optimizer.learning_rate = learning_rate
+    checkpoint = trainer.checkpoint()
+    # The optimizer's state is restored, but the learning rate is the one it
+    # was built with (the command line of this run, not of the last).
+    learning_rate = float(trainer.optimizer.learning_rate.numpy())
+    try:
+        path = runs.restore_checkpoint(checkpoint, checkpoint_dir, partial=False, repair=repair)
+    except runs.CheckpointError as err:
+        raise TrainingError(str(err)) from None
+    trainer.optimizer.learning_rate = learning_rate
+    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=max_to_keep)
     return manager, path
 
 
-def _restore(checkpoint: tf.train.Checkpoint, path: str, partial: bool) -> None:
-    """Restores ``checkpoint`` from ``path``; a mismatch is a TrainingError."""
-    try:
-        status = checkpoint.restore(path)
-        if partial:
-            status = status.expect_partial()
-        status.assert_existing_objects_matched()
-    except Exception as err:  # noqa: BLE001  (a damaged file raises many kinds)
-        raise TrainingError(
-            f"cannot restore checkpoint {path} ({first_line(err)}); it was written by another "
-            "model or is damaged: use the flags it was trained with or another --checkpoint_dir"
-        ) from None
-
-
 def restore_model(model: keras.Model, checkpoint_dir: str) -> tuple[str, int]:
-    """Restores only the model's weights from the latest checkpoint (for sampling).
+    """Restores only the model's weights from the newest intact checkpoint (for
+    sampling and scoring; see :func:`pixel_models.runs.restore_checkpoint`).
 
     Returns:
       ``(path, step)`` of the restored checkpoint.
     """
-    path = tf.train.latest_checkpoint(checkpoint_dir)
+    try:
+        path = runs.restore_checkpoint(tf.train.Checkpoint(model=model), checkpoint_dir, True)
+    except runs.CheckpointError as err:
+        raise TrainingError(str(err)) from None
     if not path:
         raise TrainingError(
             f"no checkpoint in {checkpoint_dir}: train first with the same flags and "
             "--is_train=True, or point --checkpoint_dir at a trained run"
         )
-    _restore(tf.train.Checkpoint(model=model), path, partial=True)
     # Checkpoints are numbered by their step (see fit()).
-    step = int(path.rsplit("-", 1)[-1])
-    return path, step
+    return path, runs.checkpoint_step(path)
 
 
 def fit(
@@ -437,18 +456,46 @@ def fit(
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
     trainer.check_dataset(train_dataset)
+    chief = _is_chief(trainer.strategy)
+    folder = config.checkpoint_dir
+    # Only the chief writes checkpoints, so only it locks the folder: the
+    # other workers of a multi-worker run share it without waiting.
+    created = bool(folder) and chief and not os.path.exists(folder)
+    lock = runs.RunLock(folder) if folder and chief else None
+    try:
+        if lock is not None:
+            lock.acquire()
+        try:
+            return _fit(trainer, train_dataset, test_dataset, config, chief)
+        finally:
+            if lock is not None:
+                lock.release()
+    except BaseException:
+        if created:
+            runs.remove_unstarted(folder)
+        raise
+
+
+def _fit(trainer, train_dataset, test_dataset, config: TrainConfig, chief: bool) -> dict:
     strategy = trainer.strategy
-    chief = _is_chief(strategy)
     manager = None
     if config.checkpoint_dir:
-        manager, restored = restore_latest(trainer, config.checkpoint_dir, config.max_to_keep)
+        if chief:
+            runs.remove_partial_saves(config.checkpoint_dir)
+        manager, restored = restore_latest(
+            trainer, config.checkpoint_dir, config.max_to_keep, repair=chief
+        )
         if restored:
             logging.info("restored %s at step %d", restored, trainer.step)
-    writer = (
-        tf.summary.create_file_writer(config.log_dir)
-        if config.log_dir and chief
-        else tf.summary.create_noop_writer()
-    )
+        if chief and config.run_record is not None:
+            record = os.path.join(config.checkpoint_dir, "run_config.json")
+            if not os.path.exists(record):
+                _written(record, manager, runs.write_json_atomic, record, config.run_record)
+    if config.log_dir and chief:
+        writer = tf.summary.create_file_writer(config.log_dir)
+        _start_session(writer, trainer.step + 1)
+    else:
+        writer = tf.summary.create_noop_writer()
     metrics: dict[str, float] = {}
     start = trainer.step
     if start >= config.max_steps:
@@ -474,13 +521,13 @@ def fit(
                 # lowered its scale): nothing to log, evaluate or save.
                 logging.debug("skipped a step whose scaled gradients overflowed")
                 continue
-            if not math.isfinite(nll):
-                last = manager.latest_checkpoint if manager else None
-                raise TrainingError(
-                    f"the training loss became {nll} at step {step}; stopped without saving "
-                    f"(last good checkpoint: {last or 'none'}); lower --learning_rate or "
-                    "--grad_clip"
+            if not math.isfinite(nll) or not trainer.gradients_finite:
+                what = (
+                    f"the training loss became {nll}"
+                    if not math.isfinite(nll)
+                    else "the gradients became non-finite"
                 )
+                raise TrainingError(f"{what} at step {step}; {_diverged(manager)}")
             metrics["train/nll"] = nll
             tf.summary.scalar("train/nll", nll, step=step)
             shown = [("nll", nll)]
@@ -499,14 +546,18 @@ def fit(
                 shown.append(("test_nll", result["nll"]))
             if step % config.save_step == 0 or last_step:
                 if manager is not None:
-                    _check_finite_weights(trainer.model, step, manager)
-                    _save(manager, step, chief)
+                    _check_finite_state(trainer, step, manager)
+                    where = os.path.join(config.checkpoint_dir, f"ckpt-{step}")
+                    _written(where, manager, _save, manager, step, chief)
                 if config.num_samples > 0 and (config.sample_dir or config.log_dir):
                     kind = trainer.kind
                     if kind.preview_needs_images and originals is None:
                         originals = _first_images(test_dataset, config.num_samples)
                     if originals is not None or not kind.preview_needs_images:
-                        _write_preview(trainer, originals, config, step, chief)
+                        target = config.sample_dir or config.log_dir
+                        preview = (trainer, originals, config, step, chief)
+                        _written(target, manager, _write_preview, *preview)
+                # Events up to the checkpoint survive a crash that follows it.
                 writer.flush()
             if progbar is not None:
                 progbar.update(step, shown)
@@ -522,14 +573,58 @@ def fit(
     return metrics
 
 
-def _check_finite_weights(model: keras.Model, step: int, manager) -> None:
-    bad = [w.path for w in model.weights if not np.all(np.isfinite(np.asarray(w)))]
-    if bad:
+def _diverged(manager) -> str:
+    last = manager.latest_checkpoint if manager is not None else None
+    return (
+        f"stopped without saving (last good checkpoint: {last or 'none'}); lower "
+        "--learning_rate or --grad_clip"
+    )
+
+
+def _check_finite_state(trainer: Trainer, step: int, manager) -> None:
+    """Raises TrainingError when a weight or an optimizer slot is not finite,
+    so that no non-finite state is ever saved."""
+    groups = (
+        ("weights", trainer.model.weights),
+        ("optimizer state", _inner_optimizer(trainer.optimizer).variables),
+    )
+    for what, variables in groups:
+        for variable in variables:
+            value = np.asarray(variable)
+            if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
+                name = getattr(variable, "path", None) or variable.name
+                raise TrainingError(
+                    f"the {what} became non-finite at step {step} (e.g. {name}); "
+                    f"{_diverged(manager)}"
+                )
+
+
+def _written(target: str, manager, write, *args) -> None:
+    """Runs ``write(*args)``; a failure to write ``target`` is a TrainingError that
+    names the last good checkpoint, which stays as it was."""
+    try:
+        write(*args)
+    except (OSError, tf.errors.OpError) as err:
+        last = manager.latest_checkpoint if manager is not None else None
         raise TrainingError(
-            f"the weights became non-finite at step {step} (e.g. {bad[0]}); stopped without "
-            f"saving (last good checkpoint: {manager.latest_checkpoint or 'none'}); lower "
-            "--learning_rate or --grad_clip"
-        )
+            f"cannot write {target} ({first_line(err, with_type=True)}); stopped (last good "
+            f"checkpoint: {last or 'none'}): free some space or fix the folder's permissions, "
+            "then run the same command again to resume"
+        ) from None
+
+
+def _start_session(writer, step: int) -> None:
+    """Marks in the event file that the run (re)starts at ``step``: TensorBoard
+    then drops the events of ``step`` and later that earlier files hold (from
+    the part of a crashed run after its last checkpoint), so each curve keeps
+    one value per step."""
+    event = tf.compat.v1.Event(
+        wall_time=time.time(),
+        step=step,
+        session_log=tf.compat.v1.SessionLog(status=tf.compat.v1.SessionLog.START),
+    )
+    tf.raw_ops.ImportEvent(writer=writer._resource, event=event.SerializeToString())
+    writer.flush()
 
 
 def _is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -1,0 +1,422 @@
+"""Faults, divergence and bad input: each ends in one clear line, or in a
+recovery with a warning, and never loses a file of the run.
+
+The command-line cases share one trained run (checkpoints at steps 5 and 10),
+copied for each case.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+from test_cli import TINY, run_main
+from test_training import config, datasets, tiny_model
+
+from pixel_models import runs, training
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Relative path -> digest of every file below ``folder``."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            found[str(path.relative_to(folder))] = hashlib.sha1(path.read_bytes()).hexdigest()
+    return found
+
+
+def assert_kept(before: dict, folder: Path, changed: tuple[str, ...] = ()) -> None:
+    """Every file of ``before`` is still below ``folder``, unchanged unless its
+    name ends with one of ``changed``."""
+    after = snapshot(folder)
+    for name, digest in before.items():
+        assert name in after, f"{name} was removed"
+        if not name.endswith(changed):
+            assert after[name] == digest, f"{name} was changed"
+
+
+def assert_error(result, *words: str) -> str:
+    """Exit status 1, no traceback, and one ``error:`` line holding ``words``."""
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr[-3000:]
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def assert_warned(result, *words: str) -> None:
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("W")]
+    assert any(all(w in line for w in words) for line in warnings), result.stderr[-3000:]
+
+
+class Run:
+    """A copy of the shared run: its root, flags and folders."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.flags = [
+            *TINY,
+            f"--checkpoint_dir={root / 'ckpt'}",
+            f"--log_dir={root / 'logs'}",
+            f"--sample_dir={root / 'samples'}",
+        ]
+        (self.ckpt,) = (root / "ckpt").iterdir()
+        self.logs = root / "logs" / self.ckpt.name
+        self.samples = root / "samples" / self.ckpt.name
+
+    def main(self, *args: str, **kwargs):
+        return run_main(*self.flags, *args, **kwargs)
+
+    def damage(self, how: str) -> None:
+        if how == "missing":
+            os.remove(self.ckpt / "checkpoint")
+        elif how == "garbage":
+            (self.ckpt / "checkpoint").write_bytes(os.urandom(64))
+        elif how == "empty":
+            (self.ckpt / "checkpoint").write_bytes(b"")
+        elif how == "truncated":
+            (data_file,) = glob.glob(str(self.ckpt / "ckpt-10.data-*"))
+            os.truncate(data_file, 2000)
+        else:
+            raise ValueError(how)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("trained")
+    flags = [
+        *TINY,
+        f"--checkpoint_dir={root / 'ckpt'}",
+        f"--log_dir={root / 'logs'}",
+        f"--sample_dir={root / 'samples'}",
+    ]
+    result = run_main(*flags, "--max_steps=10")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root
+
+
+@pytest.fixture
+def run(trained, tmp_path) -> Run:
+    shutil.copytree(trained, tmp_path / "run")
+    return Run(tmp_path / "run")
+
+
+def _scores(run: Run, *args: str):
+    images = np.zeros((2, 8, 8, 1), np.uint8)
+    np.save(run.root / "images.npy", images)
+    return run.main(f"--score={run.root / 'images.npy'}", *args)
+
+
+# Divergence.
+
+
+@pytest.mark.parametrize("optimizer", training.OPTIMIZERS)
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, optimizer):
+    train, test, _ = datasets()
+    good = training.Trainer(tiny_model(), training.make_optimizer(optimizer, 1e-3))
+    training.fit(good, train, test, config(tmp_path, max_steps=3))
+    before = snapshot(tmp_path)
+    bad = training.Trainer(tiny_model(), training.make_optimizer(optimizer, 1e30), grad_clip=0.0)
+    with pytest.raises(training.TrainingError, match="non-finite|became nan|became inf") as err:
+        training.fit(bad, train, test, config(tmp_path, max_steps=60, save_step=100))
+    assert f"last good checkpoint: {tmp_path / 'ckpt' / 'ckpt-3'}" in str(err.value)
+    assert_kept(before, tmp_path, changed=(".v2", "checkpoint"))
+    assert [os.path.basename(p) for p in glob.glob(str(tmp_path / "ckpt" / "*.index"))] == [
+        "ckpt-3.index"
+    ]
+    check = training.Trainer(tiny_model(), training.make_optimizer(optimizer, 1e-3))
+    training.restore_latest(check, str(tmp_path / "ckpt"))
+    state = check.model.weights + training._inner_optimizer(check.optimizer).variables
+    assert check.step == 3 and all(np.isfinite(np.asarray(v)).all() for v in state)
+
+
+def test_non_finite_optimizer_state_is_never_saved(tmp_path):
+    train, test, _ = datasets()
+    trainer = training.Trainer(tiny_model(), training.make_optimizer("rmsprop", 1e-3))
+    training.fit(trainer, train, test, config(tmp_path, max_steps=3))
+    before = snapshot(tmp_path / "ckpt")
+    # An infinite RMSProp slot leaves the loss and the weights finite.
+    slot = next(v for v in training._inner_optimizer(trainer.optimizer).variables if v.ndim)
+    slot.assign(np.full(slot.shape, np.inf, np.float32))
+    elsewhere = config(tmp_path, max_steps=6, checkpoint_dir=str(tmp_path / "other"))
+    with pytest.raises(training.TrainingError, match="optimizer state became non-finite at step 6"):
+        training.fit(trainer, train, test, elsewhere)
+    assert not (tmp_path / "other").exists()
+    assert snapshot(tmp_path / "ckpt") == before
+
+
+def test_a_run_that_diverges_before_its_first_checkpoint_leaves_no_run_folder(tmp_path):
+    train, test, _ = datasets()
+    bad = training.Trainer(tiny_model(), training.make_optimizer("adam", 1e30), grad_clip=0.0)
+    record = {"model": "pixel_cnn"}
+    with pytest.raises(training.TrainingError):
+        training.fit(
+            bad, train, test, config(tmp_path, max_steps=60, save_step=50, run_record=record)
+        )
+    assert not (tmp_path / "ckpt").exists()
+
+
+@pytest.mark.slow
+def test_divergence_on_the_command_line(run):
+    before = snapshot(run.root)
+    result = run.main("--max_steps=60", "--learning_rate=1e30", "--grad_clip=0")
+    line = assert_error(result, "at step", "last good checkpoint: ", "ckpt-10", "--learning_rate")
+    assert "non-finite" in line or "became nan" in line or "became inf" in line
+    assert_kept(before, run.root, changed=(".v2",))
+    assert not glob.glob(str(run.ckpt / "ckpt-15.*"))
+    assert not (run.ckpt / "lock").exists()
+
+
+# Lost or damaged checkpoints.
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["missing", "garbage", "truncated"])
+def test_training_resumes_from_the_newest_intact_checkpoint(run, how):
+    run.damage(how)
+    before = snapshot(run.root)
+    result = run.main("--max_steps=15", "--log_level=INFO")
+    restored = "ckpt-5" if how == "truncated" else "ckpt-10"
+    assert_warned(result, f"restored {run.ckpt / restored}, the newest intact checkpoint")
+    assert f"restored {run.ckpt / restored} at step" in result.stderr
+    assert tf.train.latest_checkpoint(str(run.ckpt)).endswith("ckpt-15")
+    # Nothing that was saved is lost; a damaged ckpt-10 is written again.
+    assert_kept(before, run.root, changed=("checkpoint", ".v2", "ckpt-10.index", "00001", "10.png"))
+    if how == "truncated":
+        _assert_one_value_per_step(run.logs, restarted_at=6)
+
+
+def _assert_one_value_per_step(log_dir: Path, restarted_at: int) -> None:
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+
+    starts = [
+        event.step
+        for path in sorted(glob.glob(str(log_dir / "events.out.tfevents.*")))
+        for event in tf.compat.v1.train.summary_iterator(path)
+        if event.HasField("session_log") and event.session_log.status == event.session_log.START
+    ]
+    assert starts[-1] == restarted_at
+    events = EventAccumulator(str(log_dir), size_guidance={"tensors": 0})
+    events.Reload()
+    steps = [event.step for event in events.Tensors("train/nll")]
+    assert steps == list(range(1, 16)), steps
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["missing", "truncated"])
+def test_generation_and_scoring_use_the_newest_intact_checkpoint(run, how):
+    run.damage(how)
+    before = snapshot(run.root)
+    step = 5 if how == "truncated" else 10
+    generated = run.main("--is_train=False")
+    assert_warned(generated, "newest intact checkpoint")
+    assert f"step{step}_" in generated.stdout.strip().splitlines()[-1]
+    scored = _scores(run)
+    assert_warned(scored, "newest intact checkpoint")
+    assert json.loads(scored.stdout[scored.stdout.index("{") :])["checkpoint_step"] == step
+    assert_kept(before, run.root)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\xffnot a text proto {{", None])
+def test_restore_model_reads_the_files_when_the_checkpoint_file_is_bad(tmp_path, content, caplog):
+    train, test, _ = datasets()
+    training.fit(
+        training.Trainer(tiny_model(), training.make_optimizer("adam", 1e-3)),
+        train,
+        test,
+        config(tmp_path, max_steps=6, num_samples=0),
+    )
+    state = tmp_path / "ckpt" / "checkpoint"
+    if content is None:
+        state.unlink()
+    else:
+        state.write_bytes(content)
+    before = snapshot(tmp_path / "ckpt")
+    path, step = training.restore_model(tiny_model(), str(tmp_path / "ckpt"))
+    assert step == 6 and path == str(tmp_path / "ckpt" / "ckpt-6")
+    assert "restoring from the checkpoint files" in caplog.text
+    assert snapshot(tmp_path / "ckpt") == before  # reading repairs nothing
+
+
+# The lock and interrupted saves.
+
+
+@pytest.mark.slow
+def test_a_second_training_of_a_run_is_refused(run):
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        lock = {"pid": holder.pid, "host": os.uname().nodename}
+        (run.ckpt / "lock").write_text(json.dumps(lock))
+        before = snapshot(run.root)
+        result = run.main("--max_steps=15")
+        assert_error(result, f"process {holder.pid}", "being trained", "lock")
+        assert snapshot(run.root) == before
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.slow
+def test_a_stale_lock_and_a_killed_save_do_not_block_a_resume(run):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (run.ckpt / "lock").write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename}))
+    (run.ckpt / "ckpt-15_temp").mkdir()
+    (run.ckpt / "ckpt-15_temp" / "part-00000-of-00001.index").write_bytes(b"half")
+    (run.ckpt / "checkpoint.tmp0123abcd").write_text("half")
+    result = run.main("--max_steps=15")
+    assert_warned(result, "stale lock", f"process {dead.pid}")
+    assert_warned(result, "interrupted save", "ckpt-15_temp", "checkpoint.tmp0123abcd")
+    assert tf.train.latest_checkpoint(str(run.ckpt)).endswith("ckpt-15")
+    assert not (run.ckpt / "lock").exists() and not (run.ckpt / "ckpt-15_temp").exists()
+
+
+def test_the_lock_is_only_taken_once(tmp_path):
+    with runs.RunLock(str(tmp_path)):
+        with pytest.raises(runs.RunError, match=f"process {os.getpid()} on "):
+            runs.RunLock(str(tmp_path)).acquire()
+        assert json.loads((tmp_path / "lock").read_text())["pid"] == os.getpid()
+    assert not (tmp_path / "lock").exists()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(28, "No space left on device"),
+        tf.errors.ResourceExhaustedError(None, None, "disk quota exceeded"),
+        tf.errors.PermissionDeniedError(None, None, "permission denied"),
+    ],
+)
+def test_a_failed_save_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, error):
+    train, test, _ = datasets()
+    trainer = training.Trainer(tiny_model(), training.make_optimizer("adam", 1e-3))
+    training.fit(trainer, train, test, config(tmp_path, max_steps=3, num_samples=0))
+    before = snapshot(tmp_path / "ckpt")
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", fail)
+    with pytest.raises(training.TrainingError, match="cannot write .*ckpt-6") as err:
+        training.fit(trainer, train, test, config(tmp_path, max_steps=6, num_samples=0))
+    assert f"last good checkpoint: {tmp_path / 'ckpt' / 'ckpt-3'}" in str(err.value)
+    assert "\n" not in str(err.value)
+    assert snapshot(tmp_path / "ckpt") == before
+
+
+# Folders that cannot be written.
+
+
+@pytest.mark.parametrize("flag", ["checkpoint_dir", "log_dir", "sample_dir"])
+def test_an_output_folder_that_is_a_file_is_refused(tmp_path, flag):
+    (tmp_path / "file").write_text("not a folder")
+    folders = {name: tmp_path / name for name in ("checkpoint_dir", "log_dir", "sample_dir")}
+    folders[flag] = tmp_path / "file"
+    result = run_main(*TINY, "--max_steps=5", *(f"--{k}={v}" for k, v in folders.items()))
+    assert_error(result, f"--{flag}=", "is a file")
+    assert sorted(os.listdir(tmp_path)) == ["file"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_checkpoint_dir_is_refused(tmp_path):
+    (tmp_path / "ro").mkdir(mode=0o555)
+    result = run_main(*TINY, "--max_steps=5", f"--checkpoint_dir={tmp_path / 'ro'}")
+    assert_error(result, "--checkpoint_dir=", "not writable")
+
+
+def test_output_folder_check():
+    runs.check_output_folder("log_dir", "/nonexistent/below/anything")
+    with pytest.raises(runs.RunError, match="--sample_dir=.*is a file"):
+        runs.check_output_folder("sample_dir", __file__ + "/samples")
+
+
+# Input that names nothing.
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("content", [b"", b"\x8f\x00\xffrandom"])
+def test_a_damaged_run_config_is_named(run, content):
+    (run.ckpt / "run_config.json").write_bytes(content)
+    before = snapshot(run.root)
+    result = run.main("--max_steps=15")
+    assert_error(result, str(run.ckpt / "run_config.json"), "delete it")
+    assert snapshot(run.root) == before
+
+
+@pytest.mark.slow
+def test_resuming_with_another_optimizer_is_refused(run):
+    before = snapshot(run.root)
+    result = run.main("--max_steps=15", "--optimizer=adam")
+    assert_error(result, "the run was trained with --optimizer=rmsprop")
+    assert snapshot(run.root) == before
+
+
+def test_run_config_records_the_optimizer_without_renaming_the_run(tmp_path):
+    identity = {"data": "shapes", "model": "pixel_cnn", "config": {"hidden_dims": 4}}
+    assert runs.run_name(identity) == "shapes-pixel_cnn-b5b9bade"
+    old = str(tmp_path / "old")
+    runs.check_run_config(old, identity)  # a record of before the optimizer was recorded
+    runs.check_run_config(old, identity, checked={"optimizer": "adam"})
+    new = str(tmp_path / "new")
+    runs.check_run_config(new, identity, checked={"optimizer": "adam"})
+    with pytest.raises(runs.RunError, match="trained with --optimizer=adam"):
+        runs.check_run_config(new, identity, checked={"optimizer": "rmsprop"})
+
+
+@pytest.mark.slow
+def test_invalid_tf_config_is_named(tmp_path):
+    env = dict(os.environ, TF_CONFIG="{not json", TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *TINY, "--strategy=multi_worker"]
+        + [f"--checkpoint_dir={tmp_path / 'ckpt'}", "--max_steps=5"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        cwd=ROOT,
+    )
+    assert_error(result, "TF_CONFIG", "not valid JSON")
+    assert not (tmp_path / "ckpt").exists()
+
+
+@pytest.mark.slow
+def test_scoring_refuses_bad_images(run):
+    np.save(run.root / "none.npy", np.zeros((0, 8, 8, 1), np.uint8))
+    assert_error(run.main(f"--score={run.root / 'none.npy'}"), "none.npy", "no images")
+    colour = np.zeros((8, 8, 3), np.uint8)
+    colour[..., 0] = 255
+    Image.fromarray(colour).save(run.root / "red.png")
+    assert_error(run.main(f"--score={run.root / 'red.png'}"), "red.png", "colour", "greyscale")
+
+
+@pytest.mark.slow
+def test_an_infinite_temperature_is_refused(tmp_path):
+    result = run_main(*TINY, "--is_train=False", "--temperature=inf")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "--temperature must be a finite number > 0" in result.stderr
+
+
+def test_a_grey_png_is_still_scored_by_a_binary_model(tmp_path):
+    from pixel_models import images
+
+    grey = np.zeros((8, 8, 3), np.uint8)
+    grey[:4] = 200
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    _, arrays = images.load_images(str(tmp_path / "grey.png"), (8, 8, 1), levels=2)
+    assert arrays.shape == (1, 8, 8, 1) and arrays.sum() == 32
