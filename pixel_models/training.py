@@ -476,21 +476,42 @@ def fit(
         raise
 
 
+def _open_checkpoints(trainer, config: TrainConfig, chief: bool):
+    """Restores the latest intact checkpoint (cleaning up after an interrupted
+    save) and records the run; returns the checkpoint manager, or None."""
+    if not config.checkpoint_dir:
+        return None
+    if chief:
+        runs.remove_partial_saves(config.checkpoint_dir)
+    manager, restored = restore_latest(
+        trainer, config.checkpoint_dir, config.max_to_keep, repair=chief
+    )
+    if restored:
+        logging.info("restored %s at step %d", restored, trainer.step)
+    if chief and config.run_record is not None:
+        record = os.path.join(config.checkpoint_dir, "run_config.json")
+        if not os.path.exists(record):
+            _written(record, manager, runs.write_json_atomic, record, config.run_record)
+    return manager
+
+
+def _evaluate_and_log(trainer, test_dataset, metrics: dict, step: int) -> float:
+    """Evaluates on the test set, logs every metric under ``test/``; returns the NLL."""
+    result = trainer.evaluate(test_dataset)
+    metrics["test/nll"] = result["nll"]
+    tf.summary.scalar("test/nll", result["nll"], step=step)
+    if "bits_per_dim" in result:
+        metrics["test/bits_per_dim"] = result["bits_per_dim"]
+        tf.summary.scalar("test/bits_per_dim", result["bits_per_dim"], step=step)
+    for name in sorted(set(result) - {"nll", "bits_per_dim"}):
+        metrics[f"test/{name}"] = result[name]
+        tf.summary.scalar(f"test/{name}", result[name], step=step)
+    return result["nll"]
+
+
 def _fit(trainer, train_dataset, test_dataset, config: TrainConfig, chief: bool) -> dict:
     strategy = trainer.strategy
-    manager = None
-    if config.checkpoint_dir:
-        if chief:
-            runs.remove_partial_saves(config.checkpoint_dir)
-        manager, restored = restore_latest(
-            trainer, config.checkpoint_dir, config.max_to_keep, repair=chief
-        )
-        if restored:
-            logging.info("restored %s at step %d", restored, trainer.step)
-        if chief and config.run_record is not None:
-            record = os.path.join(config.checkpoint_dir, "run_config.json")
-            if not os.path.exists(record):
-                _written(record, manager, runs.write_json_atomic, record, config.run_record)
+    manager = _open_checkpoints(trainer, config, chief)
     if config.log_dir and chief:
         writer = tf.summary.create_file_writer(config.log_dir)
         _start_session(writer, trainer.step + 1)
@@ -534,16 +555,7 @@ def _fit(trainer, train_dataset, test_dataset, config: TrainConfig, chief: bool)
             out_of_time = config.max_seconds is not None and time.time() - tic >= config.max_seconds
             last_step = step >= config.max_steps or out_of_time
             if test_dataset is not None and (step % config.test_step == 0 or last_step):
-                result = trainer.evaluate(test_dataset)
-                metrics["test/nll"] = result["nll"]
-                tf.summary.scalar("test/nll", result["nll"], step=step)
-                if "bits_per_dim" in result:
-                    metrics["test/bits_per_dim"] = result["bits_per_dim"]
-                    tf.summary.scalar("test/bits_per_dim", result["bits_per_dim"], step=step)
-                for name in sorted(set(result) - {"nll", "bits_per_dim"}):
-                    metrics[f"test/{name}"] = result[name]
-                    tf.summary.scalar(f"test/{name}", result[name], step=step)
-                shown.append(("test_nll", result["nll"]))
+                shown.append(("test_nll", _evaluate_and_log(trainer, test_dataset, metrics, step)))
             if step % config.save_step == 0 or last_step:
                 if manager is not None:
                     _check_finite_state(trainer, step, manager)
