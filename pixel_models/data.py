@@ -151,6 +151,27 @@ def info(name: str, image_size: int = 28, color_levels: int = _DEFAULT_COLOR_LEV
     raise DataError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
 
 
+def in_memory_bytes(meta: DatasetInfo) -> int:
+    """About how many bytes the train and test splits of a procedural dataset
+    take in memory while they are drawn and held (0 for tfds datasets, read
+    from their own files).
+
+    Example:
+
+    >>> in_memory_bytes(info("shapes", image_size=8)) > 22000 * 64
+    True
+    >>> in_memory_bytes(info("mnist"))
+    0
+    """
+    if meta.needs_download:
+        return 0
+    images = sum(_SHAPES_SPLIT_SIZES.values())
+    # The uint8 images and the dataset's copy of them, and the float64
+    # masks of one chunk while shapes are drawn.
+    dims = int(np.prod(meta.image_shape))
+    return 2 * images * dims + 4 * 8 * min(images, _SHAPES_CHUNK) * dims
+
+
 def resolve_data_dir(data_dir: str | None) -> str | None:
     """Chooses the tensorflow_datasets data folder.
 

@@ -21,6 +21,26 @@ class DeviceError(RuntimeError):
     """The devices asked for cannot be used; the message says why and what to do."""
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (``MemAvailable`` of
+    ``/proc/meminfo``), or None where the system does not say.
+
+    Example:
+
+    >>> memory = available_memory()
+    >>> memory is None or memory > 0
+    True
+    """
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def mixed_precision_policy() -> str:
     """The mixed precision policy for the visible devices: ``mixed_float16``
     when there is a GPU, ``mixed_bfloat16`` otherwise (CPU, TPU)."""

@@ -137,6 +137,39 @@ def _trainer(run: _Run, model=None) -> training.Trainer:
         )
 
 
+def _activation_bytes(config: RunConfig, info: data.DatasetInfo) -> int:
+    """About how many bytes one training batch's activations and their
+    gradients take: every layer's features at every pixel, float32, three
+    copies (values, gradients, the optimizer's working space)."""
+    height, width, channels = info.image_shape
+    logits = channels * (1 if info.levels == 2 else info.levels)
+    features = (
+        config.hidden_dims * (config.recurrent_length + 2)
+        + config.out_hidden_dims * config.out_recurrent_length
+        + logits
+    )
+    return 3 * 4 * config.batch_size * height * width * features
+
+
+def check_memory(config: RunConfig, info: data.DatasetInfo) -> None:
+    """Refuses, in one line, a run whose data and batch this machine cannot hold.
+
+    Raises:
+      UsageError: the estimate exceeds the memory available now.
+    """
+    available = devices.available_memory()
+    dataset, batch = data.in_memory_bytes(info), _activation_bytes(config, info)
+    if available is None or dataset + batch <= available:
+        return
+    gib = 2.0**30
+    raise UsageError(
+        f"--image_size={config.image_size} with --batch_size={config.batch_size}: the run "
+        f"needs about {(dataset + batch) / gib:.1f} GiB of memory (data {dataset / gib:.1f} "
+        f"GiB, one batch {batch / gib:.1f} GiB) and {available / gib:.1f} GiB are "
+        "available; lower --image_size, --batch_size or --hidden_dims"
+    )
+
+
 def train_and_evaluate(config: RunConfig) -> dict:
     """Trains the run's model for ``max_steps`` (resuming its latest checkpoint).
 
@@ -144,6 +177,7 @@ def train_and_evaluate(config: RunConfig) -> dict:
       ``{"run": name, "train/nll": ..., "test/nll": ..., ...}``: the last metrics.
     """
     run = _open(config)
+    check_memory(config, run.info)
     # Refused before any work: outputs that cannot be written, a folder of
     # another run or of another optimizer.
     for flag in ("checkpoint_dir", "log_dir", "sample_dir"):

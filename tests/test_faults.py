@@ -420,3 +420,25 @@ def test_a_grey_png_is_still_scored_by_a_binary_model(tmp_path):
     Image.fromarray(grey).save(tmp_path / "grey.png")
     _, arrays = images.load_images(str(tmp_path / "grey.png"), (8, 8, 1), levels=2)
     assert arrays.shape == (1, 8, 8, 1) and arrays.sum() == 32
+
+
+def test_a_run_larger_than_the_memory_is_refused_before_any_work(tmp_path):
+    folders = [f"--{name}_dir={tmp_path / name}" for name in ("checkpoint", "log", "sample")]
+    args = [*TINY, *folders, "--image_size=1000", "--batch_size=100"]
+    line = assert_error(run_main(*args, timeout=120), "--image_size=1000", "GiB", "available")
+    assert "--batch_size" in line
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_memory_estimate_grows_with_the_image_and_the_batch():
+    from pixel_models import data, experiment
+    from pixel_models.config import RunConfig
+
+    small = RunConfig(data="shapes", image_size=8, batch_size=16)
+    large = RunConfig(data="shapes", image_size=16, batch_size=16)
+    info = {c: data.info("shapes", image_size=c.image_size) for c in (small, large)}
+    assert data.in_memory_bytes(info[large]) == 4 * data.in_memory_bytes(info[small])
+    assert experiment._activation_bytes(large, info[large]) == 4 * experiment._activation_bytes(
+        small, info[small]
+    )
+    experiment.check_memory(small, info[small])  # a tiny run fits
