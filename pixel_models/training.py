@@ -46,6 +46,7 @@ from pixel_models import runs
 from pixel_models.distributions import bits_per_dim
 from pixel_models.errors import first_line
 from pixel_models.kinds import kind_of
+from pixel_models.progress import progress
 from pixel_models.sampling import image_shape
 
 OPTIMIZERS = ("rmsprop", "adam")
@@ -523,9 +524,7 @@ def _fit(trainer, train_dataset, test_dataset, config: TrainConfig, chief: bool)
         logging.info("already trained for %d steps (max_steps=%d)", start, config.max_steps)
         return metrics
     progbar = (
-        keras.utils.Progbar(config.max_steps, stateful_metrics=["nll", "test_nll"])
-        if config.verbose
-        else None
+        progress(config.max_steps, stateful_metrics=["nll", "test_nll"]) if config.verbose else None
     )
     if progbar is not None:
         progbar.update(start)

@@ -60,6 +60,9 @@ def test_train_resume_generate(tmp_path):
     args = [*TINY, *dirs(tmp_path)]
     first = run_main(*args, "--max_steps=10")
     assert first.returncode == 0, first.stderr[-2000:]
+    # Output to a pipe: plain progress lines, no redrawn bar.
+    assert "\r" not in first.stdout and "\b" not in first.stdout
+    assert "step 10/10 (100%)" in first.stdout
     index = only(f"{tmp_path}/ckpt/*/ckpt-10.index")
     assert len(index) == 1, os.listdir(tmp_path / "ckpt")
     assert only(f"{tmp_path}/ckpt/*/ckpt-5.index")

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from pixel_models.distributions import RNG_ALG, Categorical, Distribution, distribution_of
 from pixel_models.kinds import kind_of
+from pixel_models.progress import progress
 from pixel_models.sampling.graph import image_shape, model_inputs, model_nodes
 from pixel_models.sampling.loops import cached_loop, plan_of, reference_loop
 
@@ -228,7 +229,7 @@ def _run_batches(model, images, known, *, seed, conditions=(), options: _Options
     base = _check_seed(seed)
     outputs = []
     batch_size = int(options.batch_size)
-    progbar = keras.utils.Progbar(len(images), unit_name="image") if options.verbose else None
+    progbar = progress(len(images), unit_name="image") if options.verbose else None
     for start in range(0, len(images), batch_size):
         batch_seed = tf.random.experimental.stateless_fold_in(
             base, start // batch_size, alg=RNG_ALG

@@ -1,0 +1,105 @@
+"""Progress of a long loop: a progress bar on a terminal, plain lines elsewhere.
+
+Keras's ``Progbar`` redraws one line with carriage returns, and decides that
+it may do so whenever the ``posix`` module is loaded, that is on every Linux
+machine, also when the output goes to a log file or a pipe: a log then holds
+one line of tens of thousands of characters. :func:`progress` keeps the bar
+for a terminal (or a notebook) and otherwise prints one plain line at most
+every ``interval`` seconds, and one at the end.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from typing import TextIO
+
+import keras
+
+
+def is_terminal(stream: TextIO | None = None) -> bool:
+    """Whether ``stream`` (default: standard output) shows a redrawn line as one
+    line: a terminal, or a notebook's output."""
+    stream = sys.stdout if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    try:
+        if isatty is not None and isatty():
+            return True
+    except ValueError:  # a closed stream
+        return False
+    return "ipykernel" in sys.modules
+
+
+class PlainProgress:
+    """Plain, newline-terminated progress lines, e.g. ``step 120/300 (40%)
+    nll=41.2 - 3.1 s``.
+
+    The same interface as the part of ``keras.utils.Progbar`` used here:
+    :meth:`update` to a count and :meth:`add` to it.
+
+    Args:
+      target: the count at the end.
+      unit_name: what is counted, e.g. ``"step"``.
+      interval: least seconds between two lines (the last count is always shown).
+      stream: where the lines go; standard output by default.
+    """
+
+    def __init__(
+        self,
+        target: int,
+        unit_name: str = "step",
+        interval: float = 10.0,
+        stream: TextIO | None = None,
+    ):
+        self.target = int(target)
+        self.unit_name = unit_name
+        self.interval = float(interval)
+        self.stream = stream
+        self._count = 0
+        self._start = time.time()
+        self._last_line: float | None = None
+
+    def update(self, current: int, values: Sequence[tuple[str, float]] | None = None) -> None:
+        """Sets the count to ``current``; prints a line when ``interval`` seconds
+        have passed since the last one, or when the target is reached."""
+        self._count = int(current)
+        now = time.time()
+        done = self._count >= self.target
+        if not done and self._last_line is not None and now - self._last_line < self.interval:
+            return
+        if self._last_line is None and not done and self._count == 0:
+            self._last_line = now  # nothing to say before the first unit
+            return
+        self._last_line = now
+        percent = 100.0 * self._count / self.target if self.target else 100.0
+        parts = [f"{self.unit_name} {self._count}/{self.target} ({percent:.0f}%)"]
+        parts += [f"{name}={value:.4g}" for name, value in values or ()]
+        parts.append(f"{now - self._start:.1f} s")
+        stream = sys.stdout if self.stream is None else self.stream
+        print(" - ".join(parts), file=stream, flush=True)
+
+    def add(self, n: int, values: Sequence[tuple[str, float]] | None = None) -> None:
+        """Adds ``n`` to the count."""
+        self.update(self._count + n, values)
+
+
+def progress(
+    target: int,
+    unit_name: str = "step",
+    stateful_metrics: Sequence[str] | None = None,
+    interval: float = 10.0,
+):
+    """A progress display for ``target`` units: Keras's bar on a terminal, a
+    :class:`PlainProgress` otherwise.
+
+    Args:
+      target: the count at the end.
+      unit_name: what is counted.
+      stateful_metrics: names of the values shown as they are (not averaged)
+        by the bar; plain lines always show the values as they are.
+      interval: least seconds between two plain lines.
+    """
+    if is_terminal():
+        return keras.utils.Progbar(target, stateful_metrics=stateful_metrics, unit_name=unit_name)
+    return PlainProgress(target, unit_name=unit_name, interval=interval)

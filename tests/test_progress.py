@@ -1,0 +1,49 @@
+"""Progress display: Keras's bar on a terminal, plain lines in logs and pipes."""
+
+import io
+
+from pixel_models import progress
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_a_string_buffer_is_not_a_terminal_and_a_tty_is():
+    assert not progress.is_terminal(io.StringIO())
+    assert progress.is_terminal(_Terminal())
+
+
+def test_plain_lines_are_spaced_by_the_interval_and_end_with_the_target(monkeypatch):
+    clock = iter([0.0, 0.0, 1.0, 2.0, 11.5, 12.0, 30.0])
+    monkeypatch.setattr(progress.time, "time", lambda: next(clock))
+    out = io.StringIO()
+    bar = progress.PlainProgress(10, unit_name="step", interval=10.0, stream=out)  # t=0
+    bar.update(0)  # t=0: nothing to say yet
+    bar.update(1, [("nll", 41.234)])  # t=1: too soon
+    bar.update(2)  # t=2: too soon
+    bar.update(5, [("nll", 30.0)])  # t=11.5: a line
+    bar.update(6)  # t=12: too soon
+    bar.add(4, [("nll", 20.0), ("test_nll", 21.0)])  # t=30: the target
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue()
+    assert len(lines) == 2
+    assert lines == [
+        "step 5/10 (50%) - nll=30 - 11.5 s",
+        "step 10/10 (100%) - nll=20 - test_nll=21 - 30.0 s",
+    ]
+
+
+def test_progress_chooses_by_the_output(monkeypatch):
+    monkeypatch.setattr(progress.sys, "stdout", io.StringIO())
+    assert isinstance(progress.progress(3), progress.PlainProgress)
+    monkeypatch.setattr(progress.sys, "stdout", _Terminal())
+    assert not isinstance(progress.progress(3), progress.PlainProgress)
+
+
+def test_a_resumed_count_is_shown_at_once():
+    out = io.StringIO()
+    bar = progress.PlainProgress(200, interval=10.0, stream=out)
+    bar.update(60)
+    assert out.getvalue().startswith("step 60/200 (30%) - ")
