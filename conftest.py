@@ -11,3 +11,12 @@ def _same_random_state():
     several processes, an unseeded model would otherwise get other weights
     from run to run."""
     keras.utils.set_random_seed(1234)
+
+
+@pytest.fixture(autouse=True)
+def _readme_in_a_folder_of_its_own(request):
+    """The README's doctests run in a temporary folder, so that the runs they
+    train write their checkpoints, logs and samples there."""
+    path = getattr(request.node, "path", None)
+    if path is not None and path.name == "README.md":
+        request.getfixturevalue("monkeypatch").chdir(request.getfixturevalue("tmp_path"))

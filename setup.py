@@ -39,7 +39,13 @@ setup(
             "matplotlib>=3.6",
         ],
         # Running the notebooks/ tutorials (and regenerating them with nbformat).
-        "notebooks": ["ipykernel>=6.0", "matplotlib>=3.6", "nbformat>=5.7"],
+        "notebooks": [
+            "notebook>=7.0",
+            "nbclient>=0.7",
+            "ipykernel>=6.0",
+            "matplotlib>=3.6",
+            "nbformat>=5.7",
+        ],
     },
     entry_points={"console_scripts": ["pixel-models=main:run"]},
     classifiers=[

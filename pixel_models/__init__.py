@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import keras
 
+from pixel_models import data
 from pixel_models.distributions import (
     Bernoulli,
     Categorical,
@@ -50,6 +51,7 @@ __all__ = [
     "bits_per_dim",
     "build_model",
     "complete",
+    "data",
     "distribution_of",
     "head_of",
     "make_mask",

@@ -488,7 +488,13 @@ def _open_checkpoints(trainer, config: TrainConfig, chief: bool):
         trainer, config.checkpoint_dir, config.max_to_keep, repair=chief
     )
     if restored:
-        logging.info("restored %s at step %d", restored, trainer.step)
+        logging.info(
+            "continuing the run in %s from its checkpoint at step %d (%s); other model flags "
+            "or another --checkpoint_dir start a new run",
+            config.checkpoint_dir,
+            trainer.step,
+            restored,
+        )
     if chief and config.run_record is not None:
         record = os.path.join(config.checkpoint_dir, "run_config.json")
         if not os.path.exists(record):
@@ -521,7 +527,12 @@ def _fit(trainer, train_dataset, test_dataset, config: TrainConfig, chief: bool)
     metrics: dict[str, float] = {}
     start = trainer.step
     if start >= config.max_steps:
-        logging.info("already trained for %d steps (max_steps=%d)", start, config.max_steps)
+        logging.info(
+            "already trained for %d steps (max_steps=%d): nothing to train; a higher "
+            "--max_steps trains on",
+            start,
+            config.max_steps,
+        )
         return metrics
     progbar = (
         progress(config.max_steps, stateful_metrics=["nll", "test_nll"]) if config.verbose else None
