@@ -145,6 +145,12 @@ flags.DEFINE_string(
     "in this PNG file, folder of PNG files or .npy array (N, H, W, C), printed as JSON in nats "
     "per image and bits per dimension.",
 )
+flags.DEFINE_bool(
+    "score_grid",
+    False,
+    "With --score: read each PNG file as a grid of images with 1-pixel gaps, as the sample "
+    "grids a run writes, and score every image of it.",
+)
 flags.DEFINE_enum("optimizer", "rmsprop", list(OPTIMIZERS), "Optimizer.")
 flags.DEFINE_enum(
     "strategy",
@@ -174,6 +180,13 @@ flags.DEFINE_boolean(
     "Compile the training step (forward pass, loss and gradients) and the evaluation step "
     "with XLA.",
 )
+
+
+@flags.multi_flags_validator(["score", "score_grid"])
+def _check_score_grid(values: dict) -> bool:
+    if values["score_grid"] and not values["score"]:
+        raise flags.ValidationError("--score_grid is only read with --score=<PNG file or folder>")
+    return True
 
 
 @flags.multi_flags_validator(["strategy", "tpu"])

@@ -73,6 +73,7 @@ class RunConfig:
     is_train: bool = True
     complete: str = "none"
     score: str = ""
+    score_grid: bool = False
     num_samples: int = 100
     temperature: float = 1.0
     # Outputs.

@@ -283,7 +283,9 @@ def score(config: RunConfig) -> dict:
         raise UsageError("--score: scoring images under a --conditional model needs their labels")
     run = _open(config)
     try:
-        names, arrays = images.load_images(config.score, run.info.image_shape, run.info.levels)
+        names, arrays = images.load_images(
+            config.score, run.info.image_shape, run.info.levels, grid=config.score_grid
+        )
     except OSError as err:
         raise UsageError(f"--score: cannot read {config.score}: {err}") from None
     model, step = _restored(run)

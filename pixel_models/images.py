@@ -88,21 +88,68 @@ def to_text(grid: np.ndarray) -> str:
     return "\n".join("".join(_SHADES[v] for v in row) for row in index)
 
 
+def split_grid(grid: np.ndarray, tile_shape: tuple[int, int], padding: int = 1) -> np.ndarray:
+    """The tiles of a grid written by :func:`make_grid`, row by row.
+
+    Trailing cells that are all background grey (the empty end of the last
+    row) are left out.
+
+    Args:
+      grid: ``(rows * (h + padding) + padding, columns * (w + padding) + padding, C)``.
+      tile_shape: ``(h, w)`` of a tile.
+      padding: pixels between tiles.
+
+    Returns:
+      ``(N, h, w, C)`` tiles.
+
+    Raises:
+      ValueError: when the grid's size is not that of a grid of such tiles.
+
+    Example:
+
+    >>> tiles = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(3, 2, 4, 1)
+    >>> grid = make_grid(tiles, levels=256, columns=2)
+    >>> grid.shape
+    (7, 11, 1)
+    >>> bool((split_grid(grid, (2, 4)) == tiles).all())  # the fourth cell is empty
+    True
+    """
+    h, w = tile_shape
+    height, width = grid.shape[:2]
+    rows, rest_r = divmod(height - padding, h + padding)
+    columns, rest_c = divmod(width - padding, w + padding)
+    if rows < 1 or columns < 1 or rest_r or rest_c:
+        raise ValueError(
+            f"a {width}x{height} image is not a grid of {w}x{h} tiles with {padding}-pixel gaps"
+        )
+    tiles = [
+        grid[padding + r * (h + padding) :, padding + q * (w + padding) :][:h, :w]
+        for r in range(rows)
+        for q in range(columns)
+    ]
+    while len(tiles) > 1 and (tiles[-1] == 128).all():
+        tiles.pop()
+    return np.stack(tiles)
+
+
 def load_images(
-    path: str, image_shape: tuple[int, int, int], levels: int
+    path: str, image_shape: tuple[int, int, int], levels: int, grid: bool = False
 ) -> tuple[list, np.ndarray]:
     """Reads images to score: a PNG file, a folder of PNG files or a ``.npy`` array.
 
     PNG files are read as grey (one channel) or RGB (three) and must have the
-    model's height and width; for binary models (``levels == 2``) grey values
-    of 128 and more become 1. A ``.npy`` array holds ``(N, H, W, C)`` (or one
-    ``(H, W, C)``) integers in ``[0, levels)``, already in the model's form.
+    model's height and width, or with ``grid`` be grids of such tiles as the
+    sample grids of a run (:func:`make_grid`, 1-pixel gaps); for binary models
+    (``levels == 2``) grey values of 128 and more become 1. A ``.npy`` array
+    holds ``(N, H, W, C)`` (or one ``(H, W, C)``) integers in ``[0, levels)``,
+    already in the model's form.
 
     Args:
       path: a ``.png`` file, a folder of them (read in name order) or a
         ``.npy`` file.
       image_shape: ``(H, W, C)`` of the model's images.
       levels: values per channel of the model's data.
+      grid: read each PNG file as a grid of images (names ``file[k]``).
 
     Returns:
       ``(names, images)``: a name per image and uint8 ``(N, H, W, C)``.
@@ -144,7 +191,7 @@ def load_images(
         paths = [path]
     else:
         raise ValueError(f"--score {path} is not a .png file, a folder of them or a .npy file")
-    images = []
+    images, names = [], []
     for file in paths:
         with Image.open(file) as image:
             colour = np.asarray(image.convert("RGB"))
@@ -157,18 +204,33 @@ def load_images(
                 f"{file} is a colour image and the model's images are grey (one channel): "
                 "convert it to greyscale first, or score it with a model of colour data"
             )
-        if array.shape[:2] != (height, width):
+        array = array.reshape(*array.shape[:2], channels)
+        if grid:
+            try:
+                tiles = split_grid(array, (height, width))
+            except ValueError as err:
+                raise ValueError(f"--score_grid: {file}: {err}") from None
+            names += [f"{file}[{k}]" for k in range(len(tiles))]
+        elif array.shape[:2] != (height, width):
+            hint = ""
+            try:
+                split_grid(array, (height, width))
+                hint = " (it is a grid of such images: add --score_grid to score each)"
+            except ValueError:
+                pass
             raise ValueError(
                 f"{file} is {array.shape[1]}x{array.shape[0]} pixels; the model takes "
-                f"{width}x{height}"
+                f"{width}x{height}{hint}"
             )
-        array = array.reshape(height, width, channels)
+        else:
+            tiles = array[None]
+            names.append(file)
         if levels == 2:
-            array = (array >= 128).astype(np.uint8)
+            tiles = (tiles >= 128).astype(np.uint8)
         elif levels != 256:
-            array = (array.astype(np.float64) * (levels - 1) / 255.0).round().astype(np.uint8)
-        images.append(array)
-    return paths, np.stack(images)
+            tiles = (tiles.astype(np.float64) * (levels - 1) / 255.0).round().astype(np.uint8)
+        images.append(tiles)
+    return names, np.concatenate(images)
 
 
 def reconstruction_grid(originals: np.ndarray, reconstructions: np.ndarray, levels: int):

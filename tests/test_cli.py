@@ -114,6 +114,13 @@ def test_train_resume_generate(tmp_path):
     assert scores[0] == pytest.approx(scores[1], rel=1e-6)
     wrong = run_main(*args, f"--score={pngs[-1]}")
     assert wrong.returncode == 1 and "the model takes 8x8" in wrong.stderr
+    assert "add --score_grid" in wrong.stderr
+    # A sample grid scores tile by tile with --score_grid.
+    tiles = run_main(*args, f"--score={pngs[-1]}", "--score_grid")
+    assert tiles.returncode == 0, tiles.stderr[-2000:]
+    report = json.loads(tiles.stdout[tiles.stdout.index("{") :])
+    assert sorted(report["images"]) == [f"{pngs[-1]}[{k}]" for k in range(4)]
+    assert all(0 < v["nll_nats"] for v in report["images"].values())
 
     # Completion: originals, occluded inputs and completions, three to a row.
     completed = run_main(*args, "--is_train=False", "--complete=top_half")
