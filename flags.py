@@ -168,6 +168,12 @@ flags.DEFINE_string(
     "With --strategy=tpu: the TPU to train on (its name, a grpc:// address, or 'local' on a "
     "TPU VM).",
 )
+flags.DEFINE_float(
+    "worker_wait_seconds",
+    600.0,
+    "With --strategy=multi_worker: how long to wait for every worker of TF_CONFIG to join "
+    "before giving up with an error naming the missing ones.",
+)
 flags.DEFINE_boolean(
     "mixed_precision",
     False,
@@ -228,6 +234,9 @@ flags.register_validator(
     "temperature",
     lambda v: 0 < v < float("inf"),
     message="--temperature must be a finite number > 0",
+)
+flags.register_validator(
+    "worker_wait_seconds", lambda v: v > 0, message="--worker_wait_seconds must be > 0"
 )
 flags.register_validator("grad_clip", lambda v: v >= 0, message="--grad_clip must be >= 0")
 

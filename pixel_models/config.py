@@ -86,6 +86,7 @@ class RunConfig:
     use_gpu: bool = True
     strategy: str = "auto"
     tpu: str = ""
+    worker_wait_seconds: float = 600.0
     mixed_precision: bool = False
     jit_compile: bool = False
     random_seed: int = 123

@@ -6,8 +6,11 @@ policy, seeds), so a run calls it once, before building its model.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
+import sys
 
 import keras
 import tensorflow as tf
@@ -77,11 +80,15 @@ def setup(
         tf.config.experimental.enable_op_determinism()
 
 
-def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
+def make_strategy(
+    name: str, tpu: str = "", worker_wait_seconds: float = 600.0
+) -> tf.distribute.Strategy:
     """The ``tf.distribute`` strategy ``name`` (one of ``STRATEGIES``).
 
     ``auto`` mirrors over all GPUs when there are more than one, else it is
-    the default strategy; ``tpu`` connects to the TPU ``tpu``.
+    the default strategy; ``tpu`` connects to the TPU ``tpu``; ``multi_worker``
+    waits up to ``worker_wait_seconds`` for the other workers of ``TF_CONFIG``
+    (:func:`multi_worker_strategy`).
 
     Raises:
       DeviceError: ``multi_worker`` without ``TF_CONFIG``, or an unreachable TPU.
@@ -96,20 +103,114 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
     if name == "tpu":
         return tpu_strategy(tpu)
     if name == "multi_worker":
-        if "TF_CONFIG" not in os.environ:
-            raise DeviceError(
-                "--strategy=multi_worker needs the TF_CONFIG environment variable describing "
-                "the cluster and this task"
-            )
         # Before anything lists logical devices: that starts TensorFlow's
         # context, after which collective ops can no longer be configured.
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return multi_worker_strategy(worker_wait_seconds)
     gpus = tf.config.list_logical_devices("GPU")
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def cluster_workers() -> tuple[list[str], int]:
+    """The worker addresses of ``TF_CONFIG`` and this task's index among them.
+
+    Raises:
+      DeviceError: ``TF_CONFIG`` is missing, is not JSON, or names no worker
+        task of its cluster.
+    """
+    if "TF_CONFIG" not in os.environ:
+        raise DeviceError(
+            "--strategy=multi_worker needs the TF_CONFIG environment variable describing "
+            "the cluster and this task"
+        )
+    example = '{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}'
+    try:
+        spec = json.loads(os.environ["TF_CONFIG"])
+    except ValueError as err:
+        raise DeviceError(
+            f"the TF_CONFIG environment variable is not valid JSON ({err}); set it to the "
+            f"cluster and this task, e.g. {example}"
+        ) from None
+    cluster = spec.get("cluster") if isinstance(spec, dict) else None
+    task = spec.get("task") if isinstance(spec, dict) else None
+    workers = cluster.get("worker") if isinstance(cluster, dict) else None
+    if not isinstance(workers, list) or not workers or not all(isinstance(w, str) for w in workers):
+        raise DeviceError(
+            f"TF_CONFIG has no cluster.worker list of host:port addresses: e.g. {example}"
+        )
+    index = task.get("index") if isinstance(task, dict) else None
+    if (
+        not isinstance(task, dict)
+        or task.get("type") != "worker"
+        or not isinstance(index, int)
+        or not 0 <= index < len(workers)
+    ):
+        raise DeviceError(
+            f'TF_CONFIG\'s task must be a worker of its cluster, {{"type": "worker", '
+            f'"index": 0..{len(workers) - 1}}}, got {task!r}'
+        )
+    return workers, index
+
+
+# The watchdog of a multi-worker start, run as a process of its own: TensorFlow
+# waits for the cluster inside a C++ call that holds the interpreter, so no
+# Python thread of the waiting process could speak or stop it.
+_WATCHDOG = """
+import os, select, signal, socket, sys, time
+parent, wait, index, others = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4:]
+def answers(address):
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=1.0).close()
+        return True
+    except (OSError, ValueError):
+        return False
+start = time.time()
+note = start + 30.0
+while True:
+    ready, _, _ = select.select([sys.stdin], [], [], 1.0)
+    if ready:
+        sys.exit(0)
+    now = time.time()
+    if now - start >= wait:
+        missing = [a for a in others if not answers(a)] or others
+        print("error: --strategy=multi_worker: after %.0f s, %s of TF_CONFIG did not join "
+              "worker %s: start every worker of the cluster (--worker_wait_seconds sets how "
+              "long to wait)" % (wait, ", ".join(missing), index), file=sys.stderr, flush=True)
+        os.kill(parent, signal.SIGKILL)
+        sys.exit(0)
+    if now >= note:
+        missing = [a for a in others if not answers(a)] or others
+        print("waiting for the workers %s of TF_CONFIG to join (%.0f s more)"
+              % (", ".join(missing), wait - (now - start)), file=sys.stderr, flush=True)
+        note = now + 30.0
+"""
+
+
+def multi_worker_strategy(wait_seconds: float = 600.0) -> tf.distribute.Strategy:
+    """``MultiWorkerMirroredStrategy`` on the cluster of ``TF_CONFIG``, waiting
+    at most ``wait_seconds`` for every worker to join.
+
+    TensorFlow waits for the other workers for ever, silently. Here a line
+    names the workers that do not answer yet every 30 seconds, and when they
+    have not all joined after ``wait_seconds`` the process is stopped (exit
+    status 137) after one ``error:`` line that names them. Nothing of the run
+    has been read or written by then.
+    """
+    workers, index = cluster_workers()
+    others = [address for k, address in enumerate(workers) if k != index]
+    watchdog = subprocess.Popen(
+        [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(wait_seconds), str(index)] + others,
+        stdin=subprocess.PIPE,
+    )
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    finally:
+        watchdog.stdin.close()  # the cluster is up (or failed): the watchdog ends
+        watchdog.wait()
 
 
 def check_grpc_address(address: str, timeout: float = 10.0) -> None:

@@ -62,17 +62,14 @@ def _open(config: RunConfig) -> _Run:
     except data.DataError as err:
         raise UsageError(str(err)) from None
     identity = {"data": config.data, "model": config.model, "config": model_config(config, info)}
-    if config.strategy == "multi_worker" and "TF_CONFIG" in os.environ:
-        try:
-            json.loads(os.environ["TF_CONFIG"])
-        except ValueError as err:
-            raise UsageError(
-                f"the TF_CONFIG environment variable is not valid JSON ({err}); set it to the "
-                'cluster and this task, e.g. {"cluster": {"worker": ["host:port", ...]}, '
-                '"task": {"type": "worker", "index": 0}}'
-            ) from None
     paths = runs.run_paths(identity, config.checkpoint_dir, config.log_dir, config.sample_dir)
-    return _Run(config, info, identity, paths, devices.make_strategy(config.strategy, config.tpu))
+    return _Run(
+        config,
+        info,
+        identity,
+        paths,
+        devices.make_strategy(config.strategy, config.tpu, config.worker_wait_seconds),
+    )
 
 
 def setup(config: RunConfig) -> None:

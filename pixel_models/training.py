@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -468,6 +469,8 @@ def fit(
             lock.acquire()
         try:
             return _fit(trainer, train_dataset, test_dataset, config, chief)
+        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as err:
+            raise TrainingError(_lost_worker(err, trainer.step, folder)) from None
         finally:
             if lock is not None:
                 lock.release()
@@ -593,6 +596,19 @@ def _fit(trainer, train_dataset, test_dataset, config: TrainConfig, chief: bool)
         ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())),
     )
     return metrics
+
+
+def _lost_worker(err: tf.errors.OpError, step: int, folder: str) -> str:
+    """What to say when a collective op failed because a worker of the cluster
+    stopped (killed, crashed or cut off)."""
+    tasks = sorted(set(re.findall(r"/job:\w+/replica:\d+/task:\d+", err.message or "")))
+    who = ", ".join(tasks) if tasks else "a worker of the cluster"
+    last = tf.train.latest_checkpoint(folder) if folder else None
+    return (
+        f"lost contact with {who} after step {step} ({type(err).__name__}); the checkpoints "
+        f"are intact (last: {last or 'none'}): restart every worker of TF_CONFIG with the same "
+        "command to resume from it"
+    )
 
 
 def _diverged(manager) -> str:

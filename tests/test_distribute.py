@@ -97,14 +97,9 @@ def free_ports(n: int) -> list[int]:
 
 
 @pytest.mark.slow
-def test_multi_worker_run_on_localhost(tmp_path):
-    import tensorflow as tf
-
-    import pixel_models
-    from pixel_models import training
-
-    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
-    args = [
+def worker_args(tmp_path: Path, *extra: str) -> list[str]:
+    """The command of a tiny multi-worker run writing below ``tmp_path``."""
+    return [
         sys.executable,
         str(ROOT / "main.py"),
         "--data=shapes",
@@ -117,14 +112,21 @@ def test_multi_worker_run_on_localhost(tmp_path):
         "--num_samples=4",
         "--test_step=2",
         "--save_step=2",
-        "--max_steps=4",
         "--strategy=multi_worker",
         f"--checkpoint_dir={tmp_path / 'ckpt'}",
         f"--log_dir={tmp_path / 'logs'}",
         f"--sample_dir={tmp_path / 'samples'}",
+        *extra,
     ]
+
+
+def start_workers(
+    workers: list[str], args: list[str], logs: Path | None = None
+) -> list[subprocess.Popen]:
+    """One process per worker of the cluster ``workers``, each running ``args``;
+    their output goes to pipes, or to ``logs/worker<k>.txt`` (a long run fills a pipe)."""
     processes = []
-    for index in range(2):
+    for index in range(len(workers)):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         env = dict(
             os.environ,
@@ -132,11 +134,26 @@ def test_multi_worker_run_on_localhost(tmp_path):
             TF_CPP_MIN_LOG_LEVEL="3",
             CUDA_VISIBLE_DEVICES="",
         )
+        if logs is None:
+            out = err = subprocess.PIPE
+        else:
+            out = err = open(logs / f"worker{index}.txt", "w")  # noqa: SIM115
         processes.append(
-            subprocess.Popen(
-                args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
+            subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=err, text=True)
         )
+        if logs is not None:
+            out.close()
+    return processes
+
+
+def test_multi_worker_run_on_localhost(tmp_path):
+    import tensorflow as tf
+
+    import pixel_models
+    from pixel_models import training
+
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    processes = start_workers(workers, worker_args(tmp_path, "--max_steps=4"))
     outputs = []
     try:
         for process in processes:
@@ -187,3 +204,45 @@ def test_multi_worker_without_tf_config_fails_clearly(tmp_path):
     assert result.returncode == 1
     assert "TF_CONFIG" in result.stderr and "--strategy=multi_worker" in result.stderr
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_a_killed_worker_stops_the_chief_with_one_line_and_the_run_resumes(tmp_path):
+    import glob
+    import time
+
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    args = worker_args(tmp_path, "--max_steps=100000", "--save_step=4", "--test_step=100")
+    processes = start_workers(workers, args, logs=tmp_path)
+    try:
+        deadline = time.time() + 240
+        while not glob.glob(f"{tmp_path}/ckpt/*/ckpt-8.index") and time.time() < deadline:
+            assert all(p.poll() is None for p in processes), [p.returncode for p in processes]
+            time.sleep(0.5)
+        processes[1].kill()
+        processes[0].wait(timeout=240)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+    err = (tmp_path / "worker0.txt").read_text()
+    assert processes[0].returncode == 1, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    (line,) = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert "lost contact with /job:worker/replica:0/task:1" in line, line
+    assert "restart every worker" in line, line
+    (run,) = os.listdir(tmp_path / "ckpt")
+    saved = sorted(
+        int(p.rsplit("-", 1)[1][: -len(".index")])
+        for p in glob.glob(f"{tmp_path}/ckpt/{run}/ckpt-*.index")
+    )
+    assert saved and saved[-1] >= 8
+    # Both workers started again with the same command (and a step limit) resume.
+    last = saved[-1]
+    again = start_workers(workers, [*args[:-3], f"--max_steps={last + 4}", *args[-2:]])
+    outputs = [p.communicate(timeout=300) for p in again]
+    for process, (_, err) in zip(again, outputs, strict=True):
+        assert process.returncode == 0, err[-3000:]
+    assert f"from its checkpoint at step {last}" in outputs[0][1]
+    assert glob.glob(f"{tmp_path}/ckpt/{run}/ckpt-{last + 4}.index")

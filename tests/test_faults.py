@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -394,6 +395,57 @@ def test_invalid_tf_config_is_named(tmp_path):
     )
     assert_error(result, "TF_CONFIG", "not valid JSON")
     assert not (tmp_path / "ckpt").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_worker_started_alone_gives_up_naming_the_missing_worker(tmp_path):
+    workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
+    spec = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": 0}}
+    env = dict(os.environ, TF_CONFIG=json.dumps(spec), TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *TINY, "--strategy=multi_worker"]
+        + [f"--checkpoint_dir={tmp_path / 'ckpt'}", "--max_steps=5", "--worker_wait_seconds=5"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        cwd=ROOT,
+    )
+    # Stopped from outside (TensorFlow holds the interpreter while it waits).
+    assert result.returncode == -9, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    for word in ("after 5 s", workers[1], "did not join", "--worker_wait_seconds"):
+        assert word in line, line
+    assert not (tmp_path / "ckpt").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ({"cluster": {"worker": ["127.0.0.1:1"]}}, ("TF_CONFIG's task", "worker")),
+        ({"task": {"type": "worker", "index": 0}}, ("TF_CONFIG has no cluster.worker",)),
+    ],
+)
+def test_tf_config_without_a_task_or_workers_is_named(tmp_path, spec, words):
+    env = dict(os.environ, TF_CONFIG=json.dumps(spec), TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *TINY, "--strategy=multi_worker"]
+        + [f"--checkpoint_dir={tmp_path / 'ckpt'}", "--max_steps=5"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        cwd=ROOT,
+    )
+    assert_error(result, *words)
 
 
 @pytest.mark.slow
