@@ -120,6 +120,8 @@ def kind_of(spec: str) -> str:
         return "tfds"
     if os.path.isdir(spec):
         return "folder"
+    if os.path.isfile(spec) and spec.lower().endswith(IMAGE_SUFFIXES):
+        raise DataError(f"{spec} is one image: give the folder that holds the images (at least 2)")
     if spec.lower().endswith(_ARRAY_SUFFIXES):
         if not os.path.isfile(spec):
             raise DataError(f"cannot read {spec}: no such file")
