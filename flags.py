@@ -50,7 +50,8 @@ flags.DEFINE_bool(
     False,
     "Condition the model on the dataset's class labels (models with a num_classes parameter: "
     "pixel_cnn, gated_pixel_cnn; datasets with labels: mnist, cifar10, colored_mnist, "
-    "rotated_mnist). "
+    "rotated_mnist, and your own images with labels: class subfolders, npz labels, tfds:NAME "
+    "with a label feature). "
     "Sample grids then show one row per class.",
 )
 flags.DEFINE_enum(
