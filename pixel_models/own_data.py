@@ -53,7 +53,7 @@ from pixel_models import data
 from pixel_models.data import DataError, DatasetInfo
 from pixel_models.errors import first_line
 
-__all__ = ["BINARIZE", "IMAGE_SUFFIXES", "TEST_FRACTION", "TFDS_PREFIX", "info", "load"]
+__all__ = ["BINARIZE", "IMAGE_SUFFIXES", "TEST_FRACTION", "TFDS_PREFIX", "info", "kind_of", "load"]
 
 TFDS_PREFIX = "tfds:"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
