@@ -9,6 +9,7 @@ line naming the flag and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 from absl import flags
 
@@ -17,6 +18,7 @@ from pixel_models.data import DATASETS
 from pixel_models.devices import STRATEGIES
 from pixel_models.images import KNOWN_PARTS
 from pixel_models.models import MODELS
+from pixel_models.own_data import BINARIZE, TFDS_PREFIX
 from pixel_models.training import OPTIMIZERS
 
 FLAGS = flags.FLAGS
@@ -48,7 +50,8 @@ flags.DEFINE_bool(
     False,
     "Condition the model on the dataset's class labels (models with a num_classes parameter: "
     "pixel_cnn, gated_pixel_cnn; datasets with labels: mnist, cifar10, colored_mnist, "
-    "rotated_mnist). "
+    "rotated_mnist, and your own images with labels: class subfolders, npz labels, tfds:NAME "
+    "with a label feature). "
     "Sample grids then show one row per class.",
 )
 flags.DEFINE_enum(
@@ -89,7 +92,27 @@ flags.DEFINE_float("grad_clip", 1.0, "Clip each gradient entry to [-grad_clip, g
 flags.DEFINE_boolean("use_gpu", True, "Use GPUs if there are any; False hides them.")
 
 # Data and outputs.
-flags.DEFINE_enum("data", "mnist", list(DATASETS), "Dataset.")
+flags.DEFINE_string(
+    "data",
+    "mnist",
+    f"Dataset: one of {', '.join(DATASETS)}; or your own images: tfds:NAME (any "
+    "tensorflow-datasets image dataset, e.g. tfds:fashion_mnist), a folder of PNG/JPEG files "
+    "(one subfolder per class gives labels) or a .npy/.npz array file.",
+)
+flags.register_validator(
+    "data",
+    lambda v: v in DATASETS or v.startswith(TFDS_PREFIX) or os.path.exists(v),
+    message=f"--data must be one of {', '.join(DATASETS)}, tfds:NAME, a folder of PNG/JPEG "
+    "images or a .npy/.npz file that exists",
+)
+flags.DEFINE_enum(
+    "binarize",
+    "none",
+    list(BINARIZE),
+    "Binarization of your own images (tfds:NAME, folders, array files): none, threshold "
+    "(1 where the value is >= 128) or stochastic (1 with probability value/255, drawn afresh "
+    "every pass through the training split).",
+)
 flags.DEFINE_string(
     "data_dir",
     "data",
@@ -116,12 +139,16 @@ flags.DEFINE_string("checkpoint_dir", "checkpoints", "Where checkpoints are writ
 FLAGS.set_default("log_dir", "logs")
 flags.DEFINE_integer("num_samples", 100, "Images in a sample grid.")
 flags.DEFINE_integer(
-    "image_size", 28, "Height and width of procedural datasets (shapes, colored_shapes)."
+    "image_size",
+    None,
+    "Height and width of procedural datasets (shapes, colored_shapes; default 28); your own "
+    "images are cropped to their central square and resized to it (default: their own size).",
 )
 flags.DEFINE_integer(
     "color_levels",
     256,
-    "Values per channel of the coloured datasets (colored_shapes, colored_mnist), 2 to 256.",
+    "Values per channel of the coloured datasets (colored_shapes, colored_mnist) and of your "
+    "own images, 2 to 256.",
 )
 flags.register_validator(
     "color_levels", lambda v: 2 <= v <= 256, message="--color_levels must be from 2 to 256"
@@ -218,7 +245,6 @@ for _name, _low in (
     ("test_step", 1),
     ("save_step", 1),
     ("num_samples", 1),
-    ("image_size", 4),
     ("max_steps", 0),
     ("small_image_size", 0),
     ("latent_dims", 1),
@@ -229,6 +255,11 @@ for _name, _low in (
         lambda value, low=_low: value is not None and value >= low,
         message=f"--{_name} must be an integer >= {_low}",
     )
+flags.register_validator(
+    "image_size",
+    lambda value: value is None or value >= 4,
+    message="--image_size must be an integer >= 4",
+)
 flags.register_validator("learning_rate", lambda v: v > 0, message="--learning_rate must be > 0")
 flags.register_validator(
     "temperature",

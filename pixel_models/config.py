@@ -58,8 +58,9 @@ class RunConfig:
     # Data.
     data: str = "mnist"
     data_dir: str | None = None
-    image_size: int = 28
+    image_size: int | None = None  # None: 28 for procedural data, else the images' own size
     color_levels: int = 256
+    binarize: str = "none"
     # Training.
     batch_size: int = 100
     max_epoch: int = 100000

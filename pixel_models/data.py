@@ -5,6 +5,11 @@ Binary datasets (``levels == 2``) hold pixel values in {0, 1}; 8-bit datasets
 ``0..color_levels - 1``. Real datasets come from ``tensorflow_datasets``;
 ``shapes`` and ``colored_shapes`` are drawn procedurally with numpy and need no
 download, so they serve for tests and quick runs without network access.
+
+Besides the names of ``DATASETS``, :func:`info` and :func:`load` take the
+user's own images (see :mod:`pixel_models.own_data`): ``tfds:NAME`` for any
+tensorflow-datasets image dataset, a folder of PNG/JPEG files, or a ``.npy`` /
+``.npz`` array file.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ __all__ = [
     "DATASETS",
     "DataError",
     "DatasetInfo",
+    "in_memory_bytes",
     "info",
     "load",
     "make_colored_shapes",
@@ -69,9 +75,16 @@ _SHAPES_SPLIT_SIZES = {"train": 20000, "test": 2000}
 _MNIST_TEST_SEED = 20240601
 _SHUFFLE_BUFFER = 10000
 _MIN_IMAGE_SIZE = 4
+_DEFAULT_PROCEDURAL_SIZE = 28
 _MAX_SHAPES_PER_IMAGE = 3
 # Images drawn at once by make_shapes; bounds the memory of the coordinate grids.
 _SHAPES_CHUNK = 4096
+
+
+_TFDS_HINT = (
+    "point --data_dir or TFDS_DATA_DIR at a folder of prepared tensorflow-datasets "
+    "data, or use --data=shapes, which needs no download"
+)
 
 
 class DataError(ValueError):
@@ -89,7 +102,9 @@ class DatasetInfo:
         num_classes: Number of label classes, or None when there are no labels.
         splits: Names of the splits that ``load`` accepts.
         needs_download: Whether the data comes from tensorflow_datasets (False for
-            procedural data).
+            procedural data, image folders and array files).
+        memory_bytes: About how many bytes the user's own data takes in memory
+            while a run holds it (see ``in_memory_bytes``); 0 for the named datasets.
     """
 
     name: str
@@ -98,23 +113,39 @@ class DatasetInfo:
     num_classes: int | None
     splits: tuple[str, ...]
     needs_download: bool
+    memory_bytes: int = 0
 
 
-def info(name: str, image_size: int = 28, color_levels: int = _DEFAULT_COLOR_LEVELS) -> DatasetInfo:
+def info(
+    name: str,
+    image_size: int | None = None,
+    color_levels: int = _DEFAULT_COLOR_LEVELS,
+    *,
+    data_dir: str | None = None,
+    binarize: str = "none",
+) -> DatasetInfo:
     """Describes a dataset without loading it.
 
     Args:
-        name: Dataset name, one of ``DATASETS``.
+        name: Dataset name, one of ``DATASETS``, or the user's own images:
+            ``tfds:NAME``, a folder of PNG/JPEG files or a ``.npy`` / ``.npz``
+            file (see :mod:`pixel_models.own_data`; these are inspected once).
         image_size: Side length of procedural images (``shapes``,
-            ``colored_shapes``); at least 4.
+            ``colored_shapes``; None: 28), at least 4; the user's own images are
+            resized to it (None: they keep their own size).
         color_levels: Values per channel of the coloured datasets
-            (``colored_shapes``, ``colored_mnist``), from 2 to 256.
+            (``colored_shapes``, ``colored_mnist``) and of the user's own
+            images, from 2 to 256.
+        data_dir: Folder of prepared tensorflow_datasets data, for ``tfds:NAME``.
+        binarize: For the user's own images: ``none``, ``threshold`` or
+            ``stochastic`` (then ``levels`` is 2).
 
     Returns:
         The dataset's ``DatasetInfo``.
 
     Raises:
-        DataError: If the name is unknown or ``image_size`` is invalid for ``shapes``.
+        DataError: If the name is unknown, an option is invalid, or the user's
+            own images cannot be used (the message names the file and why).
 
     Example:
 
@@ -124,6 +155,17 @@ def info(name: str, image_size: int = 28, color_levels: int = _DEFAULT_COLOR_LEV
     >>> info("cifar10").image_shape, info("colored_shapes", 8, color_levels=4).levels
     ((32, 32, 3), 4)
     """
+    if name not in DATASETS:
+        from pixel_models import own_data
+
+        return own_data.info(
+            name, image_size, color_levels, data_dir=resolve_data_dir(data_dir), binarize=binarize
+        )
+    if binarize != "none":
+        raise DataError(
+            f"binarize={binarize!r} applies to the user's own images (tfds:NAME, a folder, a "
+            f".npy/.npz file), not to dataset {name!r}; e.g. use tfds:mnist with it"
+        )
     if name == "mnist":
         return DatasetInfo("mnist", (28, 28, 1), 2, 10, ("train", "test"), True)
     if name == "binarized_mnist":
@@ -136,8 +178,7 @@ def info(name: str, image_size: int = 28, color_levels: int = _DEFAULT_COLOR_LEV
         size = int(name[len("imagenet") :])
         return DatasetInfo(name, (size, size, 3), 256, None, ("train", "test"), True)
     if name in ("shapes", "colored_shapes"):
-        _check_image_size(image_size)
-        size = int(image_size)
+        size = _procedural_size(image_size)
         if name == "shapes":
             # Labelled by the number of shapes drawn: 1, 2 or 3 (classes 0, 1, 2).
             return DatasetInfo("shapes", (size, size, 1), 2, 3, ("train", "test"), False)
@@ -148,13 +189,14 @@ def info(name: str, image_size: int = 28, color_levels: int = _DEFAULT_COLOR_LEV
         return DatasetInfo(name, (28, 28, 3), levels, 10, ("train", "test"), True)
     if name == "rotated_mnist":
         return DatasetInfo(name, (28, 28, 1), 256, 10, ("train", "test"), True)
-    raise DataError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    raise AssertionError(name)  # every name of DATASETS is described above
 
 
 def in_memory_bytes(meta: DatasetInfo) -> int:
-    """About how many bytes the train and test splits of a procedural dataset
-    take in memory while they are drawn and held (0 for tfds datasets, read
-    from their own files).
+    """About how many bytes the train and test splits of a dataset take in
+    memory while a run holds them: procedural data while it is drawn and held,
+    the user's own images decoded (``meta.memory_bytes``); 0 for the named
+    tfds datasets, whose decoded images are small or read from their files.
 
     Example:
 
@@ -163,8 +205,8 @@ def in_memory_bytes(meta: DatasetInfo) -> int:
     >>> in_memory_bytes(info("mnist"))
     0
     """
-    if meta.needs_download:
-        return 0
+    if meta.name not in ("shapes", "colored_shapes"):
+        return meta.memory_bytes
     images = sum(_SHAPES_SPLIT_SIZES.values())
     # The uint8 images and the dataset's copy of them, and the float64
     # masks of one chunk while shapes are drawn.
@@ -205,11 +247,12 @@ def load(
     split: str = "train",
     *,
     data_dir: str | None = None,
-    image_size: int = 28,
+    image_size: int | None = None,
     seed: int = 0,
     with_labels: bool = False,
     num_examples: int | None = None,
     color_levels: int = _DEFAULT_COLOR_LEVELS,
+    binarize: str = "none",
 ) -> tf.data.Dataset:
     """Loads one split of a dataset as a finite, unbatched ``tf.data.Dataset``.
 
@@ -226,16 +269,23 @@ def load(
     interpolation; the angles are fixed (the same in every run). Its 12000
     training digits are the first 12000 of MNIST's train split; its 50000 test
     digits are the next 40000 of the train split and the 10000 of the test split.
+    The user's own images (``tfds:NAME``, a folder, a ``.npy`` / ``.npz`` file)
+    are read as :mod:`pixel_models.own_data` says.
 
     Args:
-        name: Dataset name, one of ``DATASETS``.
+        name: Dataset name, one of ``DATASETS``, ``tfds:NAME``, a folder of
+            PNG/JPEG files or a ``.npy`` / ``.npz`` file.
         split: Split name, one of ``info(name).splits``.
         data_dir: Folder of prepared tensorflow_datasets data; see ``resolve_data_dir``.
-        image_size: Side length of procedural images (``shapes``, ``colored_shapes``).
-        seed: Seed for procedural data and for the MNIST train binarization.
+        image_size: Side length of procedural images (``shapes``, ``colored_shapes``;
+            None: 28); the user's own images are resized to it (None: own size).
+        seed: Seed for procedural data and for the MNIST train binarization (and
+            the stochastic binarization of the user's own training images).
         with_labels: Whether to yield (image, label) pairs with int32 labels.
         num_examples: If given, keep only the first ``num_examples`` examples.
-        color_levels: Values per channel of ``colored_shapes`` and ``colored_mnist``.
+        color_levels: Values per channel of ``colored_shapes``, ``colored_mnist``
+            and the user's own images.
+        binarize: For the user's own images: ``none``, ``threshold`` or ``stochastic``.
 
     Returns:
         A dataset of uint8 images of shape (H, W, C), or of (image, label) tuples.
@@ -255,7 +305,7 @@ def load(
     >>> sorted(np.unique(image).tolist())
     [0, 1]
     """
-    meta = info(name, image_size, color_levels)
+    meta = info(name, image_size, color_levels, data_dir=data_dir, binarize=binarize)
     if split not in meta.splits:
         raise DataError(
             f"unknown split {split!r} for dataset {name!r}: choose one of {', '.join(meta.splits)}"
@@ -265,6 +315,20 @@ def load(
     if num_examples is not None and num_examples < 0:
         raise DataError(f"num_examples must be >= 0 or None, got {num_examples}")
 
+    if name not in DATASETS:
+        from pixel_models import own_data
+
+        return own_data.load(
+            name,
+            split,
+            meta,
+            data_dir=resolve_data_dir(data_dir),
+            image_size=image_size,
+            seed=seed,
+            with_labels=with_labels,
+            num_examples=num_examples,
+            binarize=binarize,
+        )
     if name in ("shapes", "colored_shapes"):
         count = _SHAPES_SPLIT_SIZES[split]
         if num_examples is not None:
@@ -449,6 +513,14 @@ def _check_color_levels(levels: int) -> int:
     return int(levels)
 
 
+def _procedural_size(image_size: int | None) -> int:
+    """The side of procedural images: ``image_size``, or 28 when None."""
+    if image_size is None:
+        return _DEFAULT_PROCEDURAL_SIZE
+    _check_image_size(image_size)
+    return int(image_size)
+
+
 def _check_image_size(image_size: int) -> None:
     """Raises DataError unless ``image_size`` is an integer of at least 4."""
     if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)):
@@ -530,13 +602,10 @@ def _triangle_masks(
     return nonneg | nonpos
 
 
-def _tfds_dataset(name: str, split: str, data_dir: str | None) -> tf.data.Dataset:
-    """Reads a prepared tensorflow_datasets split, downloading it when possible."""
+def _tfds_builder(name: str, data_dir: str | None):
+    """Opens a tensorflow_datasets builder, preparing (downloading) its data when
+    it is not prepared yet."""
     root = resolve_data_dir(data_dir)
-    hint = (
-        "point --data_dir or TFDS_DATA_DIR at a folder of prepared tensorflow-datasets "
-        "data, or use --data=shapes, which needs no download"
-    )
     try:
         import tensorflow_datasets as tfds
 
@@ -544,7 +613,7 @@ def _tfds_dataset(name: str, split: str, data_dir: str | None) -> tf.data.Datase
     except Exception as exc:
         raise DataError(
             f"cannot load dataset {name!r}: tensorflow-datasets could not open it "
-            f"({first_line(exc, with_type=True)}); {hint}"
+            f"({first_line(exc, with_type=True)}); {_TFDS_HINT}"
         ) from exc
     if not builder.is_prepared():
         where = root if root is not None else str(builder.data_dir)
@@ -553,14 +622,21 @@ def _tfds_dataset(name: str, split: str, data_dir: str | None) -> tf.data.Datase
         except Exception as exc:
             raise DataError(
                 f"cannot load dataset {name!r}: it is not prepared in {where} and could not "
-                f"be downloaded ({first_line(exc, with_type=True)}); {hint}"
+                f"be downloaded ({first_line(exc, with_type=True)}); {_TFDS_HINT}"
             ) from exc
+    return builder
+
+
+def _tfds_dataset(name: str, split: str, data_dir: str | None, builder=None) -> tf.data.Dataset:
+    """Reads a prepared tensorflow_datasets split, downloading it when possible."""
+    if builder is None:
+        builder = _tfds_builder(name, data_dir)
     try:
         return builder.as_dataset(split=split, shuffle_files=False)
     except Exception as exc:
         raise DataError(
             f"cannot load dataset {name!r}: reading split {split!r} failed "
-            f"({first_line(exc, with_type=True)}); {hint}"
+            f"({first_line(exc, with_type=True)}); {_TFDS_HINT}"
         ) from exc
 
 

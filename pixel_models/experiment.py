@@ -57,11 +57,17 @@ def _open(config: RunConfig) -> _Run:
         raise UsageError(f"--model={config.model!r}: choose one of {', '.join(sorted(MODELS))}")
     try:
         info = data.info(
-            config.data, image_size=config.image_size, color_levels=config.color_levels
+            config.data,
+            image_size=config.image_size,
+            color_levels=config.color_levels,
+            data_dir=config.data_dir,
+            binarize=config.binarize,
         )
     except data.DataError as err:
         raise UsageError(str(err)) from None
     identity = {"data": config.data, "model": config.model, "config": model_config(config, info)}
+    if config.binarize != "none":  # the two binarizations give other data at the same levels
+        identity["binarize"] = config.binarize
     paths = runs.run_paths(identity, config.checkpoint_dir, config.log_dir, config.sample_dir)
     return _Run(
         config,
@@ -82,8 +88,10 @@ def setup(config: RunConfig) -> None:
 
 def run_dataset(config: RunConfig, split: str, num_examples: int | None = None) -> tf.data.Dataset:
     """The ``split`` of the run's data, as every mode reads it: at the run's
-    image size and levels, with labels when the run reads them (see
-    :func:`pixel_models.config.reads_labels`).
+    image size, levels and binarization, with labels when the run reads them
+    (see :func:`pixel_models.config.reads_labels`). ``config.data`` is a name
+    of ``data.DATASETS`` or the user's own images (``tfds:NAME``, a folder of
+    PNG/JPEG files, a ``.npy`` / ``.npz`` file).
 
     Example:
 
@@ -98,6 +106,7 @@ def run_dataset(config: RunConfig, split: str, num_examples: int | None = None) 
         data_dir=data.resolve_data_dir(config.data_dir),
         image_size=config.image_size,
         color_levels=config.color_levels,
+        binarize=config.binarize,
         seed=config.random_seed,
         with_labels=reads_labels(config),
         num_examples=num_examples,
@@ -159,8 +168,12 @@ def check_memory(config: RunConfig, info: data.DatasetInfo) -> None:
     if available is None or dataset + batch <= available:
         return
     gib = 2.0**30
+    if config.image_size is not None:
+        images = f"--image_size={config.image_size}"
+    else:
+        images = f"--data={config.data} ({'x'.join(map(str, info.image_shape))} images)"
     raise UsageError(
-        f"--image_size={config.image_size} with --batch_size={config.batch_size}: the run "
+        f"{images} with --batch_size={config.batch_size}: the run "
         f"needs about {(dataset + batch) / gib:.1f} GiB of memory (data {dataset / gib:.1f} "
         f"GiB, one batch {batch / gib:.1f} GiB) and {available / gib:.1f} GiB are "
         "available; lower --image_size, --batch_size or --hidden_dims"

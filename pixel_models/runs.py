@@ -50,13 +50,28 @@ class RunPaths:
 def run_name(identity: dict) -> str:
     """Folder name of a run: readable, and different for different models.
 
+    The data's part is the dataset's name; for a folder or an array file, the
+    last part of its path; ``tfds:NAME`` becomes ``tfds_NAME``. The digest
+    covers the whole identity, so two folders of the same name give two runs.
+
     Example:
 
     >>> run_name({"data": "shapes", "model": "pixel_cnn", "config": {"hidden_dims": 4}})
     'shapes-pixel_cnn-b5b9bade'
+    >>> run_name({"data": "/home/me/photos/", "model": "pixel_cnn", "config": {}})[:-8]
+    'photos-pixel_cnn-'
+    >>> run_name({"data": "tfds:downsampled_imagenet/32x32", "model": "pixel_cnn", "config": {}})
+    'tfds_downsampled_imagenet_32x32-pixel_cnn-6c085b63'
     """
     digest = hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{identity['data']}-{identity['model']}-{digest}"
+    return f"{_data_label(identity['data'])}-{identity['model']}-{digest}"
+
+
+def _data_label(spec: str) -> str:
+    """A file-name-safe label of a dataset name, ``tfds:NAME``, folder or file."""
+    if not spec.startswith("tfds:"):
+        spec = os.path.basename(spec.rstrip("/" + os.sep)) or spec
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", spec).strip("_.") or "data"
 
 
 def run_paths(identity: dict, checkpoint_root: str, log_root: str, sample_root: str) -> RunPaths:

@@ -99,7 +99,8 @@ def test_info_unknown_name():
         data.info("foo")
     assert str(err.value) == (
         "unknown dataset 'foo': choose one of mnist, binarized_mnist, cifar10, imagenet32, "
-        "imagenet64, shapes, colored_shapes, colored_mnist, rotated_mnist"
+        "imagenet64, shapes, colored_shapes, colored_mnist, rotated_mnist, tfds:NAME (a "
+        "tensorflow-datasets image dataset), a folder of PNG/JPEG images or a .npy/.npz file"
     )
 
 
