@@ -15,8 +15,9 @@ def concat_elu(x):
     Example:
 
     >>> import numpy as np
-    >>> np.round(np.asarray(concat_elu(np.array([[1.0, -1.0]], "float32"))), 4).tolist()
-    [[1.0, -0.6321, -0.6321, 1.0]]
+    >>> y = np.asarray(concat_elu(np.array([[1.0, -1.0]], "float32")))
+    >>> [round(float(v), 4) for v in y[0]]
+    [1.0, -0.6321, -0.6321, 1.0]
     """
     x = ops.convert_to_tensor(x)
     return ops.elu(ops.concatenate([x, -x], axis=-1))
