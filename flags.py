@@ -49,9 +49,9 @@ flags.DEFINE_bool(
     "conditional",
     False,
     "Condition the model on the dataset's class labels (models with a num_classes parameter: "
-    "pixel_cnn, gated_pixel_cnn; datasets with labels: mnist, cifar10, colored_mnist, "
-    "rotated_mnist, and your own images with labels: class subfolders, npz labels, tfds:NAME "
-    "with a label feature). "
+    "pixel_cnn, gated_pixel_cnn, pixel_snail; datasets with labels: mnist, cifar10, "
+    "colored_mnist, rotated_mnist, and your own images with labels: class subfolders, npz "
+    "labels, tfds:NAME with a label feature). "
     "Sample grids then show one row per class.",
 )
 flags.DEFINE_enum(
@@ -81,6 +81,25 @@ flags.DEFINE_integer(
     0,
     "Side s of the s x s image that --model=multiscale_pixel_rnn generates first "
     "(must divide the image height and width); 0: half the image size.",
+)
+
+flags.DEFINE_integer(
+    "num_blocks",
+    2,
+    "Blocks of --model=pixel_snail (each: --residual_blocks gated residual blocks, then "
+    "causal self-attention over all earlier pixels).",
+)
+flags.DEFINE_integer(
+    "residual_blocks", 2, "Gated residual blocks of causal convolutions per block of pixel_snail."
+)
+flags.DEFINE_integer("attention_heads", 1, "Attention heads of each block of pixel_snail.")
+flags.DEFINE_integer("key_dims", 16, "Size of the keys and queries of each attention head.")
+flags.DEFINE_integer("value_dims", 16, "Size of the values of each attention head.")
+flags.DEFINE_float(
+    "dropout", 0.0, "Dropout rate inside the gated residual blocks of pixel_snail (training)."
+)
+flags.register_validator(
+    "dropout", lambda v: 0 <= v < 1, message="--dropout must be a number in [0, 1)"
 )
 
 # Training.
@@ -249,6 +268,11 @@ for _name, _low in (
     ("small_image_size", 0),
     ("latent_dims", 1),
     ("encoder_dims", 1),
+    ("num_blocks", 1),
+    ("residual_blocks", 0),
+    ("attention_heads", 1),
+    ("key_dims", 1),
+    ("value_dims", 1),
 ):
     flags.register_validator(
         _name,

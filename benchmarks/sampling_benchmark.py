@@ -26,6 +26,13 @@ method named):
     python benchmarks/sampling_benchmark.py --models=pixel_rnn --methods=reference,cached \
         --recurrent_length=2 --output=benchmarks/results/sampling_pixel_rnn.json
 
+PixelSNAIL's reference loop runs its attention over the whole image at every
+step; its cached sampler keeps the keys and values of past positions:
+
+    python benchmarks/sampling_benchmark.py --models=pixel_snail --cases=12x12x1 \
+        --methods=reference,cached --hidden_dims=16 --num_blocks=2 --residual_blocks=1 \
+        --output=benchmarks/results/sampling_pixel_snail.json
+
 With ``--merge``, rows of an existing ``--output`` file for the models and
 shapes not measured in this run are kept (each row records its own machine
 and time), so one model can be measured again on its own:
@@ -36,6 +43,7 @@ and time), so one model can be measured again on its own:
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
@@ -53,7 +61,11 @@ from pixel_models.runs import write_json_atomic  # noqa: E402
 CASES = {
     "28x28x1": {"image_shape": (28, 28, 1), "levels": 2},
     "32x32x3": {"image_shape": (32, 32, 3), "levels": 256},
+    "12x12x1": {"image_shape": (12, 12, 1), "levels": 2},
 }
+DEFAULT_CASES = "28x28x1,32x32x3"
+# Network sizes set from the command line, where a builder takes them.
+SIZES = ("hidden_dims", "recurrent_length", "out_hidden_dims", "num_blocks", "residual_blocks")
 
 
 def naive_sample(model, num_samples: int, seed: int) -> np.ndarray:
@@ -93,14 +105,14 @@ RECURRENT = ("pixel_rnn", "multiscale_pixel_rnn")
 def measure(name: str, case: str, args: argparse.Namespace, rnn_type: str | None = None) -> dict:
     """Times the chosen methods on one model and shape."""
     extra = {} if rnn_type is None else {"rnn_type": rnn_type}
-    model = pixel_models.build_model(
-        name,
-        **CASES[case],
-        hidden_dims=args.hidden_dims,
-        recurrent_length=args.recurrent_length,
-        out_hidden_dims=args.out_hidden_dims,
-        **extra,
-    )
+    # The sizes given, where the builder takes them (pixel_snail has blocks,
+    # not a recurrent_length).
+    sizes = {
+        size: getattr(args, size)
+        for size in SIZES
+        if size in inspect.signature(pixel_models.MODELS[name]).parameters
+    }
+    model = pixel_models.build_model(name, **CASES[case], **sizes, **extra)
     n = args.batch_size
     methods = args.methods.split(",")
 
@@ -125,9 +137,7 @@ def measure(name: str, case: str, args: argparse.Namespace, rnn_type: str | None
         "case": case,
         "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
         "batch_size": n,
-        "hidden_dims": args.hidden_dims,
-        "recurrent_length": args.recurrent_length,
-        "out_hidden_dims": args.out_hidden_dims,
+        **sizes,
         "parameters": int(model.count_params()),
         "images_per_second": {m: round(n / t, 3) for m, t in seconds.items()},
         "seconds_per_batch": {m: round(t, 3) for m, t in seconds.items()},
@@ -153,7 +163,7 @@ def main(argv=None) -> dict:
     p.add_argument(
         "--models", default="pixel_cnn,gated_pixel_cnn", help="comma-separated model names"
     )
-    p.add_argument("--cases", default=",".join(CASES), help=f"among {', '.join(CASES)}")
+    p.add_argument("--cases", default=DEFAULT_CASES, help=f"among {', '.join(CASES)}")
     p.add_argument(
         "--rnn_types",
         default="row_lstm,diagonal_bilstm",
@@ -165,6 +175,10 @@ def main(argv=None) -> dict:
     p.add_argument("--hidden_dims", type=int, default=16)
     p.add_argument("--recurrent_length", type=int, default=7)
     p.add_argument("--out_hidden_dims", type=int, default=32)
+    p.add_argument("--num_blocks", type=int, default=2, help="blocks of pixel_snail")
+    p.add_argument(
+        "--residual_blocks", type=int, default=2, help="residual blocks per block of pixel_snail"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default="benchmarks/results/sampling.json")
     p.add_argument(

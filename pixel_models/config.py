@@ -55,6 +55,12 @@ class RunConfig:
     encoder: str = "conv"
     encoder_dims: int = 32
     small_image_size: int = 0
+    num_blocks: int = 2
+    residual_blocks: int = 2
+    attention_heads: int = 1
+    key_dims: int = 16
+    value_dims: int = 16
+    dropout: float = 0.0
     # Data.
     data: str = "mnist"
     data_dir: str | None = None
@@ -100,7 +106,8 @@ class RunConfig:
 FIELD_MODELS = {"latent_dims": {"autoencoder"}}
 # Fields that describe the run, not the network, although a builder may take
 # a parameter of the same name.
-_NOT_NETWORK = frozenset(f.name for f in dataclasses.fields(RunConfig)[14:])
+_FIELDS = [f.name for f in dataclasses.fields(RunConfig)]
+_NOT_NETWORK = frozenset(_FIELDS[_FIELDS.index("data") :])
 
 
 def model_config(config: RunConfig, info: DatasetInfo) -> dict:

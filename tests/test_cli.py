@@ -149,6 +149,7 @@ def test_train_resume_generate(tmp_path):
         ["--model=pixel_rnn", "--rnn_type=diagonal_bilstm", "--use_residual"],
         ["--model=multiscale_pixel_rnn", "--rnn_type=row_lstm", "--small_image_size=4"],
         ["--model=pixel_rcnn", "--color_dependence=independent", "--hidden_dims=6"],
+        ["--model=pixel_snail", "--num_blocks=1", "--residual_blocks=1", "--key_dims=4"],
     ],
     ids=lambda flags: "-".join(f.split("=")[-1] for f in flags),
 )
@@ -235,7 +236,7 @@ def test_colored_data_trains_and_generates(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["pixel_cnn", "gated_pixel_cnn"])
+@pytest.mark.parametrize("model", ["pixel_cnn", "gated_pixel_cnn", "pixel_snail"])
 def test_class_conditional_training_and_generation(tmp_path, model):
     # shapes is labelled by its number of shapes (3 classes).
     args = [*TINY, *dirs(tmp_path), f"--model={model}", "--conditional", "--num_samples=6"]
@@ -269,6 +270,8 @@ BAD_FLAGS = [
     ("--strategy=tpu_pod", "--strategy"),
     ("--small_image_size=-1", "--small_image_size"),
     ("--color_levels=1", "--color_levels"),
+    ("--num_blocks=0", "--num_blocks must be an integer >= 1"),
+    ("--dropout=1", "--dropout must be a number in [0, 1)"),
     ("--strategy=tpu", "--strategy=tpu needs --tpu"),
     ("--tpu=local", "--tpu is only read with --strategy=tpu, not --strategy=auto"),
 ]

@@ -14,6 +14,7 @@ from pixel_models.models.multiscale_pixel_rnn import MultiScalePixelRNN, multisc
 from pixel_models.models.pixel_cnn import pixel_cnn
 from pixel_models.models.pixel_rcnn import pixel_rcnn
 from pixel_models.models.pixel_rnn import pixel_rnn
+from pixel_models.models.pixel_snail import pixel_snail
 
 MODELS = {
     "pixel_cnn": pixel_cnn,
@@ -23,6 +24,7 @@ MODELS = {
     "pixel_rcnn": pixel_rcnn,
     "multiscale_pixel_rnn": multiscale_pixel_rnn,
     "invariant_cnn": invariant_cnn,
+    "pixel_snail": pixel_snail,
 }
 
 __all__ = [
@@ -37,4 +39,5 @@ __all__ = [
     "pixel_cnn",
     "pixel_rcnn",
     "pixel_rnn",
+    "pixel_snail",
 ]
