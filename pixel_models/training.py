@@ -45,6 +45,7 @@ from pixel_models import images as image_utils
 from pixel_models import runs
 from pixel_models.distributions import bits_per_dim
 from pixel_models.errors import first_line
+from pixel_models.files import write_atomic_path
 from pixel_models.kinds import kind_of
 from pixel_models.sampling import image_shape
 
@@ -75,6 +76,9 @@ class TrainConfig:
         long in this process (None: no time limit).
       run_record: written as ``run_config.json`` beside the checkpoints once
         training starts, when that file is not there yet (None: nothing).
+      keras_files: also save the model as ``ckpt-N.keras`` beside each
+        checkpoint ``ckpt-N`` (loaded by ``keras.saving.load_model`` after
+        ``import pixel_models``), kept as long as the checkpoint is.
     """
 
     max_steps: int
@@ -90,6 +94,7 @@ class TrainConfig:
     max_to_keep: int = 3
     max_seconds: float | None = None
     run_record: dict | None = None
+    keras_files: bool = True
 
 
 def make_optimizer(
@@ -561,6 +566,9 @@ def _fit(trainer, train_dataset, test_dataset, config: TrainConfig, chief: bool)
                     _check_finite_state(trainer, step, manager)
                     where = os.path.join(config.checkpoint_dir, f"ckpt-{step}")
                     _written(where, manager, _save, manager, step, chief)
+                    if chief and config.keras_files:
+                        keras_path = runs.keras_file(where)
+                        _written(keras_path, manager, _save_keras, trainer.model, keras_path)
                 if config.num_samples > 0 and (config.sample_dir or config.log_dir):
                     kind = trainer.kind
                     if kind.preview_needs_images and originals is None:
@@ -660,6 +668,20 @@ def _save(manager: tf.train.CheckpointManager, step: int, chief: bool) -> None:
             manager.checkpoint.write(os.path.join(tmp, "ckpt"))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _save_keras(model: keras.Model, path: str) -> None:
+    """Saves ``model`` to the ``.keras`` file ``path`` atomically and removes
+    those of the checkpoints the manager has deleted. A model that Keras
+    cannot serialise (a user's layer without ``get_config``) is logged and
+    skipped: its checkpoints hold its weights."""
+    try:
+        write_atomic_path(path, lambda tmp: keras.saving.save_model(model, tmp))
+    except (OSError, tf.errors.OpError):
+        raise
+    except (TypeError, ValueError, NotImplementedError) as err:
+        logging.warning("cannot save the model as %s (%s); skipped", path, first_line(err))
+    runs.remove_stale_keras_files(os.path.dirname(path))
 
 
 def _first_images(dataset: tf.data.Dataset | None, num: int) -> np.ndarray | None:
