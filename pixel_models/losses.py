@@ -154,6 +154,9 @@ class NLL(keras.metrics.Mean):
     def __init__(self, kind: str | None = None, name: str = "nll", **kwargs):
         super().__init__(name=name, **kwargs)
         self.kind = kind
+        # Lower is better: what EarlyStopping and ModelCheckpoint read to
+        # monitor it without mode="min".
+        self._direction = "down"
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         return super().update_state(self._values(y_true, y_pred), sample_weight=sample_weight)

@@ -98,7 +98,10 @@ class TrainConfig:
 
 
 def make_optimizer(
-    name: str, learning_rate: float, loss_scale: bool | None = None
+    name: str,
+    learning_rate: float,
+    loss_scale: bool | None = None,
+    clipvalue: float | None = None,
 ) -> keras.optimizers.Optimizer:
     """RMSProp (as in carpedm20/pixel-rnn-tensorflow) or Adam.
 
@@ -109,6 +112,9 @@ def make_optimizer(
         ``keras.optimizers.LossScaleOptimizer`` (needed with float16
         activations, whose small gradients would underflow). None: when the
         global dtype policy is ``mixed_float16``.
+      clipvalue: the optimizer clips each gradient to ``[-clipvalue,
+        clipvalue]`` (for ``model.fit``: :class:`Trainer` clips by itself,
+        with its ``grad_clip``, the same way); None or 0: no clipping.
 
     Example:
 
@@ -120,10 +126,11 @@ def make_optimizer(
     """
     if learning_rate <= 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+    clip = {"clipvalue": float(clipvalue)} if clipvalue else {}
     if name == "rmsprop":
-        optimizer = keras.optimizers.RMSprop(learning_rate)
+        optimizer = keras.optimizers.RMSprop(learning_rate, **clip)
     elif name == "adam":
-        optimizer = keras.optimizers.Adam(learning_rate)
+        optimizer = keras.optimizers.Adam(learning_rate, **clip)
     else:
         raise ValueError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
     if loss_scale is None:
