@@ -18,8 +18,9 @@ import tensorflow as tf
 
 import pixel_models as pm
 from pixel_models import data, experiment, runs, training
+from pixel_models import images as images_module
 from pixel_models.config import RunConfig, model_config
-from pixel_models.kinds import kind_for_builder
+from pixel_models.kinds import kind_for_builder, kind_of
 from pixel_models.models import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,6 +83,20 @@ def test_pixel_nll_reads_bernoulli_and_categorical_heads():
         pm.PixelNLL()(images, logits[..., 0, 0])
     with pytest.raises(ValueError, match="kind must be one of"):
         pm.PixelNLL("gaussian")
+
+
+@pytest.mark.parametrize("name", DENSITY_MODELS)
+def test_pixel_nll_is_the_loss_the_trainer_minimises(name):
+    # The composite models need no loss of their own: the multi-scale
+    # model's logits are the small model's on the grid and the full model's
+    # elsewhere, the autoencoder's are the decoder's given the images' codes.
+    model = build(name)
+    images = data.make_shapes(3, SIZE, seed=0).astype("float32")
+    loss, terms = kind_of(model).per_example(model, images, None, training=False)
+    nll = pm.PixelNLL(reduction=None)(images, model(images))
+    np.testing.assert_allclose(nll, loss, rtol=1e-5)
+    if terms:
+        np.testing.assert_allclose(sum(terms.values()), nll, rtol=1e-5)
 
 
 def test_loss_and_metrics_serialize():
@@ -252,8 +267,7 @@ def test_load_run_and_keras_files_of_a_trained_run(tmp_path):
     # Ready for sampling, completion and scoring.
     images = np.stack(list(experiment.run_dataset(config, "test", num_examples=8)))
     assert pm.sample(model, 2, seed=0).shape == (2, SIZE, SIZE, 1)
-    known = np.zeros((SIZE, SIZE), bool)
-    known[:2] = True
+    known = images_module.known_mask("top_half", (SIZE, SIZE, 1))
     completed = pm.complete(model, images[:2], known, seed=0)
     np.testing.assert_array_equal(completed[:, :2], images[:2, :2])
     # The recovered config opens the same run: its evaluation is the NLL of
