@@ -11,7 +11,9 @@ notebooks and users:
   instead (an autoencoder's reconstructions);
 - :func:`evaluate`: the test metrics of the latest checkpoint (a classifier's
   cross-entropy and accuracy);
-- :func:`score`: the NLL of the user's images (``score``) under it.
+- :func:`score`: the NLL of the user's images (``score``) under it;
+- :func:`load_run`: a trained run's model and its ``RunConfig``, for the
+  library (``pm.sample``, ``pm.complete``, scoring, ``model.fit``).
 
 Every mode reads its data through :func:`run_dataset`, with the same shape,
 levels and labels, and opens the same run folders (:mod:`pixel_models.runs`).

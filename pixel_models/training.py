@@ -21,10 +21,14 @@ Checkpoints (model, optimizer and step) go through
 ``tf.train.CheckpointManager``, which writes new files and then updates its
 index, so an interrupted save never replaces the last good checkpoint; the
 same command run again restores the newest intact one and continues (see
-:func:`pixel_models.runs.restore_checkpoint`). While it trains, :func:`fit`
-holds the run folder's lock (:class:`pixel_models.runs.RunLock`), and it
-never saves a non-finite state: a non-finite loss or gradient, weight or
-optimizer slot stops it with a :class:`TrainingError`.
+:func:`pixel_models.runs.restore_checkpoint`). Beside each checkpoint
+``ckpt-N`` the model is also saved as ``ckpt-N.keras`` (written to a
+temporary file and renamed, and removed with its checkpoint), which
+``keras.saving.load_model`` opens in any process that imports the package.
+While it trains, :func:`fit` holds the run folder's lock
+(:class:`pixel_models.runs.RunLock`), and it never saves a non-finite state:
+a non-finite loss or gradient, weight or optimizer slot stops it with a
+:class:`TrainingError`.
 """
 
 from __future__ import annotations
