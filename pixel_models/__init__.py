@@ -20,7 +20,9 @@ from pixel_models.distributions import (
     distribution_of,
     head_of,
 )
+from pixel_models.experiment import LoadedRun, load_run
 from pixel_models.layers import GatedBlock, MaskedConv2D, make_mask
+from pixel_models.losses import NLL, BitsPerDim, PixelNLL, fit_data
 from pixel_models.models import MODELS
 from pixel_models.sampling import complete, reconstruct, sample
 
@@ -43,17 +45,23 @@ def build_model(name: str, **config) -> keras.Model:
 
 __all__ = [
     "MODELS",
+    "NLL",
     "Bernoulli",
+    "BitsPerDim",
     "Categorical",
     "GatedBlock",
+    "LoadedRun",
     "MaskedConv2D",
     "PixelHead",
+    "PixelNLL",
     "bits_per_dim",
     "build_model",
     "complete",
     "data",
     "distribution_of",
+    "fit_data",
     "head_of",
+    "load_run",
     "make_mask",
     "reconstruct",
     "sample",

@@ -161,3 +161,40 @@ def reads_labels(config: RunConfig) -> bool:
     from pixel_models.kinds import kind_for_builder
 
     return config.conditional or kind_for_builder(config.model).needs_labels
+
+
+def recorded_config(record: dict, checkpoint_dir: str = "checkpoints") -> RunConfig:
+    """The :class:`RunConfig` of a run from what its ``run_config.json`` records.
+
+    The record holds the run's data, model, builder keywords and optimizer;
+    the returned config has those (the network fields, ``image_size`` and
+    ``color_levels`` from the image shape and levels, ``conditional`` when a
+    density model takes labels) and ``checkpoint_dir`` as given, so that it
+    names the same run folder. What the record does not hold (batch size,
+    learning rate, output folders) keeps its default.
+
+    Example:
+
+    >>> record = {"data": "shapes", "model": "pixel_cnn", "optimizer": "adam",
+    ...           "config": {"image_shape": [8, 8, 1], "levels": 2, "hidden_dims": 4}}
+    >>> config = recorded_config(record)
+    >>> config.model, config.image_size, config.color_levels, config.hidden_dims
+    ('pixel_cnn', 8, 2, 4)
+    """
+    from pixel_models.kinds import kind_for_builder
+
+    keywords = dict(record.get("config", {}))
+    fields = {f.name for f in dataclasses.fields(RunConfig)} - _NOT_NETWORK
+    values = {name: keywords[name] for name in keywords if name in fields}
+    image_shape = keywords.get("image_shape")
+    if image_shape:
+        values["image_size"] = int(image_shape[0])
+    if "levels" in keywords:
+        values["color_levels"] = int(keywords["levels"])
+    model = record.get("model", RunConfig.model)
+    if "num_classes" in keywords and not kind_for_builder(model).needs_labels:
+        values["conditional"] = True
+    for name in ("data", "model", "optimizer"):
+        if name in record:
+            values[name] = record[name]
+    return RunConfig(checkpoint_dir=checkpoint_dir, **values)

@@ -11,7 +11,9 @@ notebooks and users:
   instead (an autoencoder's reconstructions);
 - :func:`evaluate`: the test metrics of the latest checkpoint (a classifier's
   cross-entropy and accuracy);
-- :func:`score`: the NLL of the user's images (``score``) under it.
+- :func:`score`: the NLL of the user's images (``score``) under it;
+- :func:`load_run`: a trained run's model and its ``RunConfig``, for the
+  library (``pm.sample``, ``pm.complete``, scoring, ``model.fit``).
 
 Every mode reads its data through :func:`run_dataset`, with the same shape,
 levels and labels, and opens the same run folders (:mod:`pixel_models.runs`).
@@ -24,14 +26,23 @@ import dataclasses
 import json
 import math
 import os
+from typing import NamedTuple
 
+import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from pixel_models import data, devices, images, runs, sampling, training
-from pixel_models.config import RunConfig, UsageError, model_config, reads_labels
+from pixel_models.config import (
+    RunConfig,
+    UsageError,
+    model_config,
+    reads_labels,
+    recorded_config,
+)
 from pixel_models.distributions import bits_per_dim, distribution_of
+from pixel_models.errors import first_line
 from pixel_models.kinds import kind_for_builder
 from pixel_models.models import MODELS
 
@@ -225,6 +236,69 @@ def _restored(run: _Run):
         model = MODELS[run.config.model](**run.model_config)
     _, step = training.restore_model(model, run.paths.checkpoint_dir)
     return model, step
+
+
+class LoadedRun(NamedTuple):
+    """What :func:`load_run` returns: ``model, config = load_run(run_dir)``."""
+
+    model: keras.Model
+    config: RunConfig
+
+
+def load_run(run_dir: str) -> LoadedRun:
+    """The trained model of a run folder of ``main.py``, and the run's config.
+
+    ``run_dir`` is the folder that holds the run's ``run_config.json`` and
+    checkpoints (``<checkpoint_dir>/<run name>``, which ``main.py`` prints as
+    ``"run"``). The model is built from the recorded builder keywords and
+    given the weights of the newest checkpoint that restores (falling back
+    past damaged ones, as a resumed run does), ready for
+    :func:`pixel_models.sample`, :func:`pixel_models.complete` and scoring.
+    The config is :func:`pixel_models.config.recorded_config` of the record,
+    with ``checkpoint_dir`` the folder above ``run_dir``, so that the modes
+    of this module (:func:`generate`, :func:`evaluate`) open the same run.
+
+    Raises:
+      RunError: ``run_dir`` is not a run folder, its record is damaged or
+        names an unknown model, or it has no checkpoint that restores.
+
+    Example (after ``python main.py --data=shapes --image_size=8 --max_steps=100``,
+    which prints the run's name)::
+
+        model, config = pm.load_run("checkpoints/shapes-pixel_cnn-1b2c3d4e")
+        images = pm.sample(model, num_samples=16, seed=0)
+    """
+    record_path = os.path.join(run_dir, "run_config.json")
+    if not os.path.isdir(run_dir):
+        raise runs.RunError(
+            f"run folder {run_dir} does not exist: pass the folder of a trained run, "
+            "<checkpoint_dir>/<run name> (main.py prints the run's name)"
+        )
+    if not os.path.exists(record_path):
+        raise runs.RunError(
+            f"{run_dir} has no run_config.json: it is not the folder of a run of main.py; "
+            "pass <checkpoint_dir>/<run name> (main.py prints the run's name)"
+        )
+    record = runs.read_run_record(run_dir)
+    name = record.get("model")
+    if name not in MODELS or not isinstance(record.get("config"), dict):
+        raise runs.RunError(
+            f"{record_path} names no model of this version (model={name!r}); choose a run "
+            f"of one of {', '.join(sorted(MODELS))}"
+        )
+    try:
+        model = MODELS[name](**record["config"])
+    except (TypeError, ValueError) as err:
+        raise runs.RunError(
+            f"{record_path}: its settings do not build a {name} model ({first_line(err)})"
+        ) from None
+    try:
+        path, step = training.restore_model(model, run_dir)
+    except training.TrainingError as err:
+        raise runs.RunError(str(err)) from None
+    logging.info("loaded %s (step %d)", path, step)
+    parent = os.path.dirname(os.path.abspath(run_dir))
+    return LoadedRun(model, recorded_config(record, checkpoint_dir=parent))
 
 
 def evaluate(config: RunConfig) -> dict:

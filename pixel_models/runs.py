@@ -108,6 +108,15 @@ def _read_json(path: str) -> dict:
     return saved
 
 
+def read_run_record(checkpoint_dir: str) -> dict:
+    """The ``run_config.json`` of the run folder ``checkpoint_dir``.
+
+    Raises:
+      RunError: the file is not valid JSON or holds no object.
+    """
+    return _read_json(os.path.join(checkpoint_dir, "run_config.json"))
+
+
 # Fields of run_config.json that are recorded and checked but not part of the
 # run's identity (its folder name): runs recorded before them still resume.
 CHECKED_FIELDS = ("optimizer",)
@@ -282,6 +291,41 @@ def restore_checkpoint(
         "written by another model or is damaged: use the flags the run was trained with or "
         "another --checkpoint_dir"
     )
+
+
+_KERAS_FILE = re.compile(r"^ckpt-(\d+)\.keras$")
+
+
+def keras_file(prefix: str) -> str:
+    """The ``.keras`` file of the model saved beside the checkpoint ``prefix``.
+
+    >>> keras_file("runs/ckpt-60")
+    'runs/ckpt-60.keras'
+    """
+    return f"{prefix}.keras"
+
+
+def remove_stale_keras_files(checkpoint_dir: str) -> list[str]:
+    """Removes the ``ckpt-N.keras`` files whose checkpoint ``ckpt-N`` is gone
+    (the checkpoint manager keeps only the newest ones); returns their names.
+
+    Example:
+
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     for name in ("ckpt-5.index", "ckpt-5.data-00000-of-00001", "ckpt-5.keras",
+    ...                  "ckpt-2.keras"):
+    ...         open(os.path.join(folder, name), "w").close()
+    ...     print(remove_stale_keras_files(folder), sorted(os.listdir(folder))[-1])
+    ['ckpt-2.keras'] ckpt-5.keras
+    """
+    kept = {os.path.basename(p) for p in checkpoint_files(checkpoint_dir)}
+    removed = []
+    for name in sorted(os.listdir(checkpoint_dir)):
+        match = _KERAS_FILE.match(name)
+        if match and f"ckpt-{match[1]}" not in kept:
+            os.remove(os.path.join(checkpoint_dir, name))
+            removed.append(name)
+    return removed
 
 
 def remove_partial_saves(checkpoint_dir: str) -> list[str]:

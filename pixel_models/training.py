@@ -21,10 +21,14 @@ Checkpoints (model, optimizer and step) go through
 ``tf.train.CheckpointManager``, which writes new files and then updates its
 index, so an interrupted save never replaces the last good checkpoint; the
 same command run again restores the newest intact one and continues (see
-:func:`pixel_models.runs.restore_checkpoint`). While it trains, :func:`fit`
-holds the run folder's lock (:class:`pixel_models.runs.RunLock`), and it
-never saves a non-finite state: a non-finite loss or gradient, weight or
-optimizer slot stops it with a :class:`TrainingError`.
+:func:`pixel_models.runs.restore_checkpoint`). Beside each checkpoint
+``ckpt-N`` the model is also saved as ``ckpt-N.keras`` (written to a
+temporary file and renamed, and removed with its checkpoint), which
+``keras.saving.load_model`` opens in any process that imports the package.
+While it trains, :func:`fit` holds the run folder's lock
+(:class:`pixel_models.runs.RunLock`), and it never saves a non-finite state:
+a non-finite loss or gradient, weight or optimizer slot stops it with a
+:class:`TrainingError`.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from pixel_models import images as image_utils
 from pixel_models import runs
 from pixel_models.distributions import bits_per_dim
 from pixel_models.errors import first_line
+from pixel_models.files import write_atomic_path
 from pixel_models.kinds import kind_of
 from pixel_models.progress import progress
 from pixel_models.sampling import image_shape
@@ -77,6 +82,9 @@ class TrainConfig:
         long in this process (None: no time limit).
       run_record: written as ``run_config.json`` beside the checkpoints once
         training starts, when that file is not there yet (None: nothing).
+      keras_files: also save the model as ``ckpt-N.keras`` beside each
+        checkpoint ``ckpt-N`` (loaded by ``keras.saving.load_model`` after
+        ``import pixel_models``), kept as long as the checkpoint is.
     """
 
     max_steps: int
@@ -92,10 +100,14 @@ class TrainConfig:
     max_to_keep: int = 3
     max_seconds: float | None = None
     run_record: dict | None = None
+    keras_files: bool = True
 
 
 def make_optimizer(
-    name: str, learning_rate: float, loss_scale: bool | None = None
+    name: str,
+    learning_rate: float,
+    loss_scale: bool | None = None,
+    clipvalue: float | None = None,
 ) -> keras.optimizers.Optimizer:
     """RMSProp (as in carpedm20/pixel-rnn-tensorflow) or Adam.
 
@@ -106,6 +118,9 @@ def make_optimizer(
         ``keras.optimizers.LossScaleOptimizer`` (needed with float16
         activations, whose small gradients would underflow). None: when the
         global dtype policy is ``mixed_float16``.
+      clipvalue: the optimizer clips each gradient to ``[-clipvalue,
+        clipvalue]`` (for ``model.fit``: :class:`Trainer` clips by itself,
+        with its ``grad_clip``, the same way); None or 0: no clipping.
 
     Example:
 
@@ -117,10 +132,11 @@ def make_optimizer(
     """
     if learning_rate <= 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+    clip = {"clipvalue": float(clipvalue)} if clipvalue else {}
     if name == "rmsprop":
-        optimizer = keras.optimizers.RMSprop(learning_rate)
+        optimizer = keras.optimizers.RMSprop(learning_rate, **clip)
     elif name == "adam":
-        optimizer = keras.optimizers.Adam(learning_rate)
+        optimizer = keras.optimizers.Adam(learning_rate, **clip)
     else:
         raise ValueError(f"unknown optimizer {name!r}: choose one of {', '.join(OPTIMIZERS)}")
     if loss_scale is None:
@@ -574,6 +590,9 @@ def _fit(trainer, train_dataset, test_dataset, config: TrainConfig, chief: bool)
                     _check_finite_state(trainer, step, manager)
                     where = os.path.join(config.checkpoint_dir, f"ckpt-{step}")
                     _written(where, manager, _save, manager, step, chief)
+                    if chief and config.keras_files:
+                        keras_path = runs.keras_file(where)
+                        _written(keras_path, manager, _save_keras, trainer.model, keras_path)
                 if config.num_samples > 0 and (config.sample_dir or config.log_dir):
                     kind = trainer.kind
                     if kind.preview_needs_images and originals is None:
@@ -686,6 +705,20 @@ def _save(manager: tf.train.CheckpointManager, step: int, chief: bool) -> None:
             manager.checkpoint.write(os.path.join(tmp, "ckpt"))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _save_keras(model: keras.Model, path: str) -> None:
+    """Saves ``model`` to the ``.keras`` file ``path`` atomically and removes
+    those of the checkpoints the manager has deleted. A model that Keras
+    cannot serialise (a user's layer without ``get_config``) is logged and
+    skipped: its checkpoints hold its weights."""
+    try:
+        write_atomic_path(path, lambda tmp: keras.saving.save_model(model, tmp))
+    except (OSError, tf.errors.OpError):
+        raise
+    except (TypeError, ValueError, NotImplementedError) as err:
+        logging.warning("cannot save the model as %s (%s); skipped", path, first_line(err))
+    runs.remove_stale_keras_files(os.path.dirname(path))
 
 
 def _first_images(dataset: tf.data.Dataset | None, num: int) -> np.ndarray | None:

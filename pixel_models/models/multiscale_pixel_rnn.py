@@ -218,6 +218,11 @@ class MultiScalePixelRNN(keras.Model):
       with which :func:`pixel_models.sample` and :func:`pixel_models.complete`
       generate in two stages.
 
+    With ``model.compile(optimizer, loss=pm.PixelNLL())``, ``model.fit``
+    minimises ``-log p(x)`` and also logs the mean of each term (``nll_small``,
+    ``nll_full_given_small``, and ``val_...``), read from the logits it
+    already computed (:meth:`nll_terms_of_logits`).
+
     Example:
 
     >>> model = MultiScalePixelRNN((4, 4, 1), hidden_dims=2, recurrent_length=1,
@@ -234,6 +239,7 @@ class MultiScalePixelRNN(keras.Model):
     """
 
     model_kind = MULTI_STAGE
+    nll_term_names = ("nll_small", "nll_full_given_small")
 
     def __init__(
         self,
@@ -304,6 +310,9 @@ class MultiScalePixelRNN(keras.Model):
         # Constants: where the grid pixels are, shaped to broadcast over logits.
         grid = grid_mask(self.image_shape, self.strides)
         self._grid = grid[None, :, :, None]  # (1, H, W, 1)
+        # The means of the NLL terms that model.fit logs beside its loss.
+        self.nll_small_mean = keras.metrics.Mean(name="nll_small")
+        self.nll_full_given_small_mean = keras.metrics.Mean(name="nll_full_given_small")
         self.built = True
 
     @property
@@ -358,6 +367,27 @@ class MultiScalePixelRNN(keras.Model):
             "nll_small": nll_small,
             "nll_full_given_small": -ops.sum(off_grid, axis=(1, 2, 3)),
         }
+
+    def nll_terms_of_logits(self, logits, images) -> dict[str, tf.Tensor]:
+        """:meth:`nll_terms` from the logits ``self(images)`` already computed:
+        the sum of ``-log p(x_ijc | past)`` over the grid pixels (the small
+        image's NLL, their logits being the small model's) and over the others."""
+        per_dim = self.head.distribution.log_prob_per_dim(logits, images)
+        on_grid = ops.where(self._grid, per_dim, ops.zeros_like(per_dim))
+        return {
+            "nll_small": -ops.sum(on_grid, axis=(1, 2, 3)),
+            "nll_full_given_small": -ops.sum(per_dim - on_grid, axis=(1, 2, 3)),
+        }
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Keras's loss of ``fit`` and ``evaluate``, and the means of the NLL terms
+        of the batch (``y`` the images, ``y_pred`` their logits)."""
+        loss = super().compute_loss(x, y, y_pred, sample_weight, training)
+        if y is not None and y_pred is not None:
+            terms = self.nll_terms_of_logits(y_pred, y)
+            for metric in (self.nll_small_mean, self.nll_full_given_small_mean):
+                metric.update_state(terms[metric.name], sample_weight)
+        return loss
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], *self.conditional_model.output_shape[1:])
