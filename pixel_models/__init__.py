@@ -14,6 +14,7 @@ import keras
 from pixel_models.distributions import (
     Bernoulli,
     Categorical,
+    LogisticMixture,
     PixelHead,
     bits_per_dim,
     distribution_of,
@@ -45,6 +46,7 @@ __all__ = [
     "Bernoulli",
     "Categorical",
     "GatedBlock",
+    "LogisticMixture",
     "MaskedConv2D",
     "PixelHead",
     "bits_per_dim",
