@@ -79,6 +79,20 @@ flags.DEFINE_integer(
     "Side s of the s x s image that --model=multiscale_pixel_rnn generates first "
     "(must divide the image height and width); 0: half the image size.",
 )
+flags.DEFINE_integer(
+    "num_resnet", 5, "Gated residual blocks per resolution of --model=pixel_cnn_pp."
+)
+flags.DEFINE_integer(
+    "num_resolutions",
+    3,
+    "Resolutions of --model=pixel_cnn_pp (each half the size of the one before).",
+)
+flags.DEFINE_integer(
+    "num_mixtures", 10, "Logistic mixture components per pixel of --model=pixel_cnn_pp."
+)
+flags.DEFINE_float(
+    "dropout", 0.5, "Dropout rate in the gated residual blocks of --model=pixel_cnn_pp."
+)
 
 # Training.
 flags.DEFINE_integer("max_epoch", 100000, "Stop after this many passes over the training set.")
@@ -136,7 +150,9 @@ flags.DEFINE_enum(
     "completions side by side.",
 )
 flags.DEFINE_float(
-    "temperature", 1.0, "Sampling temperature of categorical heads (1: exact samples)."
+    "temperature",
+    1.0,
+    "Sampling temperature of categorical and logistic mixture heads (1: exact samples).",
 )
 flags.DEFINE_string(
     "score",
@@ -204,6 +220,9 @@ for _name, _low in (
     ("small_image_size", 0),
     ("latent_dims", 1),
     ("encoder_dims", 1),
+    ("num_resnet", 1),
+    ("num_resolutions", 1),
+    ("num_mixtures", 1),
 ):
     flags.register_validator(
         _name,
@@ -215,6 +234,9 @@ flags.register_validator(
     "temperature",
     lambda v: 0 < v < float("inf"),
     message="--temperature must be a finite number > 0",
+)
+flags.register_validator(
+    "dropout", lambda v: 0 <= v < 1, message="--dropout must be a number in [0, 1)"
 )
 flags.register_validator("grad_clip", lambda v: v >= 0, message="--grad_clip must be >= 0")
 

@@ -55,6 +55,10 @@ class RunConfig:
     encoder: str = "conv"
     encoder_dims: int = 32
     small_image_size: int = 0
+    num_resnet: int = 5
+    num_resolutions: int = 3
+    num_mixtures: int = 10
+    dropout: float = 0.5
     # Data.
     data: str = "mnist"
     data_dir: str | None = None
@@ -97,7 +101,8 @@ class RunConfig:
 FIELD_MODELS = {"latent_dims": {"autoencoder"}}
 # Fields that describe the run, not the network, although a builder may take
 # a parameter of the same name.
-_NOT_NETWORK = frozenset(f.name for f in dataclasses.fields(RunConfig)[14:])
+_FIELDS = [f.name for f in dataclasses.fields(RunConfig)]
+_NOT_NETWORK = frozenset(_FIELDS[_FIELDS.index("data") :])
 
 
 def model_config(config: RunConfig, info: DatasetInfo) -> dict:
