@@ -178,3 +178,69 @@ def test_pixel_cnn_pp_learns_colored_shapes():
     after = trainer.evaluate(test)["bits_per_dim"]
     print(f"pixel_cnn_pp on colored_shapes: {before:.3f} -> {after:.3f} bits/dim (uniform 2)")
     assert after < 0.6 * 2.0
+
+
+# ---------------------------------------------------------------------------
+# Cached sampling at every resolution
+# ---------------------------------------------------------------------------
+
+
+def _cached_model(shape, levels, resolutions, **kwargs):
+    keras.utils.set_random_seed(1)
+    model = pm.build_model(
+        "pixel_cnn_pp",
+        image_shape=shape,
+        levels=levels,
+        hidden_dims=4,
+        num_resnet=1,
+        num_resolutions=resolutions,
+        num_mixtures=2,
+        **kwargs,
+    )
+    return sharpen_every_weight(model, seed=1)
+
+
+@pytest.mark.parametrize(
+    "shape, levels, resolutions",
+    [((4, 4, 1), 2, 3), ((5, 3, 3), 4, 2), ((8, 8, 3), 8, 3)],
+    ids=["4x4_binary_3res", "5x3_rgb_odd_2res", "8x8_rgb_3res"],
+)
+def test_cached_logits_equal_the_full_network_at_every_position(shape, levels, resolutions):
+    model = _cached_model(shape, levels, resolutions)
+    assert pm.sampling.supports_cached(model)
+    x = np.random.default_rng(0).integers(0, levels, (2, *shape)).astype("float32")
+    np.testing.assert_allclose(
+        pm.sampling.cached_logits(model, x), np.asarray(model(x, training=False)), atol=1e-5
+    )
+
+
+def test_strided_and_transposed_steps_run_at_their_own_scale():
+    from pixel_models.sampling.loops import plan_of
+
+    plan = plan_of(_cached_model((8, 8, 3), 4, 3))
+    scales = {step.scale for step in plan.row_steps + plan.position_steps}
+    assert scales == {1, 2, 4}
+    # The buffers of the lower resolutions have their own sizes.
+    sizes = {plan.size(key) for key in plan.pads}
+    assert {(8, 8), (4, 4), (2, 2)} <= sizes
+
+
+def test_cached_samples_and_completions_equal_the_reference_loop():
+    model = _cached_model((5, 4, 3), 4, 2, num_classes=3)
+    labels = np.array([0, 1, 2, 0])
+    drawn = {
+        m: pm.sample(model, 4, seed=5, method=m, condition=labels) for m in ("cached", "reference")
+    }
+    np.testing.assert_array_equal(drawn["cached"], drawn["reference"])
+    assert len(np.unique(drawn["cached"].reshape(4, -1), axis=0)) > 1
+    known = np.zeros(drawn["cached"].shape, bool)
+    known[:, :2] = True
+    known[:, 3, 1, 0] = True  # a known R with unknown G and B
+    completed = {
+        m: pm.complete(model, drawn["cached"], known, seed=6, method=m, condition=labels)
+        for m in ("cached", "reference")
+    }
+    np.testing.assert_array_equal(completed["cached"], completed["reference"])
+    np.testing.assert_array_equal(completed["cached"][known], drawn["cached"][known])
+    tempered = pm.sample(model, 2, seed=5, temperature=0.5, condition=labels[:2])
+    assert tempered.shape == (2, 5, 4, 3) and tempered.max() < 4

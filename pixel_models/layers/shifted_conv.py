@@ -195,13 +195,19 @@ class ShiftedConv2D(keras.layers.Layer):
         - ``"down_right"``: a position step on the ``kh x kw`` window ending
           at the position (one column left of it with ``shift``), or a row
           step on a row-rate input.
+
+        A strided layer's step runs at its input's scale times its stride
+        (see :mod:`pixel_models.layers.incremental`).
         """
         x = inputs["inputs"]
         if x.rate is Rate.CONSTANT:
             raise NotIncremental("convolves conditioning inputs")
-        if self.strides != (1, 1):
-            raise NotIncremental("is strided: it runs at a lower rate than its input")
-        kh, kw = self.kernel_size
+        sh, sw = self.strides
+        if sh != sw:
+            raise NotIncremental("has unequal strides: it has no single lower resolution")
+        # A strided convolution runs at its own, lower, resolution: output (p, q)
+        # is the window at input (s p, s q), computed when the sampler is there.
+        scale = None if sh == 1 else x.scale * sh
         top, left, right = self.padding
         if self.direction == "down" and self.shift:
             window = Window(x, top + 1, left, right, bottom=1)
@@ -219,7 +225,8 @@ class ShiftedConv2D(keras.layers.Layer):
                     out = ops.pad(out, [[0, 0], [1, 0], [0, 0]])[:, :-1]
                 return [out]
 
-            return [Step(Rate.ROW, {"window": Window(x, top, left, right)}, outputs, row)]
+            reads = {"window": Window(x, top, left, right)}
+            return [Step(Rate.ROW, reads, outputs, row, scale=scale)]
         if self.direction == "down":
             raise NotIncremental(
                 "reads later positions of the current row of position-wise features"
@@ -236,7 +243,8 @@ class ShiftedConv2D(keras.layers.Layer):
         def position(where, window):
             return [self._conv(window)[:, 0, 0]]
 
-        return [Step(Rate.POSITION, {"window": Window(x, top, left, right)}, outputs, position)]
+        reads = {"window": Window(x, top, left, right)}
+        return [Step(Rate.POSITION, reads, outputs, position, scale=scale)]
 
     def get_config(self):
         config = super().get_config()

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import keras
+import tensorflow as tf
 from keras import ops
 
-from pixel_models.layers.incremental import NotIncremental
+from pixel_models.layers.incremental import NotIncremental, Rate, Step, Window
 from pixel_models.layers.shifted_conv import DIRECTIONS, _pair
 
 
@@ -120,9 +121,49 @@ class ShiftedConv2DTranspose(keras.layers.Layer):
         ]
         return (input_shape[0], *sizes, self.filters)
 
-    def incremental_steps(self, inputs, outputs):
-        """Not evaluated incrementally: it runs at a higher rate than its input."""
-        raise NotIncremental("upsamples: it runs at a higher rate than its input")
+    def incremental_steps(self, inputs, outputs) -> list[Step]:
+        """One step at the input's scale divided by the stride (see
+        :mod:`pixel_models.layers.incremental`): output row ``i`` is the
+        transposed convolution of input row ``i // s`` with kernel row
+        ``i % s`` (a row step, on a row-rate input), and output ``(i, j)`` of
+        a ``"down_right"`` layer on a position-rate input is input ``(i // s,
+        j // s)`` times kernel entry ``(i % s, j % s)`` (a position step).
+        Kernels taller or wider than the stride have no such form."""
+        x = inputs["inputs"]
+        if x.rate is Rate.CONSTANT:
+            raise NotIncremental("convolves conditioning inputs")
+        sh, sw = self.strides
+        kh, kw = self.kernel_size
+        if sh != sw or x.scale % sh:
+            raise NotIncremental(f"upsamples a map of scale {x.scale} by {self.strides}")
+        if kh > sh or (x.rate is Rate.POSITION and (kw > sw or self.direction == "down")):
+            raise NotIncremental("has a kernel larger than its stride on position-wise features")
+        scale = x.scale // sh
+        left = (kw - 1) // 2 if self.direction == "down" else 0
+
+        def kernel_row(a):
+            used = tf.cast(a < kh, self.kernel.dtype)  # kernel rows past kh give zeros
+            return tf.gather(self.kernel, tf.minimum(a, kh - 1), axis=0) * used
+
+        def row(where, window):
+            kernel = kernel_row(where.i % sh)[None]  # (1, kw, out, in)
+            width = self.target_size[1] if self.target_size is not None else None
+            full = ops.conv_transpose(window, kernel, strides=(1, sw), padding="valid")
+            width = width or window.shape[2] * sw
+            out = full[:, 0, left : left + width]
+            return [out + self.bias if self.use_bias else out]
+
+        def position(where, window):
+            b = where.j % sw
+            kernel = kernel_row(where.i % sh)
+            kernel = tf.gather(kernel, tf.minimum(b, kw - 1), axis=0) * tf.cast(
+                b < kw, kernel.dtype
+            )
+            out = ops.einsum("bf,of->bo", window[:, 0, 0], kernel)
+            return [out + self.bias if self.use_bias else out]
+
+        call = row if x.rate is Rate.ROW else position
+        return [Step(x.rate, {"window": Window(x, 0, 0, 0)}, outputs, call, scale=scale)]
 
     def get_config(self):
         config = super().get_config()
