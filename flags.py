@@ -82,6 +82,17 @@ flags.DEFINE_integer(
     "Side s of the s x s image that --model=multiscale_pixel_rnn generates first "
     "(must divide the image height and width); 0: half the image size.",
 )
+flags.DEFINE_integer(
+    "num_resnet", 5, "Gated residual blocks per resolution of --model=pixel_cnn_pp."
+)
+flags.DEFINE_integer(
+    "num_resolutions",
+    3,
+    "Resolutions of --model=pixel_cnn_pp (each half the size of the one before).",
+)
+flags.DEFINE_integer(
+    "num_mixtures", 10, "Logistic mixture components per pixel of --model=pixel_cnn_pp."
+)
 
 flags.DEFINE_integer(
     "num_blocks",
@@ -96,7 +107,10 @@ flags.DEFINE_integer("attention_heads", 1, "Attention heads of each block of pix
 flags.DEFINE_integer("key_dims", 16, "Size of the keys and queries of each attention head.")
 flags.DEFINE_integer("value_dims", 16, "Size of the values of each attention head.")
 flags.DEFINE_float(
-    "dropout", 0.0, "Dropout rate inside the gated residual blocks of pixel_snail (training)."
+    "dropout",
+    0.0,
+    "Dropout rate inside the gated residual blocks of --model=pixel_cnn_pp and pixel_snail "
+    "(in training; the papers' CIFAR-10 flagfiles use 0.5).",
 )
 flags.register_validator(
     "dropout", lambda v: 0 <= v < 1, message="--dropout must be a number in [0, 1)"
@@ -182,7 +196,9 @@ flags.DEFINE_enum(
     "completions side by side.",
 )
 flags.DEFINE_float(
-    "temperature", 1.0, "Sampling temperature of categorical heads (1: exact samples)."
+    "temperature",
+    1.0,
+    "Sampling temperature of categorical and logistic mixture heads (1: exact samples).",
 )
 flags.DEFINE_string(
     "score",
@@ -273,6 +289,9 @@ for _name, _low in (
     ("attention_heads", 1),
     ("key_dims", 1),
     ("value_dims", 1),
+    ("num_resnet", 1),
+    ("num_resolutions", 1),
+    ("num_mixtures", 1),
 ):
     flags.register_validator(
         _name,

@@ -15,6 +15,7 @@ from pixel_models import data
 from pixel_models.distributions import (
     Bernoulli,
     Categorical,
+    LogisticMixture,
     PixelHead,
     bits_per_dim,
     distribution_of,
@@ -51,6 +52,7 @@ __all__ = [
     "Categorical",
     "GatedBlock",
     "LoadedRun",
+    "LogisticMixture",
     "MaskedConv2D",
     "PixelHead",
     "PixelNLL",

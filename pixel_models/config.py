@@ -61,6 +61,9 @@ class RunConfig:
     key_dims: int = 16
     value_dims: int = 16
     dropout: float = 0.0
+    num_resnet: int = 5
+    num_resolutions: int = 3
+    num_mixtures: int = 10
     # Data.
     data: str = "mnist"
     data_dir: str | None = None

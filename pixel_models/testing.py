@@ -85,7 +85,10 @@ def dependencies(
 
 
 def raster_allowed(
-    image_shape: tuple[int, int, int], out_channels: int | None = None, strict: bool = True
+    image_shape: tuple[int, int, int],
+    out_channels: int | None = None,
+    strict: bool = True,
+    joint_channels: bool = False,
 ) -> np.ndarray:
     """Dependencies that raster order allows, in the layout of :func:`dependencies`.
 
@@ -100,6 +103,9 @@ def raster_allowed(
       image_shape: ``(H, W, C)``.
       out_channels: output channels (default ``C``), split into ``C`` groups.
       strict: mask A (True) or mask B (False) rule for the same pixel.
+      joint_channels: no output sees any channel of its own pixel (the
+        outputs of a head that models a pixel's channels together, see
+        :attr:`pixel_models.distributions.Distribution.joint_channels`).
 
     Returns:
       bool array ``(H, W, out_channels, H, W, C)``.
@@ -113,6 +119,8 @@ def raster_allowed(
     [[0, 0, 0], [1, 0, 0], [1, 1, 0]]
     >>> raster_allowed((1, 1, 3), strict=False)[0, 0, :, 0, 0, :].astype(int).tolist()
     [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
+    >>> int(raster_allowed((1, 1, 3), joint_channels=True).sum())
+    0
     """
     from pixel_models.layers.masked_conv import channel_groups
 
@@ -121,6 +129,10 @@ def raster_allowed(
     pos = np.arange(height * width).reshape(height, width)
     before = pos[:, :, None, None] > pos[None, None, :, :]
     same = pos[:, :, None, None] == pos[None, None, :, :]
+    if joint_channels:
+        return np.broadcast_to(
+            before[:, :, None, :, :, None], (height, width, out_channels, height, width, colours)
+        ).copy()
     in_group = channel_groups(colours, colours)
     out_group = channel_groups(out_channels, colours)
     if strict:
@@ -137,6 +149,7 @@ def assert_causal(
     image_shape: tuple[int, int, int],
     out_channels: int | None = None,
     strict: bool = True,
+    joint_channels: bool = False,
 ) -> np.ndarray:
     """Asserts that ``fn`` only depends on what raster order allows.
 
@@ -147,7 +160,7 @@ def assert_causal(
       fn: the function, as in :func:`dependencies`.
       image_shape: ``(H, W, C)`` of its input.
       out_channels: as in :func:`raster_allowed` (default: ``fn``'s).
-      strict: as in :func:`raster_allowed`.
+      strict, joint_channels: as in :func:`raster_allowed`.
 
     Raises:
       AssertionError: naming the number of forbidden dependencies and one of
@@ -167,7 +180,7 @@ def assert_causal(
     AssertionError: 9 forbidden dependencies, e.g. output (row 0, col 0, channel 0) ...
     """
     found = dependencies(fn, image_shape)
-    allowed = raster_allowed(image_shape, out_channels or found.shape[2], strict)
+    allowed = raster_allowed(image_shape, out_channels or found.shape[2], strict, joint_channels)
     leaks = np.argwhere(found & ~allowed)
     if len(leaks):
         i, j, c, k, col, d = leaks[0]

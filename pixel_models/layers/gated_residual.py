@@ -5,22 +5,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from pixel_models.layers.gated_resnet import concat_elu
 from pixel_models.layers.incremental import Here, NotIncremental, Rate, Slot, Step, Whole, Window
 from pixel_models.layers.masked_conv import MaskedConv2D
-
-
-def concat_elu(x):
-    """``elu([x, -x])``: the nonlinearity of PixelCNN++, twice the features.
-
-    Example:
-
-    >>> import numpy as np
-    >>> y = np.asarray(concat_elu(np.array([[1.0, -1.0]], "float32")))
-    >>> [round(float(v), 4) for v in y[0]]
-    [1.0, -0.6321, -0.6321, 1.0]
-    """
-    x = ops.convert_to_tensor(x)
-    return ops.elu(ops.concatenate([x, -x], axis=-1))
 
 
 @keras.saving.register_keras_serializable(package="pixel_models")

@@ -23,7 +23,22 @@ the :class:`Rate` at which it is computed. A :class:`Step` says:
 - ``writes``: the slots its outputs go to: the layer's outputs, or slots of
   its own (:class:`Slot` objects it creates: recurrent states, the link from
   a row step to a position step);
-- ``call(where, **reads)``: the outputs, one per slot of ``writes``.
+- ``call(where, **reads)``: the outputs, one per slot of ``writes``;
+- ``scale``: the resolution it runs at (see below).
+
+**Resolutions.** A slot may hold a feature map at a lower resolution: its
+``scale`` ``s`` says that its position ``(p, q)`` stands for image position
+``(s p, s q)`` (a map of ``ceil(H / s) x ceil(W / s)`` positions). A step
+runs at the scale of the slots it reads unless it says otherwise (a strided
+convolution runs at its input's scale times its stride, a transposed one at
+its input's scale divided by its stride), and its outputs have its scale. A
+step of scale ``s`` runs when the image row (and column) is a multiple of
+``s`` (elsewhere its outputs are discarded), with ``where`` in its own
+coordinates ``(i // s, j // s)``; windows of a slot are read in the slot's
+coordinates at the current image position, ``(i // s', j // s')``. Slots of
+scale ``> 1`` are kept in buffers at their own size, so that steps of other
+positions read what their last run stored (Ramachandran et al. 2017, the
+caches of each resolution).
 
 A layer that cannot be evaluated so for these inputs raises
 :class:`NotIncremental` with the reason (the sampler then refuses the model,
@@ -92,11 +107,14 @@ class Slot:
       rate: the rate at which it is computed: None until the sampler has
         planned the step that writes it, unless a step reads it (its rows
         above) before that step, as recurrent states are.
+      scale: its resolution (1: the image's; ``s``: one position per ``s x
+        s`` image positions), set by the sampler from the step that writes it.
     """
 
     features: int | None = None
     name: str = ""
     rate: Rate | None = None
+    scale: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,16 +175,21 @@ class Step:
       writes: the slots its outputs go to, in order.
       call: ``call(where, **arguments) -> outputs`` (a sequence, one per slot
         of ``writes``).
+      scale: the resolution it runs at, or None for the scale of the slots
+        it reads (see the module docstring).
     """
 
     rate: Rate
     reads: Mapping[str, Read]
     writes: Sequence[Slot]
     call: Callable[..., Sequence[Any]]
+    scale: int | None = None
 
     def __post_init__(self):
         if self.rate not in (Rate.ROW, Rate.POSITION):
             raise ValueError(f"a step runs per row or per position, not {self.rate}")
+        if self.scale is not None and (isinstance(self.scale, bool) or int(self.scale) < 1):
+            raise ValueError(f"a step's scale is a positive int, got {self.scale!r}")
 
     def __call__(self, where: Where, **arguments) -> list:
         outputs = list(self.call(where, **arguments))

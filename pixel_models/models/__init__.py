@@ -12,6 +12,7 @@ from pixel_models.models.gated_pixel_cnn import gated_pixel_cnn
 from pixel_models.models.invariant_cnn import invariant_cnn
 from pixel_models.models.multiscale_pixel_rnn import MultiScalePixelRNN, multiscale_pixel_rnn
 from pixel_models.models.pixel_cnn import pixel_cnn
+from pixel_models.models.pixel_cnn_pp import pixel_cnn_pp
 from pixel_models.models.pixel_rcnn import pixel_rcnn
 from pixel_models.models.pixel_rnn import pixel_rnn
 from pixel_models.models.pixel_snail import pixel_snail
@@ -25,6 +26,7 @@ MODELS = {
     "multiscale_pixel_rnn": multiscale_pixel_rnn,
     "invariant_cnn": invariant_cnn,
     "pixel_snail": pixel_snail,
+    "pixel_cnn_pp": pixel_cnn_pp,
 }
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "model_input",
     "multiscale_pixel_rnn",
     "pixel_cnn",
+    "pixel_cnn_pp",
     "pixel_rcnn",
     "pixel_rnn",
     "pixel_snail",

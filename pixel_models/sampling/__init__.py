@@ -37,12 +37,22 @@ once per batch before the loop (the latter when every image has all of those
 pixels known; else ``method="auto"`` runs the reference loop and
 ``method="cached"`` refuses).
 
+Layers that change the resolution run at their own rate (Ramachandran et
+al. 2017): a step and the slots it writes carry a *scale* ``s`` (one
+position per ``s x s`` image positions, kept in buffers of their own size),
+the strided ``ShiftedConv2D`` running at its input's scale times its stride
+and ``ShiftedConv2DTranspose`` at its input's scale divided by it; a step of
+scale ``s`` runs at image rows (and columns) that are multiples of ``s``.
+A head that draws a pixel's channels together (the logistic mixture of
+PixelCNN++, ``Distribution.joint_channels``) gets one network pass per
+pixel instead of one per channel.
+
 So PixelCNN, Gated PixelCNN (unconditional, class- or latent-conditional,
-and so the decoder of the autoencoder), PixelRNN and both stages of the
-Multi-Scale PixelRNN sample with it; :func:`supports_cached` tells, and
-``method="auto"`` uses it whenever it can. Conditional models take their
-labels or codes through the ``condition`` argument of :func:`sample` and
-:func:`complete`, in both loops.
+and so the decoder of the autoencoder), PixelRNN, both stages of the
+Multi-Scale PixelRNN and PixelCNN++ (at every resolution) sample with it;
+:func:`supports_cached` tells, and ``method="auto"`` uses it whenever it can.
+Conditional models take their labels or codes through the ``condition``
+argument of :func:`sample` and :func:`complete`, in both loops.
 
 The package, by responsibility:
 

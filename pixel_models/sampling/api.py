@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pixel_models.distributions import RNG_ALG, Categorical, Distribution, distribution_of
+from pixel_models.distributions import RNG_ALG, Distribution, distribution_of
 from pixel_models.kinds import kind_of
 from pixel_models.progress import progress
 from pixel_models.sampling.graph import image_shape, model_inputs, model_nodes
@@ -89,9 +89,7 @@ def _distribution(model: keras.Model, temperature: float | None) -> Distribution
     distribution = distribution_of(model)
     if temperature is None or temperature == 1.0:
         return distribution
-    if not isinstance(distribution, Categorical):
-        raise ValueError("temperature applies to categorical heads only")
-    return Categorical(distribution.channels, distribution.levels, temperature)
+    return distribution.with_temperature(temperature)
 
 
 def _label_count(model: keras.Model, tensor) -> int | None:
@@ -266,7 +264,8 @@ def sample(
       num_samples: number of images (> 0).
       seed: the same seed gives the same images.
       batch_size: images generated at once.
-      temperature: divides categorical logits (None or 1.0: exact samples).
+      temperature: sampling temperature of categorical and logistic mixture
+        heads (None or 1.0: exact samples).
       method: ``"cached"`` (one position per step from cached feature maps),
         ``"reference"`` (the full network per step) or ``"auto"`` (cached
         when the model supports it, see :func:`supports_cached`).

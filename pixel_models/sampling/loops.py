@@ -42,35 +42,46 @@ def _key(distribution: Distribution) -> tuple:
     return distribution.kind, distribution.levels, getattr(distribution, "temperature", 1.0)
 
 
+def _draw(distribution: Distribution, logits, pixel, known_here, seed, p, channels, draws):
+    """Draws the channels ``draws`` of the pixel at position ``p`` in turn (each
+    with the seed ``fold_in(seed, p * C + c)``), keeping the known ones."""
+    for c in draws:
+        seed_c = tf.random.experimental.stateless_fold_in(seed, p * channels + c, alg=RNG_ALG)
+        drawn = tf.cast(distribution.sample_channel(logits, pixel, c, seed_c), pixel.dtype)
+        value = tf.where(known_here[:, c], pixel[:, c], drawn)
+        here = tf.equal(tf.range(channels), c)[None, :]  # c may be a tensor
+        pixel = tf.where(here, value[:, None], pixel)
+    return pixel
+
+
 def reference_loop(model: keras.Model, distribution: Distribution):
     """One compiled loop per (model, distribution) that runs the full network
-    at every step: ``run(images, known, seed, conditions) -> images``."""
+    at every step: ``run(images, known, seed, conditions) -> images``.
+
+    A step is one dimension, or one pixel for a distribution that draws a
+    pixel's channels together (:attr:`~pixel_models.distributions.Distribution.joint_channels`).
+    """
     cache = model_cache(model)
     key = _key(distribution)
     if key in cache:
         return cache[key]
     height, width, channels = image_shape(model)
-    steps = height * width * channels
+    joint = distribution.joint_channels
+    steps = height * width * (1 if joint else channels)
 
     # Compiled with XLA like the cached loop, so that both draw the same numbers.
     @tf.function(jit_compile=True, reduce_retracing=True)
     def run(images, known, seed, conditions):
-        batch = tf.shape(images)[0]
-        rows = tf.range(batch)
-
         def body(t, x):
-            pos, c = t // channels, t % channels
-            i, j = pos // width, pos % width
+            p, c = (t, 0) if joint else (t // channels, t % channels)
+            i, j = p // width, p % width
             logits = model([x, *conditions] if conditions else x, training=False)
-            values = distribution.sample(
-                logits[:, i, j, c], tf.random.experimental.stateless_fold_in(seed, t, alg=RNG_ALG)
+            pixel = x[:, i, j, :]
+            draws = range(channels) if joint else [c]
+            pixel = _draw(
+                distribution, logits[:, i, j], pixel, known[:, i, j, :], seed, p, channels, draws
             )
-            index = tf.stack(
-                [rows, tf.fill([batch], i), tf.fill([batch], j), tf.fill([batch], c)], axis=1
-            )
-            keep = tf.gather_nd(known, index)
-            new = tf.where(keep, tf.gather_nd(x, index), tf.cast(values, x.dtype))
-            return t + 1, tf.tensor_scatter_nd_update(x, index, new)
+            return t + 1, ops.slice_update(x, [0, i, j, 0], pixel[:, None, None, :])
 
         _, out = tf.while_loop(lambda t, _: t < steps, body, [tf.constant(0), images])
         return out
@@ -84,7 +95,9 @@ def cached_loop(model: keras.Model, distribution: Distribution, collect_logits: 
     ``run(images, known, seed, conditions) -> (images, logits)``.
 
     An outer loop over rows runs each row's row steps, then an inner loop over
-    the row's positions runs the position steps, once per colour channel.
+    the row's positions runs the position steps, once per colour channel (or
+    once for the whole pixel when the distribution draws a pixel's channels
+    together), and once more to store the finished pixel's features.
     """
     cache = model_cache(model)
     key = ("cached", collect_logits, *_key(distribution))
@@ -94,14 +107,16 @@ def cached_loop(model: keras.Model, distribution: Distribution, collect_logits: 
     if plan.reason:
         raise ValueError(f"model {model.name!r} has no cached sampler: {plan.reason}")
     height, width, channels = image_shape(model)
-    logit_tail = [] if distribution.kind == "bernoulli" else [distribution.levels]
+    logit_shape = list(distribution.logit_shape)
+    joint = distribution.joint_channels
+    passes = 1 if joint else channels
 
     @tf.function(jit_compile=True, reduce_retracing=True)
     def run(images, known, seed, conditions):
         batch = tf.shape(images)[0]
         constants = plan.constants(conditions, images)
         buffers = plan.init_buffers(batch)
-        logits_out = tf.zeros([batch, height, width, channels, *logit_tail])
+        logits_out = tf.zeros([batch, height, width, *logit_shape])
 
         def row_body(i, x, buffers, logits_out):
             buffers, carried = evaluate_row(plan, i, buffers, constants)
@@ -110,22 +125,22 @@ def cached_loop(model: keras.Model, distribution: Distribution, collect_logits: 
                 p = i * width + j
                 pixel = x[:, i, j, :]
                 known_here = known[:, i, j, :]
-                for c in range(channels + 1):
+                for c in range(passes + 1):
                     logits, buffers = evaluate(plan, pixel, i, j, buffers, carried, constants)
-                    if c == channels:
+                    if c == passes:
                         break  # the last pass only stores the finished pixel's features
-                    if collect_logits:
+                    if collect_logits and joint:
+                        logits_out = ops.slice_update(
+                            logits_out, [0, i, j, 0], logits[:, None, None, :]
+                        )
+                    elif collect_logits:
                         logits_out = ops.slice_update(
                             logits_out,
-                            [0, i, j, c] + [0] * len(logit_tail),
+                            [0, i, j, c] + [0] * (len(logit_shape) - 1),
                             logits[:, c][:, None, None, None],
                         )
-                    seed_t = tf.random.experimental.stateless_fold_in(
-                        seed, p * channels + c, alg=RNG_ALG
-                    )
-                    drawn = tf.cast(distribution.sample(logits[:, c], seed_t), x.dtype)
-                    value = tf.where(known_here[:, c], pixel[:, c], drawn)
-                    pixel = tf.concat([pixel[:, :c], value[:, None], pixel[:, c + 1 :]], axis=1)
+                    draws = range(channels) if joint else [c]
+                    pixel = _draw(distribution, logits, pixel, known_here, seed, p, channels, draws)
                 x = ops.slice_update(x, [0, i, j, 0], pixel[:, None, None, :])
                 return j + 1, x, buffers, logits_out
 

@@ -20,6 +20,8 @@ computed once per batch, before the loop:
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -49,8 +51,10 @@ class Plan:
     Attributes:
       row_steps, position_steps: the steps of every layer, in graph order.
       pads: slot index -> ``[top, left, right, features]`` of its buffer
-        ``(B, top + H, left + W + right, features)``, for slots read through
-        a :class:`Window`.
+        ``(B, top + H_s, left + W_s + right, features)``, for slots read
+        through a :class:`Window` and for every slot of scale ``s > 1``
+        (``H_s = ceil(H / s)``, ``W_s = ceil(W / s)``: the slot's own size).
+      scales: slot index -> the scale of the step that writes it.
       carried: indices of the row-rate slots that position steps read
         :class:`Here` (kept from the row's step to its positions).
       constant_records: the calls run once per batch before the loop, and
@@ -66,6 +70,7 @@ class Plan:
         self.row_steps: list[Step] = []
         self.position_steps: list[Step] = []
         self.pads: dict[int, list[int]] = {}
+        self.scales: dict[int, int] = {}
         self.carried: set[int] = set()
         self.constant_records: list[NodeRecord] = []
         self.image_records: list[NodeRecord] = []
@@ -155,8 +160,18 @@ class Plan:
         for slot in outputs:
             slot.rate = Rate.CONSTANT
 
+    def _scale(self, step: Step, what: str) -> int:
+        """The scale a step runs at: its own, or that of the image-dependent slots it reads."""
+        if step.scale is not None:
+            return int(step.scale)
+        scales = {r.slot.scale for r in step.reads.values() if r.slot.rate is not Rate.CONSTANT}
+        if len(scales) > 1:
+            raise Unsupported(f"{what} mixes feature maps of scales {sorted(scales)}")
+        return scales.pop() if scales else 1
+
     def _file(self, step: Step, what: str) -> None:
         """Checks a step's reads, sizes the buffers it reads and files it under its rate."""
+        step = dataclasses.replace(step, scale=self._scale(step, what))
         for read in step.reads.values():
             slot = read.slot
             if slot.rate is None:
@@ -172,13 +187,19 @@ class Plan:
                 self._need(slot, read)
             elif step.rate is Rate.ROW and slot.rate is Rate.POSITION:
                 raise Unsupported(f"{what} reads position-wise {slot.name!r} per row")
+            elif slot.scale > 1:
+                pass  # read from its buffer (see below)
             elif step.rate is Rate.POSITION and slot.rate is Rate.ROW:
                 self.carried.add(self.key(slot))
         for slot in step.writes:
             if slot.rate not in (None, step.rate):
                 raise Unsupported(f"{what} writes {slot.name!r} at two rates")
-            slot.rate = step.rate
-            self.key(slot)
+            if slot.rate is not None and slot.scale != step.scale:
+                raise Unsupported(f"{what} writes {slot.name!r} at two scales")
+            slot.rate, slot.scale = step.rate, step.scale
+            self.scales[self.key(slot)] = step.scale
+            if step.scale > 1:  # kept for the positions at which its step does not run
+                self._need(slot, Window(slot, 0, 0, 0))
         (self.row_steps if step.rate is Rate.ROW else self.position_steps).append(step)
 
     def _need(self, slot: Slot, window: Window) -> None:
@@ -207,7 +228,13 @@ class Plan:
 
     def init_buffers(self, batch) -> dict[int, tf.Tensor]:
         """Zero buffers for a batch, by key."""
-        return {
-            key: tf.zeros([batch, self.height + top, self.width + left + right, features])
-            for key, (top, left, right, features) in self.pads.items()
-        }
+        buffers = {}
+        for key, (top, left, right, features) in self.pads.items():
+            height, width = self.size(key)
+            buffers[key] = tf.zeros([batch, height + top, width + left + right, features])
+        return buffers
+
+    def size(self, key: int) -> tuple[int, int]:
+        """``(H_s, W_s)``: the size of the feature map of slot ``key`` at its scale."""
+        scale = self.scales.get(key, 1)
+        return -(-self.height // scale), -(-self.width // scale)

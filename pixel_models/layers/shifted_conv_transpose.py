@@ -1,0 +1,182 @@
+"""The transposed (upsampling) shifted convolutions of PixelCNN++."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from pixel_models.layers.incremental import NotIncremental, Rate, Step, Window
+from pixel_models.layers.shifted_conv import DIRECTIONS, _pair
+
+
+@keras.saving.register_keras_serializable(package="pixel_models")
+class ShiftedConv2DTranspose(keras.layers.Layer):
+    """A transposed convolution that keeps a PixelCNN++ stream causal.
+
+    Input ``(p, q)`` at the low resolution spreads to the outputs ``(s p +
+    a, s q + b)`` for kernel offsets ``0 <= a < kh`` and ``b`` in ``0 .. kw -
+    1`` (``"down_right"``) or ``-(kw - 1) / 2 .. (kw - 1) / 2`` (``"down"``,
+    ``kw`` odd). So an output at row ``i`` reads low-resolution rows ``p <=
+    i / s`` and, for ``"down_right"``, columns ``q <= j / s``: a stream that
+    at ``(p, q)`` has seen the image before ``(s p, s q)`` (what the strided
+    :class:`~pixel_models.layers.shifted_conv.ShiftedConv2D` gives) stays
+    causal after upsampling. The output has ``s h x s w`` positions, cropped
+    at the bottom and right to ``target_size`` (the size of the resolution
+    above, when it was not a multiple of ``s``).
+
+    Args:
+      filters: output features.
+      kernel_size: int or pair ``(kh, kw)`` (the paper's ``2 x 3`` down and
+        ``2 x 2`` down-right).
+      direction: ``"down"`` or ``"down_right"``.
+      strides: int or pair ``s``.
+      target_size: ``(H, W)`` to crop the output to, or None for ``(s h, s w)``.
+      use_bias: add a bias.
+      kernel_initializer, bias_initializer: Keras initializers.
+      **kwargs: forwarded to ``keras.layers.Layer``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> up = ShiftedConv2DTranspose(4, (2, 3), "down", strides=2, target_size=(5, 5))
+    >>> tuple(up(np.zeros((1, 3, 3, 2), "float32")).shape)
+    (1, 5, 5, 4)
+
+    References:
+      Salimans, Karpathy, Chen, Kingma. PixelCNN++: Improving the PixelCNN
+      with Discretized Logistic Mixture Likelihood and Other Modifications.
+      ICLR 2017. https://arxiv.org/abs/1701.05517 (Section 2.4, Figure 2).
+      Deviation: plain convolutions, without the paper's weight normalization.
+    """
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | Sequence[int] = (2, 3),
+        direction: str = "down",
+        strides: int | Sequence[int] = 2,
+        target_size: Sequence[int] | None = None,
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(filters, bool) or int(filters) != filters or int(filters) < 1:
+            raise ValueError(f"filters must be a positive int, got {filters!r}")
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+        self.filters = int(filters)
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        if direction == "down" and self.kernel_size[1] % 2 == 0:
+            raise ValueError(f"a down-shifted kernel needs an odd width, got {self.kernel_size}")
+        self.direction = direction
+        self.strides = _pair(strides, "strides")
+        self.target_size = None if target_size is None else _pair(target_size, "target_size")
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def build(self, inputs_shape):
+        # Keras's transposed-convolution kernels are (kh, kw, out, in).
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(*self.kernel_size, self.filters, int(inputs_shape[-1])),
+            initializer=self.kernel_initializer,
+        )
+        self.bias = (
+            self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer)
+            if self.use_bias
+            else None
+        )
+
+    def _size(self, height, width) -> tuple[int, int]:
+        if self.target_size is not None:
+            return self.target_size
+        return height * self.strides[0], width * self.strides[1]
+
+    def call(self, inputs):
+        height, width = inputs.shape[1], inputs.shape[2]
+        full = ops.conv_transpose(inputs, self.kernel, strides=self.strides, padding="valid")
+        left = (self.kernel_size[1] - 1) // 2 if self.direction == "down" else 0
+        out_h, out_w = self._size(height, width)
+        if out_h > height * self.strides[0] or out_w > width * self.strides[1]:
+            raise ValueError(
+                f"{self.name}: target_size {self.target_size} exceeds the upsampled "
+                f"{height * self.strides[0]}x{width * self.strides[1]}"
+            )
+        outputs = full[:, :out_h, left : left + out_w]
+        return outputs + self.bias if self.use_bias else outputs
+
+    def compute_output_shape(self, input_shape):
+        height, width = input_shape[1:3]
+        if self.target_size is not None:
+            return (input_shape[0], *self.target_size, self.filters)
+        sizes = [
+            None if n is None else int(n) * s
+            for n, s in zip((height, width), self.strides, strict=True)
+        ]
+        return (input_shape[0], *sizes, self.filters)
+
+    def incremental_steps(self, inputs, outputs) -> list[Step]:
+        """One step at the input's scale divided by the stride (see
+        :mod:`pixel_models.layers.incremental`): output row ``i`` is the
+        transposed convolution of input row ``i // s`` with kernel row
+        ``i % s`` (a row step, on a row-rate input), and output ``(i, j)`` of
+        a ``"down_right"`` layer on a position-rate input is input ``(i // s,
+        j // s)`` times kernel entry ``(i % s, j % s)`` (a position step).
+        Kernels taller or wider than the stride have no such form."""
+        x = inputs["inputs"]
+        if x.rate is Rate.CONSTANT:
+            raise NotIncremental("convolves conditioning inputs")
+        sh, sw = self.strides
+        kh, kw = self.kernel_size
+        if sh != sw or x.scale % sh:
+            raise NotIncremental(f"upsamples a map of scale {x.scale} by {self.strides}")
+        if kh > sh or (x.rate is Rate.POSITION and (kw > sw or self.direction == "down")):
+            raise NotIncremental("has a kernel larger than its stride on position-wise features")
+        scale = x.scale // sh
+        left = (kw - 1) // 2 if self.direction == "down" else 0
+
+        def kernel_row(a):
+            used = tf.cast(a < kh, self.kernel.dtype)  # kernel rows past kh give zeros
+            return tf.gather(self.kernel, tf.minimum(a, kh - 1), axis=0) * used
+
+        def row(where, window):
+            kernel = kernel_row(where.i % sh)[None]  # (1, kw, out, in)
+            width = self.target_size[1] if self.target_size is not None else None
+            full = ops.conv_transpose(window, kernel, strides=(1, sw), padding="valid")
+            width = width or window.shape[2] * sw
+            out = full[:, 0, left : left + width]
+            return [out + self.bias if self.use_bias else out]
+
+        def position(where, window):
+            b = where.j % sw
+            kernel = kernel_row(where.i % sh)
+            kernel = tf.gather(kernel, tf.minimum(b, kw - 1), axis=0) * tf.cast(
+                b < kw, kernel.dtype
+            )
+            out = ops.einsum("bf,of->bo", window[:, 0, 0], kernel)
+            return [out + self.bias if self.use_bias else out]
+
+        call = row if x.rate is Rate.ROW else position
+        return [Step(x.rate, {"window": Window(x, 0, 0, 0)}, outputs, call, scale=scale)]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_size": self.kernel_size,
+                "direction": self.direction,
+                "strides": self.strides,
+                "target_size": self.target_size,
+                "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            }
+        )
+        return config
