@@ -22,8 +22,9 @@ one of ``(inputs, images)`` for ``model.fit``::
 
 :class:`PixelNLL` reads the head from the logits: logits of the shape of
 the images are a Bernoulli head's (binary images); logits with one more
-axis, of ``levels`` values, a categorical head's. Pass ``kind=`` (or build
-the loss with :meth:`PixelNLL.for_model`) to have it checked instead.
+axis, of ``levels`` values, a categorical head's. Build the loss with
+:meth:`PixelNLL.for_model` to read the model's head instead: any head, the
+logistic mixture of PixelCNN++ included.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ import tensorflow as tf
 from pixel_models.distributions import HEAD_KINDS, Distribution, head_of, make_distribution
 
 
-def _distribution(kind: str | None, y_true, y_pred) -> Distribution:
+def _distribution(
+    kind: str | None, y_true, y_pred, levels: int | None = None, num_mixtures: int | None = None
+) -> Distribution:
     """The head distribution of logits ``y_pred`` for images ``y_true``."""
     image_rank, logits_rank = len(y_true.shape), len(y_pred.shape)
     if image_rank != 4:
@@ -44,26 +47,46 @@ def _distribution(kind: str | None, y_true, y_pred) -> Distribution:
             f"the target of a pixel loss is a batch of images (B, H, W, C), got shape "
             f"{tuple(y_true.shape)}; train on pixel_models.fit_data(dataset)"
         )
+    channels = y_true.shape[-1] or 1
+    if kind == "logistic_mixture":
+        if levels is None or num_mixtures is None:
+            raise ValueError(
+                "a logistic mixture head needs levels= and num_mixtures=: build the loss or "
+                "metric with .for_model(model)"
+            )
+        return make_distribution(kind, channels, levels, num_mixtures)
     inferred = {image_rank: "bernoulli", image_rank + 1: "categorical"}.get(logits_rank)
+    if inferred == "bernoulli" and y_pred.shape[-1] != y_true.shape[-1]:
+        inferred = None  # e.g. a mixture head's parameters
     if inferred is None or (kind is not None and kind != inferred):
-        want = kind or "a pixel head's"
+        want = kind or "a Bernoulli or categorical head's"
         raise ValueError(
             f"logits of shape {tuple(y_pred.shape)} are not {want} logits of images of shape "
-            f"{tuple(y_true.shape)}: the model must end in a PixelHead"
+            f"{tuple(y_true.shape)}: the model must end in a PixelHead (for any head, build "
+            "the loss with PixelNLL.for_model(model))"
         )
-    channels = y_true.shape[-1] or 1
     levels = 2 if inferred == "bernoulli" else (y_pred.shape[-1] or 2)
     return make_distribution(inferred, channels, levels)
 
 
-def per_image_nll(y_true, y_pred, kind: str | None = None) -> tf.Tensor:
+def per_image_nll(
+    y_true,
+    y_pred,
+    kind: str | None = None,
+    levels: int | None = None,
+    num_mixtures: int | None = None,
+) -> tf.Tensor:
     """``-log p(x)`` of each image in nats, ``(B,)``, from a head's logits.
 
     Args:
       y_true: images ``(B, H, W, C)`` of integer values in ``[0, levels)``.
       y_pred: logits of a :class:`~pixel_models.distributions.PixelHead`.
-      kind: ``"bernoulli"`` or ``"categorical"`` to check, or None (read
-        from the shapes).
+      kind: a head kind (``"bernoulli"``, ``"categorical"`` or
+        ``"logistic_mixture"``) to check, or None (read from the shapes: a
+        Bernoulli or categorical head).
+      levels: values per channel; needed (with ``num_mixtures``) for a
+        logistic mixture head only.
+      num_mixtures: components of a logistic mixture head.
 
     Example:
 
@@ -74,7 +97,12 @@ def per_image_nll(y_true, y_pred, kind: str | None = None) -> tf.Tensor:
     """
     y_pred = tf.convert_to_tensor(y_pred, tf.float32)
     y_true = tf.convert_to_tensor(y_true)
-    return _distribution(kind, y_true, y_pred).nll(y_pred, y_true)
+    return _distribution(kind, y_true, y_pred, levels, num_mixtures).nll(y_pred, y_true)
+
+
+def _head_arguments(model: keras.Model) -> dict:
+    head = head_of(model)
+    return dict(kind=head.kind, levels=head.levels, num_mixtures=head.num_mixtures)
 
 
 @keras.saving.register_keras_serializable(package="pixel_models")
@@ -116,24 +144,29 @@ class PixelNLL(keras.losses.Loss):
         kind: str | None = None,
         reduction: str = "sum_over_batch_size",
         name: str = "pixel_nll",
+        levels: int | None = None,
+        num_mixtures: int | None = None,
         **kwargs,
     ):
         if kind is not None and kind not in HEAD_KINDS:
             raise ValueError(f"kind must be one of {', '.join(HEAD_KINDS)} or None, got {kind!r}")
         super().__init__(name=name, reduction=reduction, **kwargs)
         self.kind = kind
+        self.levels = levels
+        self.num_mixtures = num_mixtures
 
     @classmethod
     def for_model(cls, model: keras.Model, **kwargs) -> PixelNLL:
-        """The loss of ``model``'s :class:`~pixel_models.distributions.PixelHead`."""
-        return cls(kind=head_of(model).kind, **kwargs)
+        """The loss of ``model``'s :class:`~pixel_models.distributions.PixelHead`
+        (any head kind, the logistic mixture included)."""
+        return cls(**_head_arguments(model), **kwargs)
 
     def call(self, y_true, y_pred):
-        return per_image_nll(y_true, y_pred, self.kind)
+        return per_image_nll(y_true, y_pred, self.kind, self.levels, self.num_mixtures)
 
     def get_config(self):
         config = super().get_config()
-        config["kind"] = self.kind
+        config.update(kind=self.kind, levels=self.levels, num_mixtures=self.num_mixtures)
         return config
 
 
@@ -151,9 +184,18 @@ class NLL(keras.metrics.Mean):
       **kwargs: forwarded to ``keras.metrics.Mean``.
     """
 
-    def __init__(self, kind: str | None = None, name: str = "nll", **kwargs):
+    def __init__(
+        self,
+        kind: str | None = None,
+        name: str = "nll",
+        levels: int | None = None,
+        num_mixtures: int | None = None,
+        **kwargs,
+    ):
         super().__init__(name=name, **kwargs)
         self.kind = kind
+        self.levels = levels
+        self.num_mixtures = num_mixtures
         # Lower is better: what EarlyStopping and ModelCheckpoint read to
         # monitor it without mode="min".
         self._direction = "down"
@@ -161,12 +203,17 @@ class NLL(keras.metrics.Mean):
     def update_state(self, y_true, y_pred, sample_weight=None):
         return super().update_state(self._values(y_true, y_pred), sample_weight=sample_weight)
 
+    @classmethod
+    def for_model(cls, model: keras.Model, **kwargs):
+        """The metric for ``model``'s head (any kind, the logistic mixture included)."""
+        return cls(**_head_arguments(model), **kwargs)
+
     def _values(self, y_true, y_pred):
-        return per_image_nll(y_true, y_pred, self.kind)
+        return per_image_nll(y_true, y_pred, self.kind, self.levels, self.num_mixtures)
 
     def get_config(self):
         config = super().get_config()
-        config["kind"] = self.kind
+        config.update(kind=self.kind, levels=self.levels, num_mixtures=self.num_mixtures)
         return config
 
 

@@ -55,8 +55,8 @@ def shapes(num: int = 16, with_labels: bool = False, batch_size: int = 8) -> tf.
 def compiled(model: keras.Model, learning_rate: float = 1e-2) -> keras.Model:
     model.compile(
         keras.optimizers.Adam(learning_rate, clipvalue=1.0),
-        loss=pm.PixelNLL(),
-        metrics=[pm.NLL(), pm.BitsPerDim()],
+        loss=pm.PixelNLL.for_model(model),
+        metrics=[pm.NLL.for_model(model), pm.BitsPerDim.for_model(model)],
         jit_compile=False,
     )
     return model
@@ -93,7 +93,7 @@ def test_pixel_nll_is_the_loss_the_trainer_minimises(name):
     model = build(name)
     images = data.make_shapes(3, SIZE, seed=0).astype("float32")
     loss, terms = kind_of(model).per_example(model, images, None, training=False)
-    nll = pm.PixelNLL(reduction=None)(images, model(images))
+    nll = pm.PixelNLL.for_model(model, reduction=None)(images, model(images))
     np.testing.assert_allclose(nll, loss, rtol=1e-5)
     if terms:
         np.testing.assert_allclose(sum(terms.values()), nll, rtol=1e-5)
