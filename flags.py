@@ -49,7 +49,7 @@ flags.DEFINE_bool(
     "conditional",
     False,
     "Condition the model on the dataset's class labels (models with a num_classes parameter: "
-    "pixel_cnn, gated_pixel_cnn, pixel_snail; datasets with labels: mnist, cifar10, "
+    "pixel_cnn, gated_pixel_cnn, pixel_cnn_pp, pixel_snail; datasets with labels: mnist, cifar10, "
     "colored_mnist, rotated_mnist, and your own images with labels: class subfolders, npz "
     "labels, tfds:NAME with a label feature). "
     "Sample grids then show one row per class.",
