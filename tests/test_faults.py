@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 from test_cli import TINY, run_main
+from test_distribute import free_ports
 from test_training import config, datasets, tiny_model
 
 from pixel_models import runs, training
@@ -399,15 +399,9 @@ def test_invalid_tf_config_is_named(tmp_path):
     assert not (tmp_path / "ckpt").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_a_worker_started_alone_gives_up_naming_the_missing_worker(tmp_path):
-    workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
     spec = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": 0}}
     env = dict(os.environ, TF_CONFIG=json.dumps(spec), TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(
