@@ -28,7 +28,22 @@ def is_terminal(stream: TextIO | None = None) -> bool:
             return True
     except ValueError:  # a closed stream
         return False
-    return "ipykernel" in sys.modules
+    return _in_a_notebook_kernel()
+
+
+def _in_a_notebook_kernel() -> bool:
+    """Whether this process is a Jupyter kernel (ipykernel), whose output cells
+    show a redrawn line as one line. Having ``ipykernel`` imported is not
+    enough: tools that only look up kernels import it too."""
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    if get_ipython is None:
+        return False
+    try:
+        shell = get_ipython()
+    except Exception:  # noqa: BLE001 - an IPython too broken to ask is no kernel
+        return False
+    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 class PlainProgress:

@@ -15,6 +15,21 @@ def test_a_string_buffer_is_not_a_terminal_and_a_tty_is():
     assert progress.is_terminal(_Terminal())
 
 
+def test_an_imported_ipykernel_outside_a_kernel_is_not_a_notebook(monkeypatch):
+    """Looking up Jupyter kernels imports ipykernel into the test process: its
+    output is still not a notebook's."""
+    import types
+
+    monkeypatch.setitem(progress.sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    fake_ipython = types.ModuleType("IPython")
+    fake_ipython.get_ipython = lambda: None
+    monkeypatch.setitem(progress.sys.modules, "IPython", fake_ipython)
+    assert not progress.is_terminal(io.StringIO())
+    kernel_shell = types.SimpleNamespace(kernel=object())
+    fake_ipython.get_ipython = lambda: kernel_shell
+    assert progress.is_terminal(io.StringIO())
+
+
 def test_plain_lines_are_spaced_by_the_interval_and_end_with_the_target(monkeypatch):
     clock = iter([0.0, 0.0, 1.0, 2.0, 11.5, 12.0, 30.0])
     monkeypatch.setattr(progress.time, "time", lambda: next(clock))
