@@ -156,8 +156,15 @@ def _trainer(run: _Run, model=None) -> training.Trainer:
 
 def _activation_bytes(config: RunConfig, info: data.DatasetInfo) -> int:
     """About how many bytes one training batch's activations and their
-    gradients take: every layer's features at every pixel, float32, three
-    copies (values, gradients, the optimizer's working space)."""
+    gradients take, float32, three copies (values, gradients, the optimizer's
+    working space). A builder of ``MODELS`` whose models hold more than a few
+    features per pixel and layer (attention over all pixels, several
+    resolutions) declares ``builder.activation_elements(model_config)``: the
+    numbers one image keeps; otherwise every layer's features at every pixel
+    are counted."""
+    declared = getattr(MODELS[config.model], "activation_elements", None)
+    if declared is not None:
+        return 3 * 4 * config.batch_size * int(declared(model_config(config, info)))
     height, width, channels = info.image_shape
     logits = channels * (1 if info.levels == 2 else info.levels)
     features = (

@@ -157,3 +157,22 @@ def pixel_cnn_pp(
     y = keras.layers.Activation("elu", name="elu")(ul)
     y = ShiftedConv2D(head.features, 1, "down_right", name="logits")(y)
     return keras.Model(inputs if len(inputs) > 1 else images, head(y), name=name)
+
+
+def _activation_elements(config: dict) -> int:
+    """About how many numbers one image's forward pass keeps for the backward
+    pass: two streams of gated resnet blocks (about six tensors of
+    ``hidden_dims`` features each) on the way down and up, at every
+    resolution, a quarter of the pixels at each lower one."""
+    height, width, _ = config["image_shape"]
+    hidden = config.get("hidden_dims", 160)
+    per_block = 2 * 6 * hidden
+    blocks = 2 * config.get("num_resnet", 5) + 2
+    pixels = sum(
+        -(-height // 2**r) * -(-width // 2**r) for r in range(config.get("num_resolutions", 3))
+    )
+    logits = height * width * 10 * config.get("num_mixtures", 10)
+    return pixels * blocks * per_block + logits
+
+
+pixel_cnn_pp.activation_elements = _activation_elements

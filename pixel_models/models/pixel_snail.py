@@ -179,3 +179,22 @@ def pixel_snail(
             head.features, 1, mask_type="B", color_channels=channels, name="logits"
         )(y)
     return keras.Model(inputs if len(inputs) > 1 else images, head(logits), name=name)
+
+
+def _activation_elements(config: dict) -> int:
+    """About how many numbers one image's forward pass keeps for the backward
+    pass: the features of every block at every position, and per attention
+    layer its ``heads x (H W) x (H W)`` scores and weights, which grow with
+    the square of the number of pixels."""
+    height, width, channels = config["image_shape"]
+    pixels = height * width
+    hidden = config.get("hidden_dims", 32)
+    blocks = config.get("num_blocks", 2)
+    residual = config.get("residual_blocks", 2)
+    heads = config.get("attention_heads", 1)
+    per_pixel = hidden * blocks * (6 * residual + 12) + 4 * config.get("out_hidden_dims", 32)
+    logits = channels * (1 if config["levels"] == 2 else config["levels"])
+    return pixels * (per_pixel + logits) + blocks * 2 * heads * pixels * pixels
+
+
+pixel_snail.activation_elements = _activation_elements
