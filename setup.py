@@ -46,6 +46,12 @@ setup(
             "matplotlib>=3.6",
             "nbformat>=5.7",
         ],
+        # benchmarks/pixel_cnn_pp_benchmark.py compares PixelCNN++ with
+        # tfp.distributions.PixelCNN, a tf_keras model under Keras 3.
+        "benchmarks": [
+            "tensorflow-probability>=0.25,<0.26",
+            "tf-keras>=2.21,<2.22",
+        ],
     },
     entry_points={"console_scripts": ["pixel-models=main:run"]},
     classifiers=[
