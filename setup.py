@@ -30,7 +30,7 @@ setup(
         "test": [
             "pytest>=7.0",
             # The test command runs on up to 4 processes (pyproject addopts).
-            "pytest-xdist>=3.0",
+            "pytest-xdist>=3.2",  # --dist=worksteal
             "ruff>=0.4",
             # tests/test_notebooks.py executes the notebooks in a python3 kernel.
             "nbclient>=0.7",

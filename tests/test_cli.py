@@ -43,6 +43,47 @@ def run_main(*args: str, cwd: Path | None = None, timeout: float = 240):
     )
 
 
+def run_in_process(capfd, *args: str) -> subprocess.CompletedProcess:
+    """What ``run_main`` gives, from ``main.py``'s own error handling called in
+    this process: the same flags, run config, library calls and one-line
+    errors, without starting a new interpreter (and importing TensorFlow) for
+    every run. The checks of the program itself (a pipe's progress lines,
+    native log noise, exit codes of ``app.run``) use ``run_main``."""
+    import io
+    import logging as python_logging
+
+    import keras
+    from absl import flags, logging
+
+    sys.path.insert(0, str(ROOT))
+    import main
+
+    argv = ["main.py", *args]
+    capfd.readouterr()  # what came before is not this run's
+    flags.FLAGS.unparse_flags()
+    logged = io.StringIO()  # absl's log lines, which go to stderr in a process of their own
+    handler = python_logging.StreamHandler(logged)
+    handler.setFormatter(logging.PythonFormatter())  # "W1202 12:00:00.000000 ... file.py:12] ..."
+    logging.get_absl_logger().addHandler(handler)
+    try:
+        try:
+            rest = flags.FLAGS(argv)  # the program name and any positional arguments
+        except flags.Error as err:
+            print(f"FATAL Flags parsing error: {err}", file=sys.stderr)
+            code = 1
+        else:
+            with pytest.raises(SystemExit) as exit_info:
+                main._main_with_errors(rest)
+            code = exit_info.value.code
+    finally:
+        flags.FLAGS.unparse_flags()
+        logging.get_absl_logger().removeHandler(handler)
+        keras.config.set_dtype_policy("float32")
+        logging.set_verbosity(logging.WARNING)
+    out, err = capfd.readouterr()
+    return subprocess.CompletedProcess(argv, code, out, logged.getvalue() + err)
+
+
 def dirs(tmp_path: Path) -> list[str]:
     return [
         f"--checkpoint_dir={tmp_path / 'ckpt'}",
@@ -56,7 +97,7 @@ def only(pattern: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_train_resume_generate(tmp_path):
+def test_train_resume_generate(tmp_path, capfd):
     args = [*TINY, *dirs(tmp_path)]
     first = run_main(*args, "--max_steps=10")
     assert first.returncode == 0, first.stderr[-2000:]
@@ -73,13 +114,13 @@ def test_train_resume_generate(tmp_path):
     assert grid.shape == (2 * 9 + 1, 2 * 9 + 1)  # 2x2 tiles of 8x8 with 1-pixel gaps
 
     # The same command with a higher step limit continues from step 10.
-    second = run_main(*args, "--max_steps=15", "--log_level=INFO")
+    second = run_in_process(capfd, *args, "--max_steps=15", "--log_level=INFO")
     assert second.returncode == 0, second.stderr[-2000:]
     assert "at step 10" in second.stderr
     assert only(f"{tmp_path}/ckpt/*/ckpt-15.index")
     # Running it once more has nothing left to do and writes nothing new.
     before = sorted(os.listdir(Path(index[0]).parent))
-    third = run_main(*args, "--max_steps=15")
+    third = run_in_process(capfd, *args, "--max_steps=15")
     assert third.returncode == 0, third.stderr[-2000:]
     assert sorted(os.listdir(Path(index[0]).parent)) == before
 
@@ -90,7 +131,7 @@ def test_train_resume_generate(tmp_path):
     samples = np.asarray(Image.open(out))
     assert set(np.unique(samples)) <= {0, 128, 255}
     # Generating again never overwrites the first grid.
-    again = run_main(*args, "--is_train=False")
+    again = run_in_process(capfd, *args, "--is_train=False")
     assert again.returncode == 0, again.stderr[-2000:]
     out2 = Path(again.stdout.strip().splitlines()[-1])
     assert out2 != out and out2.exists() and out.exists()
@@ -104,7 +145,7 @@ def test_train_resume_generate(tmp_path):
     Image.fromarray(image[:, :, 0] * 255).save(tmp_path / "one.png")
     scores = []
     for name in ("one.npy", "one.png"):
-        scored = run_main(*args, f"--score={tmp_path / name}")
+        scored = run_in_process(capfd, *args, f"--score={tmp_path / name}")
         assert scored.returncode == 0, scored.stderr[-2000:]
         report = json.loads(scored.stdout[scored.stdout.index("{") :])
         assert report["checkpoint_step"] == 15
@@ -112,18 +153,18 @@ def test_train_resume_generate(tmp_path):
         assert report["mean_bits_per_dim"] == pytest.approx(scores[-1] / (64 * np.log(2)))
     assert 0 < scores[0] < 64 * np.log(2)
     assert scores[0] == pytest.approx(scores[1], rel=1e-6)
-    wrong = run_main(*args, f"--score={pngs[-1]}")
+    wrong = run_in_process(capfd, *args, f"--score={pngs[-1]}")
     assert wrong.returncode == 1 and "the model takes 8x8" in wrong.stderr
     assert "add --score_grid" in wrong.stderr
     # A sample grid scores tile by tile with --score_grid.
-    tiles = run_main(*args, f"--score={pngs[-1]}", "--score_grid")
+    tiles = run_in_process(capfd, *args, f"--score={pngs[-1]}", "--score_grid")
     assert tiles.returncode == 0, tiles.stderr[-2000:]
     report = json.loads(tiles.stdout[tiles.stdout.index("{") :])
     assert sorted(report["images"]) == [f"{pngs[-1]}[{k}]" for k in range(4)]
     assert all(0 < v["nll_nats"] for v in report["images"].values())
 
     # Completion: originals, occluded inputs and completions, three to a row.
-    completed = run_main(*args, "--is_train=False", "--complete=top_half")
+    completed = run_in_process(capfd, *args, "--is_train=False", "--complete=top_half")
     assert completed.returncode == 0, completed.stderr[-2000:]
     out3 = Path(completed.stdout.strip().splitlines()[-1])
     assert out3.name == "completed_top_half_step15_seed123.png"
@@ -153,15 +194,15 @@ def test_train_resume_generate(tmp_path):
     ],
     ids=lambda flags: "-".join(f.split("=")[-1] for f in flags),
 )
-def test_every_model_trains_resumes_and_generates(tmp_path, model_flags):
+def test_every_model_trains_resumes_and_generates(tmp_path, capfd, model_flags):
     args = [*TINY, *dirs(tmp_path), *model_flags]
-    first = run_main(*args, "--max_steps=5")
+    first = run_in_process(capfd, *args, "--max_steps=5")
     assert first.returncode == 0, first.stderr[-2000:]
-    second = run_main(*args, "--max_steps=10", "--log_level=INFO")
+    second = run_in_process(capfd, *args, "--max_steps=10", "--log_level=INFO")
     assert second.returncode == 0, second.stderr[-2000:]
     assert "at step 5" in second.stderr
     assert only(f"{tmp_path}/ckpt/*/ckpt-10.index")
-    generated = run_main(*args, "--is_train=False")
+    generated = run_in_process(capfd, *args, "--is_train=False")
     assert generated.returncode == 0, generated.stderr[-2000:]
     out = Path(generated.stdout.strip().splitlines()[-1])
     assert out.name == "generated_step10_seed123.png"
@@ -170,7 +211,7 @@ def test_every_model_trains_resumes_and_generates(tmp_path, model_flags):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("encoder", ["conv", "invariant"])
-def test_autoencoder_trains_resumes_and_reconstructs(tmp_path, encoder):
+def test_autoencoder_trains_resumes_and_reconstructs(tmp_path, capfd, encoder):
     args = [
         *TINY,
         *dirs(tmp_path),
@@ -180,15 +221,15 @@ def test_autoencoder_trains_resumes_and_reconstructs(tmp_path, encoder):
         "--latent_dims=3",
         "--encoder_dims=4",
     ]
-    first = run_main(*args, "--max_steps=5")
+    first = run_in_process(capfd, *args, "--max_steps=5")
     assert first.returncode == 0, first.stderr[-2000:]
     # TensorBoard and sample_dir get reconstructions, not samples.
     assert only(f"{tmp_path}/samples/*/reconstruction_0000005.png")
     assert not only(f"{tmp_path}/samples/*/sample_*.png")
-    second = run_main(*args, "--max_steps=10", "--log_level=INFO")
+    second = run_in_process(capfd, *args, "--max_steps=10", "--log_level=INFO")
     assert second.returncode == 0, second.stderr[-2000:]
     assert "at step 5" in second.stderr
-    generated = run_main(*args, "--is_train=False")
+    generated = run_in_process(capfd, *args, "--is_train=False")
     assert generated.returncode == 0, generated.stderr[-2000:]
     out = Path(generated.stdout.strip().splitlines()[-1])
     assert out.name == "reconstructed_step10_seed123.png"
@@ -209,7 +250,7 @@ def test_autoencoder_trains_resumes_and_reconstructs(tmp_path, encoder):
         (["--conditional"], "--conditional: --model=autoencoder takes no class labels"),
         (["--encoder=invariant", "--group=none"], "--encoder=invariant needs --group=C4"),
     ]:
-        bad = run_main(*args, *flags)
+        bad = run_in_process(capfd, *args, *flags)
         assert bad.returncode == 1 and message in bad.stderr, bad.stderr[-2000:]
 
 
@@ -221,12 +262,12 @@ def _shapes_test(num: int):
 
 
 @pytest.mark.slow
-def test_colored_data_trains_and_generates(tmp_path):
+def test_colored_data_trains_and_generates(tmp_path, capfd):
     args = [*TINY, *dirs(tmp_path), "--data=colored_shapes", "--color_levels=4"]
-    trained = run_main(*args, "--max_steps=5")
+    trained = run_in_process(capfd, *args, "--max_steps=5")
     assert trained.returncode == 0, trained.stderr[-2000:]
     assert "colored_shapes-pixel_cnn-" in trained.stdout
-    generated = run_main(*args, "--is_train=False")
+    generated = run_in_process(capfd, *args, "--is_train=False")
     assert generated.returncode == 0, generated.stderr[-2000:]
     grid = np.asarray(Image.open(generated.stdout.strip().splitlines()[-1]))
     assert grid.shape == (2 * 9 + 1, 2 * 9 + 1, 3)
@@ -237,23 +278,27 @@ def test_colored_data_trains_and_generates(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["pixel_cnn", "gated_pixel_cnn", "pixel_snail"])
-def test_class_conditional_training_and_generation(tmp_path, model):
+def test_class_conditional_training_and_generation(tmp_path, capfd, model):
     # shapes is labelled by its number of shapes (3 classes).
     args = [*TINY, *dirs(tmp_path), f"--model={model}", "--conditional", "--num_samples=6"]
-    trained = run_main(*args, "--max_steps=5")
+    trained = run_in_process(capfd, *args, "--max_steps=5")
     assert trained.returncode == 0, trained.stderr[-2000:]
-    generated = run_main(*args, "--is_train=False")
+    generated = run_in_process(capfd, *args, "--is_train=False")
     assert generated.returncode == 0, generated.stderr[-2000:]
     grid = np.asarray(Image.open(generated.stdout.strip().splitlines()[-1]))
     assert grid.shape == (3 * 9 + 1, 2 * 9 + 1)  # one row of 2 samples per class
-    completed = run_main(*args, "--is_train=False", "--complete=top_half", "--num_samples=3")
+    completed = run_in_process(
+        capfd, *args, "--is_train=False", "--complete=top_half", "--num_samples=3"
+    )
     assert completed.returncode == 0, completed.stderr[-2000:]
+    if model != "pixel_cnn":  # the checks below do not depend on the model
+        return
     for flags, message in [
         (["--model=pixel_rnn"], "--conditional: --model=pixel_rnn takes no class labels"),
         (["--data=binarized_mnist"], "--conditional: --data=binarized_mnist has no class"),
         ([f"--score={tmp_path}"], "--score: scoring images under a --conditional model"),
     ]:
-        bad = run_main(*args, *flags)
+        bad = run_in_process(capfd, *args, *flags)
         assert bad.returncode == 1 and message in bad.stderr, bad.stderr[-2000:]
 
 
@@ -316,7 +361,7 @@ def test_latent_dims_configures_the_autoencoder_only(model, takes_code):
         assert config["latent_dims"] == 5
 
 
-@pytest.mark.parametrize("flag, message", BAD_FLAGS[:3])
+@pytest.mark.parametrize("flag, message", BAD_FLAGS[:1])
 def test_bad_flags_exit_non_zero_with_one_clear_line(tmp_path, flag, message):
     result = run_main(*TINY, *dirs(tmp_path), flag, "--max_steps=1", timeout=120)
     assert result.returncode != 0
@@ -325,14 +370,14 @@ def test_bad_flags_exit_non_zero_with_one_clear_line(tmp_path, flag, message):
     assert not (tmp_path / "ckpt").exists()
 
 
-def test_unexpected_positional_argument(tmp_path):
-    result = run_main(*TINY, *dirs(tmp_path), "train", timeout=120)
+def test_unexpected_positional_argument(tmp_path, capfd):
+    result = run_in_process(capfd, *TINY, *dirs(tmp_path), "train")
     assert result.returncode == 1
     assert "unexpected arguments" in result.stderr
 
 
-def test_generate_without_checkpoint_fails_clearly(tmp_path):
-    result = run_main(*TINY, *dirs(tmp_path), "--is_train=False", timeout=120)
+def test_generate_without_checkpoint_fails_clearly(tmp_path, capfd):
+    result = run_in_process(capfd, *TINY, *dirs(tmp_path), "--is_train=False")
     assert result.returncode == 1
     assert "no checkpoint" in result.stderr and "--is_train=True" in result.stderr
     assert "Traceback" not in result.stderr
@@ -475,8 +520,8 @@ def test_deterministic_runs_give_identical_losses(tmp_path):
         (["--data=mnist", "--group=C8"], "--group"),
     ],
 )
-def test_classifier_flags_are_checked(tmp_path, flags, message):
-    bad = run_main(*TINY, *dirs(tmp_path), "--model=invariant_cnn", *flags)
+def test_classifier_flags_are_checked(tmp_path, capfd, flags, message):
+    bad = run_in_process(capfd, *TINY, *dirs(tmp_path), "--model=invariant_cnn", *flags)
     assert bad.returncode == 1 and message in bad.stderr, bad.stderr[-2000:]
     assert not (tmp_path / "ckpt").exists()
 
@@ -507,9 +552,9 @@ def _free_port() -> int:
 @pytest.mark.parametrize(
     "address", ["no-such-tpu.invalid", "grpc://127.0.0.1:{port}"], ids=["name", "grpc"]
 )
-def test_unreachable_tpu_fails_clearly(tmp_path, address):
+def test_unreachable_tpu_fails_clearly(tmp_path, capfd, address):
     address = address.format(port=_free_port())
-    result = run_main(*TINY, *dirs(tmp_path), "--strategy=tpu", f"--tpu={address}", timeout=120)
+    result = run_in_process(capfd, *TINY, *dirs(tmp_path), "--strategy=tpu", f"--tpu={address}")
     assert result.returncode == 1, result.stderr[-2000:]
     assert f"error: --strategy=tpu: cannot reach --tpu='{address}'" in result.stderr
     assert "Traceback" not in result.stderr
@@ -533,15 +578,15 @@ def test_grpc_address_check():
 
 
 @pytest.mark.slow
-def test_every_mode_reads_the_data_the_run_was_trained_on(tmp_path):
+def test_every_mode_reads_the_data_the_run_was_trained_on(tmp_path, capfd):
     # Evaluating a classifier trained at a non-default --image_size reads the
     # test split at that size, and gives the metrics of the training run's
     # last evaluation (same weights, same test images).
     args = [*TINY, *dirs(tmp_path), "--model=invariant_cnn", "--group=C4", "--image_size=12"]
-    trained = run_main(*args, "--max_steps=2")
+    trained = run_in_process(capfd, *args, "--max_steps=2")
     assert trained.returncode == 0, trained.stderr[-2000:]
     metrics = json.loads(trained.stdout.strip().splitlines()[-1])
-    evaluated = run_main(*args, "--is_train=False")
+    evaluated = run_in_process(capfd, *args, "--is_train=False")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     report = json.loads(evaluated.stdout.strip().splitlines()[-1])
     assert report["checkpoint_step"] == 2

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
-from test_cli import TINY, run_main
+from test_cli import TINY, run_in_process, run_main
 from test_distribute import free_ports
 from test_training import config, datasets, tiny_model
 
@@ -69,8 +69,9 @@ def assert_warned(result, *words: str) -> None:
 class Run:
     """A copy of the shared run: its root, flags and folders."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, capfd):
         self.root = root
+        self.capfd = capfd
         self.flags = [
             *TINY,
             f"--checkpoint_dir={root / 'ckpt'}",
@@ -81,8 +82,8 @@ class Run:
         self.logs = root / "logs" / self.ckpt.name
         self.samples = root / "samples" / self.ckpt.name
 
-    def main(self, *args: str, **kwargs):
-        return run_main(*self.flags, *args, **kwargs)
+    def main(self, *args: str):
+        return run_in_process(self.capfd, *self.flags, *args)
 
     def damage(self, how: str) -> None:
         if how == "missing":
@@ -113,9 +114,9 @@ def trained(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def run(trained, tmp_path) -> Run:
+def run(trained, tmp_path, capfd) -> Run:
     shutil.copytree(trained, tmp_path / "run")
-    return Run(tmp_path / "run")
+    return Run(tmp_path / "run", capfd)
 
 
 def _scores(run: Run, *args: str):
@@ -328,19 +329,21 @@ def test_a_failed_save_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkey
 
 
 @pytest.mark.parametrize("flag", ["checkpoint_dir", "log_dir", "sample_dir"])
-def test_an_output_folder_that_is_a_file_is_refused(tmp_path, flag):
+def test_an_output_folder_that_is_a_file_is_refused(tmp_path, capfd, flag):
     (tmp_path / "file").write_text("not a folder")
     folders = {name: tmp_path / name for name in ("checkpoint_dir", "log_dir", "sample_dir")}
     folders[flag] = tmp_path / "file"
-    result = run_main(*TINY, "--max_steps=5", *(f"--{k}={v}" for k, v in folders.items()))
+    result = run_in_process(
+        capfd, *TINY, "--max_steps=5", *(f"--{k}={v}" for k, v in folders.items())
+    )
     assert_error(result, f"--{flag}=", "is a file")
     assert sorted(os.listdir(tmp_path)) == ["file"]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_a_read_only_checkpoint_dir_is_refused(tmp_path):
+def test_a_read_only_checkpoint_dir_is_refused(tmp_path, capfd):
     (tmp_path / "ro").mkdir(mode=0o555)
-    result = run_main(*TINY, "--max_steps=5", f"--checkpoint_dir={tmp_path / 'ro'}")
+    result = run_in_process(capfd, *TINY, "--max_steps=5", f"--checkpoint_dir={tmp_path / 'ro'}")
     assert_error(result, "--checkpoint_dir=", "not writable")
 
 
@@ -384,16 +387,10 @@ def test_run_config_records_the_optimizer_without_renaming_the_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_invalid_tf_config_is_named(tmp_path):
-    env = dict(os.environ, TF_CONFIG="{not json", TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "main.py"), *TINY, "--strategy=multi_worker"]
-        + [f"--checkpoint_dir={tmp_path / 'ckpt'}", "--max_steps=5"],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=env,
-        cwd=ROOT,
+def test_invalid_tf_config_is_named(tmp_path, capfd, monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    result = run_in_process(
+        capfd, *TINY, "--strategy=multi_worker", f"--checkpoint_dir={tmp_path / 'ckpt'}"
     )
     assert_error(result, "TF_CONFIG", "not valid JSON")
     assert not (tmp_path / "ckpt").exists()
@@ -430,16 +427,10 @@ def test_a_worker_started_alone_gives_up_naming_the_missing_worker(tmp_path):
         ({"task": {"type": "worker", "index": 0}}, ("TF_CONFIG has no cluster.worker",)),
     ],
 )
-def test_tf_config_without_a_task_or_workers_is_named(tmp_path, spec, words):
-    env = dict(os.environ, TF_CONFIG=json.dumps(spec), TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "main.py"), *TINY, "--strategy=multi_worker"]
-        + [f"--checkpoint_dir={tmp_path / 'ckpt'}", "--max_steps=5"],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=env,
-        cwd=ROOT,
+def test_tf_config_without_a_task_or_workers_is_named(tmp_path, capfd, monkeypatch, spec, words):
+    monkeypatch.setenv("TF_CONFIG", json.dumps(spec))
+    result = run_in_process(
+        capfd, *TINY, "--strategy=multi_worker", f"--checkpoint_dir={tmp_path / 'ckpt'}"
     )
     assert_error(result, *words)
 
@@ -455,8 +446,8 @@ def test_scoring_refuses_bad_images(run):
 
 
 @pytest.mark.slow
-def test_an_infinite_temperature_is_refused(tmp_path):
-    result = run_main(*TINY, "--is_train=False", "--temperature=inf")
+def test_an_infinite_temperature_is_refused(tmp_path, capfd):
+    result = run_in_process(capfd, *TINY, "--is_train=False", "--temperature=inf")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "--temperature must be a finite number > 0" in result.stderr
 
@@ -471,10 +462,10 @@ def test_a_grey_png_is_still_scored_by_a_binary_model(tmp_path):
     assert arrays.shape == (1, 8, 8, 1) and arrays.sum() == 32
 
 
-def test_a_run_larger_than_the_memory_is_refused_before_any_work(tmp_path):
+def test_a_run_larger_than_the_memory_is_refused_before_any_work(tmp_path, capfd):
     folders = [f"--{name}_dir={tmp_path / name}" for name in ("checkpoint", "log", "sample")]
     args = [*TINY, *folders, "--image_size=1000", "--batch_size=100"]
-    line = assert_error(run_main(*args, timeout=120), "--image_size=1000", "GiB", "available")
+    line = assert_error(run_in_process(capfd, *args), "--image_size=1000", "GiB", "available")
     assert "--batch_size" in line
     assert not any(tmp_path.iterdir())
 
@@ -491,3 +482,23 @@ def test_the_memory_estimate_grows_with_the_image_and_the_batch():
         small, info[small]
     )
     experiment.check_memory(small, info[small])  # a tiny run fits
+
+
+def test_attention_and_several_resolutions_are_in_the_memory_estimate(monkeypatch):
+    """PixelSNAIL's attention keeps ``heads x (H W)^2`` numbers per image and
+    block, which outgrow its features: doubling the image side multiplies the
+    estimate by far more than the 4 of a convolutional model."""
+    from pixel_models import data, devices, experiment
+    from pixel_models.config import RunConfig, UsageError
+
+    def estimate(model: str, size: int) -> int:
+        config = RunConfig(data="shapes", model=model, image_size=size, batch_size=16)
+        return experiment._activation_bytes(config, data.info("shapes", image_size=size))
+
+    assert estimate("pixel_snail", 64) > 12 * estimate("pixel_snail", 32)
+    assert 4 <= estimate("pixel_cnn_pp", 64) / estimate("pixel_cnn_pp", 32) < 5
+    assert estimate("pixel_snail", 32) > estimate("gated_pixel_cnn", 32)
+    monkeypatch.setattr(devices, "available_memory", lambda: 16 * 2**30)
+    large = RunConfig(data="shapes", model="pixel_snail", image_size=128, batch_size=16)
+    with pytest.raises(UsageError, match="--image_size=128 with --batch_size=16"):
+        experiment.check_memory(large, data.info("shapes", image_size=128))

@@ -33,6 +33,13 @@ TINY = {
     "out_recurrent_length": 0,
     "encoder_dims": 2,
     "upsample_length": 1,
+    "num_resnet": 1,
+    "num_resolutions": 2,
+    "num_mixtures": 2,
+    "num_blocks": 1,
+    "residual_blocks": 1,
+    "key_dims": 2,
+    "value_dims": 2,
 }
 DENSITY_MODELS = sorted(name for name in MODELS if kind_for_builder(name).draws_images)
 

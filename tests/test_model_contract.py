@@ -32,6 +32,12 @@ TINY = {
     "latent_dims": 2,
     "upsample_length": 1,
     "num_resnet": 1,
+    "num_resolutions": 2,  # still one strided and one transposed convolution
+    "num_mixtures": 2,
+    "num_blocks": 1,
+    "residual_blocks": 1,
+    "key_dims": 4,
+    "value_dims": 4,
 }
 DENSITY_MODELS = sorted(name for name in MODELS if kind_for_builder(name).draws_images)
 SHAPES = [((3, 3, 1), 2), ((2, 2, 3), 2)]  # (image shape, levels): binary, and colour

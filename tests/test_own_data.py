@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -453,21 +452,12 @@ def test_bad_data_flags_are_refused_when_parsed(tmp_path):
 # --- the command line ---------------------------------------------------------------------------
 
 
-def run_main(*args: str, cwd: Path):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    return subprocess.run(
-        [sys.executable, str(ROOT / "main.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=env,
-        cwd=cwd,
-    )
-
-
 @pytest.mark.slow
-def test_main_trains_on_a_folder_and_writes_samples(folder, tmp_path):
+def test_main_trains_on_a_folder_and_writes_samples(folder, tmp_path, capfd, monkeypatch):
+    from test_cli import run_in_process
+
     root, _ = folder
+    monkeypatch.chdir(tmp_path)  # the default folders: checkpoints/, logs/, samples/
     args = [
         f"--data={root}",
         "--image_size=8",
@@ -482,17 +472,17 @@ def test_main_trains_on_a_folder_and_writes_samples(folder, tmp_path):
         "--save_step=3",
         "--log_level=WARNING",
     ]
-    trained = run_main(*args, "--max_steps=3", cwd=tmp_path)
+    trained = run_in_process(capfd, *args, "--max_steps=3")
     assert trained.returncode == 0, trained.stderr[-2000:]
     (run,) = os.listdir(tmp_path / "checkpoints")
     assert run.startswith("pictures-pixel_cnn-")
     assert (tmp_path / "samples" / run / "sample_0000003.png").exists()
-    generated = run_main(*args, "--is_train=False", cwd=tmp_path)
+    generated = run_in_process(capfd, *args, "--is_train=False")
     assert generated.returncode == 0, generated.stderr[-2000:]
     grid = tmp_path / generated.stdout.strip().splitlines()[-1]
     assert grid.exists() and np.asarray(Image.open(grid)).shape == (2 * 9 + 1, 2 * 9 + 1, 3)
 
-    bad = run_main(f"--data={root / 'dogs' / 'flat.jpg'}", "--max_steps=1", cwd=tmp_path)
+    bad = run_in_process(capfd, f"--data={root / 'dogs' / 'flat.jpg'}", "--max_steps=1")
     assert bad.returncode == 1 and "--data must be one of" not in bad.stderr
     last = bad.stderr.strip().splitlines()[-1]
     one = root / "dogs" / "flat.jpg"
