@@ -46,9 +46,22 @@ def _in_a_notebook_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
+def _duration(seconds: float) -> str:
+    """``seconds`` in the unit a reader takes in at once: ``12 s``, ``2.1 min``, ``1.3 h``."""
+    if seconds < 59.5:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 class PlainProgress:
-    """Plain, newline-terminated progress lines, e.g. ``step 120/300 (40%)
-    nll=41.2 - 3.1 s``.
+    """Plain, newline-terminated progress lines, e.g. ``step 120/300 (40%) -
+    nll=41.2 - 31.0 s, about 46 s left``.
+
+    The time left is estimated from the rate since the first count given
+    (so that a resumed run's earlier units do not count), and is left out
+    until a unit has been counted after it, and at the target.
 
     The same interface as the part of ``keras.utils.Progbar`` used here:
     :meth:`update` to a count and :meth:`add` to it.
@@ -74,12 +87,15 @@ class PlainProgress:
         self._count = 0
         self._start = time.time()
         self._last_line: float | None = None
+        self._first: tuple[float, int] | None = None  # (time, count) of the first update
 
     def update(self, current: int, values: Sequence[tuple[str, float]] | None = None) -> None:
         """Sets the count to ``current``; prints a line when ``interval`` seconds
         have passed since the last one, or when the target is reached."""
         self._count = int(current)
         now = time.time()
+        if self._first is None:
+            self._first = (now, self._count)
         done = self._count >= self.target
         if not done and self._last_line is not None and now - self._last_line < self.interval:
             return
@@ -90,9 +106,22 @@ class PlainProgress:
         percent = 100.0 * self._count / self.target if self.target else 100.0
         parts = [f"{self.unit_name} {self._count}/{self.target} ({percent:.0f}%)"]
         parts += [f"{name}={value:.4g}" for name, value in values or ()]
-        parts.append(f"{now - self._start:.1f} s")
+        elapsed = f"{now - self._start:.1f} s"
+        left = self._seconds_left(now)
+        parts.append(
+            elapsed if left is None or done else f"{elapsed}, about {_duration(left)} left"
+        )
         stream = sys.stdout if self.stream is None else self.stream
         print(" - ".join(parts), file=stream, flush=True)
+
+    def _seconds_left(self, now: float) -> float | None:
+        """The time to the target at the rate since the first update, or None
+        before any unit has been counted after it."""
+        first_time, first_count = self._first
+        counted = self._count - first_count
+        if counted <= 0 or now <= first_time:
+            return None
+        return (self.target - self._count) * (now - first_time) / counted
 
     def add(self, n: int, values: Sequence[tuple[str, float]] | None = None) -> None:
         """Adds ``n`` to the count."""
