@@ -46,6 +46,8 @@ from pixel_models import data, experiment  # noqa: E402
 from pixel_models.config import RunConfig, UsageError  # noqa: E402
 from pixel_models.distributions import bits_per_dim  # noqa: E402
 from pixel_models.progress import _duration  # noqa: E402
+from pixel_models.runs import RunError  # noqa: E402
+from pixel_models.training import TrainingError  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 
@@ -241,14 +243,27 @@ def _machine() -> dict:
     }
 
 
-def _trained_seconds(path: str) -> float:
-    """Training seconds recorded so far in a result file (0 when none)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            curve = json.load(f).get("curve") or []
-    except (OSError, ValueError, AttributeError):
-        return 0.0
-    return float(curve[-1]["seconds"]) if curve else 0.0
+def _run_config(entry: Reproduction, work_dir: str, overrides: tuple[str, ...] = ()) -> RunConfig:
+    """The configuration's flagfile with its run's folders in ``work_dir``."""
+    dirs = [
+        f"--checkpoint_dir={os.path.join(work_dir, 'checkpoints')}",
+        f"--log_dir={os.path.join(work_dir, 'logs')}",
+        f"--sample_dir={os.path.join(work_dir, 'samples')}",
+    ]
+    return parse_flagfile(entry.flagfile, *dirs, *overrides)
+
+
+def _curve_of(config: RunConfig) -> tuple[str, list[dict]]:
+    """The run's name (the folder ``main.py`` gives it) and its curve so far."""
+    info = data.info(
+        config.data,
+        image_size=config.image_size,
+        color_levels=config.color_levels,
+        data_dir=config.data_dir,
+        binarize=config.binarize,
+    )
+    name = experiment._open(config).paths.name
+    return name, read_curve(os.path.join(config.log_dir, name), math.prod(info.image_shape))
 
 
 def run_one(
@@ -268,17 +283,13 @@ def run_one(
     """
     os.makedirs(results_dir, exist_ok=True)
     out_path = os.path.join(results_dir, f"reproduce_{entry.name}.json")
-    dirs = [
-        f"--checkpoint_dir={os.path.join(work_dir, 'checkpoints')}",
-        f"--log_dir={os.path.join(work_dir, 'logs')}",
-        f"--sample_dir={os.path.join(work_dir, 'samples')}",
-    ]
-    config = parse_flagfile(entry.flagfile, *dirs, *overrides)
+    config = _run_config(entry, work_dir, overrides)
     reason = None if download else missing_data(config)
     if reason is not None:
         print(f"skipped {entry.name}: {reason}", flush=True)
         return None
-    done = _trained_seconds(out_path)
+    _, before = _curve_of(config)
+    done = before[-1]["seconds"] if before else 0.0
     if minutes is not None:
         left = minutes * 60.0 - done
         if left <= 0:
@@ -286,19 +297,9 @@ def run_one(
         # A tiny positive limit still takes one step; a spent budget takes none.
         config = dataclasses.replace(config, max_minutes=max(left, 1e-9) / 60.0)
     experiment.setup(config)
-    metrics = {}
     if minutes is None or minutes * 60.0 - done > 0:
-        metrics = experiment.train_and_evaluate(config)
-    info = data.info(
-        config.data,
-        image_size=config.image_size,
-        color_levels=config.color_levels,
-        data_dir=config.data_dir,
-        binarize=config.binarize,
-    )
-    name = metrics.get("run") or experiment._open(config).paths.name
-    dims = math.prod(info.image_shape)
-    curve = read_curve(os.path.join(config.log_dir, name), dims)
+        experiment.train_and_evaluate(config)
+    name, curve = _curve_of(config)
     tested = [p for p in curve if "test_nll" in p]
     ours = None
     if tested:
@@ -419,37 +420,41 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"skipped {entry.name}: {reason}", flush=True)
         start = time.time()
         for index, entry in enumerate(runnable):
-            _print_estimate(
-                runnable[index:], minutes, args.results_dir, start, index, len(runnable)
-            )
+            later = [_run_config(e, args.work_dir, overrides) for e in runnable[index:]]
+            _print_estimate(entry.name, later, minutes, start, index, len(runnable))
             run_one(
                 entry, minutes, args.work_dir, args.results_dir, overrides, command, args.download
             )
-    except (ReproduceError, UsageError, ValueError, OSError) as err:
+    except (ReproduceError, UsageError, RunError, TrainingError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 1
     return 0
 
 
 def _print_estimate(
-    left: list[Reproduction], minutes: float | None, results_dir: str, start: float, index, total
+    name: str, later: list[RunConfig], minutes: float | None, start: float, index: int, total: int
 ) -> None:
-    """Prints the configuration that starts and about how much training is left."""
-    head = f"[{index + 1}/{total}] {left[0].name}"
-    if minutes is None:
-        print(f"{head}: to its flagfile's max_steps ({_duration(time.time() - start)} so far)")
-        return
-    seconds = sum(
-        max(
-            0.0,
-            minutes * 60.0
-            - _trained_seconds(os.path.join(results_dir, f"reproduce_{e.name}.json")),
-        )
-        for e in left
-    )
+    """Prints the configuration that starts and about how much training is left
+    for it and the ones after it: what is left of their budgets, or with
+    ``--full`` their steps left at the rate of their curves so far."""
+    seconds, unknown = 0.0, 0
+    for config in later:
+        curve = _curve_of(config)[1]
+        if minutes is not None:
+            seconds += max(0.0, minutes * 60.0 - (curve[-1]["seconds"] if curve else 0.0))
+        elif len(curve) >= 2 and curve[-1]["step"] > curve[0]["step"]:
+            rate = (curve[-1]["seconds"] - curve[0]["seconds"]) / (
+                curve[-1]["step"] - curve[0]["step"]
+            )
+            seconds += max(0, config.max_steps - curve[-1]["step"]) * rate
+        else:
+            unknown += 1
+    left = f"about {_duration(seconds)} of training left"
+    if unknown:
+        left += f" and {unknown} configuration(s) not started, at a rate not known yet"
     print(
-        f"{head}: about {_duration(seconds)} of training left in all (budgets of {minutes:g} "
-        f"min, plus each one's test evaluation; {_duration(time.time() - start)} so far)",
+        f"[{index + 1}/{total}] {name}: {left} (plus test evaluations; "
+        f"{_duration(time.time() - start)} so far)",
         flush=True,
     )
 

@@ -18,7 +18,7 @@ TINY_FLAGFILE = """--model=pixel_cnn
 --recurrent_length=1
 --out_hidden_dims=4
 --out_recurrent_length=1
---batch_size=16
+--batch_size=64
 --optimizer=adam
 --max_steps=4
 --test_step=2
