@@ -24,4 +24,4 @@ def _readme_in_a_folder_of_its_own(request):
         # Only the last progress line, however slow the machine.
         from pixel_models import progress
 
-        monkeypatch.setattr(progress.progress, "__defaults__", ("step", None, 1e9))
+        monkeypatch.setattr(progress.progress, "__defaults__", ("step", None, 1e9, None))

@@ -187,6 +187,17 @@ flags.register_validator(
     "color_levels", lambda v: 2 <= v <= 256, message="--color_levels must be from 2 to 256"
 )
 flags.DEFINE_integer("max_steps", 0, "Stop after this many steps in all; 0: no limit.")
+flags.DEFINE_float(
+    "max_minutes",
+    0.0,
+    "Also stop (after a checkpoint and a test evaluation) once this run of the program has "
+    "trained this many minutes; the same command again trains on. 0: no time limit.",
+)
+flags.register_validator(
+    "max_minutes",
+    lambda v: v is not None and 0 <= v < float("inf"),
+    message="--max_minutes must be a finite number >= 0 (0: no time limit)",
+)
 flags.DEFINE_enum(
     "complete",
     "none",

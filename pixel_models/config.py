@@ -74,6 +74,7 @@ class RunConfig:
     batch_size: int = 100
     max_epoch: int = 100000
     max_steps: int = 0
+    max_minutes: float = 0.0  # 0: no time limit
     test_step: int = 100
     save_step: int = 1000
     learning_rate: float = 1e-3

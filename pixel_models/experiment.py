@@ -199,7 +199,10 @@ def check_memory(config: RunConfig, info: data.DatasetInfo) -> None:
 
 
 def train_and_evaluate(config: RunConfig) -> dict:
-    """Trains the run's model for ``max_steps`` (resuming its latest checkpoint).
+    """Trains the run's model for ``max_steps`` (resuming its latest checkpoint),
+    or until ``max_minutes`` of training in this call, whichever comes first
+    (the step reached is checkpointed and evaluated; the same call again
+    trains on from it).
 
     Returns:
       ``{"run": name, "train/nll": ..., "test/nll": ..., ...}``: the last metrics.
@@ -215,6 +218,7 @@ def train_and_evaluate(config: RunConfig) -> dict:
     train_ds, test_ds = run_dataset(config, "train"), run_dataset(config, "test")
     fit_config = training.TrainConfig(
         max_steps=_steps(config, int(train_ds.cardinality())),
+        max_seconds=config.max_minutes * 60.0 if config.max_minutes > 0 else None,
         test_step=config.test_step,
         save_step=config.save_step,
         checkpoint_dir=run.paths.checkpoint_dir,

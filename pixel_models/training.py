@@ -553,9 +553,13 @@ def _fit(trainer, train_dataset, test_dataset, config: TrainConfig, chief: bool)
             config.max_steps,
         )
         return metrics
-    progbar = (
-        progress(config.max_steps, stateful_metrics=["nll", "test_nll"]) if config.verbose else None
-    )
+    progbar = None
+    if config.verbose:
+        progbar = progress(
+            config.max_steps,
+            stateful_metrics=["nll", "test_nll"],
+            seconds_limit=config.max_seconds,
+        )
     if progbar is not None:
         progbar.update(start)
     iterator = iter(strategy.experimental_distribute_dataset(train_dataset))

@@ -317,6 +317,7 @@ BAD_FLAGS = [
     ("--color_levels=1", "--color_levels"),
     ("--num_blocks=0", "--num_blocks must be an integer >= 1"),
     ("--dropout=1", "--dropout must be a number in [0, 1)"),
+    ("--max_minutes=-1", "--max_minutes must be a finite number >= 0"),
     ("--strategy=tpu", "--strategy=tpu needs --tpu"),
     ("--tpu=local", "--tpu is only read with --strategy=tpu, not --strategy=auto"),
 ]
@@ -359,6 +360,40 @@ def test_latent_dims_configures_the_autoencoder_only(model, takes_code):
     assert ("latent_dims" in config) == takes_code
     if takes_code:
         assert config["latent_dims"] == 5
+
+
+def test_max_minutes_stops_a_run_that_the_same_command_resumes(tmp_path):
+    # --max_minutes is a run setting, not a network one: the run keeps its
+    # folder (and its recorded config) with or without it, and a time limit
+    # reached after the first step stops it there, checkpointed and evaluated.
+    from absl import flags
+
+    sys.path.insert(0, str(ROOT))
+    import flags as project_flags
+    from pixel_models import experiment
+    from pixel_models.config import recorded_config
+    from pixel_models.runs import read_run_record
+
+    argv = ["main.py", *TINY, *dirs(tmp_path), "--max_steps=1000", "--num_samples=1"]
+    try:
+        flags.FLAGS(argv)
+        unlimited = project_flags.run_config()
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS([*argv, "--max_minutes=1e-9"])
+        limited = project_flags.run_config()
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert limited.max_minutes == 1e-9 and unlimited.max_minutes == 0
+    first = experiment.train_and_evaluate(limited)
+    assert "test/nll" in first
+    run_dir = tmp_path / "ckpt" / first["run"]
+    assert sorted(p.name for p in run_dir.glob("ckpt-*.index")) == ["ckpt-1.index"]
+    again = experiment.train_and_evaluate(limited)
+    assert again["run"] == first["run"]
+    assert sorted(p.name for p in run_dir.glob("ckpt-*.index"))[-1] == "ckpt-2.index"
+    assert experiment._open(unlimited).paths.name == first["run"]
+    recorded = recorded_config(read_run_record(str(run_dir)))
+    assert recorded.max_minutes == 0 and recorded.hidden_dims == limited.hidden_dims
 
 
 @pytest.mark.parametrize("flag, message", BAD_FLAGS[:1])

@@ -45,9 +45,40 @@ def test_plain_lines_are_spaced_by_the_interval_and_end_with_the_target(monkeypa
     assert "\r" not in out.getvalue()
     assert len(lines) == 2
     assert lines == [
-        "step 5/10 (50%) - nll=30 - 11.5 s",
+        "step 5/10 (50%) - nll=30 - 11.5 s, about 13 s left",
         "step 10/10 (100%) - nll=20 - test_nll=21 - 30.0 s",
     ]
+
+
+def test_the_time_left_counts_from_the_first_unit_after_the_first_count(monkeypatch):
+    # A run resumed at step 100 of 1000: its first step (which compiles) and
+    # the steps before it do not count; then 100 steps in 60 s leave 799
+    # steps, 8.0 minutes; at a slower rate, hours.
+    clock = iter([0.0, 5.0, 20.0, 80.0, 7280.0])
+    monkeypatch.setattr(progress.time, "time", lambda: next(clock))
+    out = io.StringIO()
+    bar = progress.PlainProgress(1000, interval=10.0, stream=out)  # t=0
+    bar.update(100)  # t=5: the resumed count, shown at once
+    bar.update(101)  # t=20: the first step, slow: no rate yet
+    bar.update(201)  # t=80: 100 steps in 60 s
+    bar.update(301)  # t=7280: 200 steps in 7260 s, 699 left
+    assert out.getvalue().splitlines() == [
+        "step 100/1000 (10%) - 5.0 s",
+        "step 101/1000 (10%) - 20.0 s",
+        "step 201/1000 (20%) - 80.0 s, about 8.0 min left",
+        f"step 301/1000 (30%) - 7280.0 s, about {699 * 7260 / 200 / 3600:.1f} h left",
+    ]
+
+
+def test_the_time_left_is_at_most_the_time_to_the_limit(monkeypatch):
+    clock = iter([0.0, 0.0, 10.0, 20.0])
+    monkeypatch.setattr(progress.time, "time", lambda: next(clock))
+    out = io.StringIO()
+    bar = progress.PlainProgress(10**6, interval=1.0, stream=out, seconds_limit=120.0)
+    bar.update(0)
+    bar.update(1)  # t=10
+    bar.update(2)  # t=20: a million steps at 10 s each, but the loop stops at 120 s
+    assert out.getvalue().splitlines()[-1].endswith(" - 20.0 s, about 1.7 min left")
 
 
 def test_progress_chooses_by_the_output(monkeypatch):
