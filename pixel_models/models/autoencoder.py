@@ -11,7 +11,12 @@ import numpy as np
 from keras import ops
 
 from pixel_models.kinds import AUTOENCODER
-from pixel_models.models.common import builder_signature, check_sizes, model_input
+from pixel_models.models.common import (
+    FunctionalShapes,
+    builder_signature,
+    check_sizes,
+    model_input,
+)
 from pixel_models.models.gated_pixel_cnn import gated_pixel_cnn
 from pixel_models.models.invariant_cnn import invariant_cnn
 
@@ -48,7 +53,7 @@ def conv_encoder(
 
 
 @keras.saving.register_keras_serializable(package="pixel_models")
-class PixelAutoencoder(keras.Model):
+class PixelAutoencoder(FunctionalShapes, keras.Model):
     """An encoder to a code and a Gated PixelCNN decoder conditioned on it.
 
     Built by :func:`autoencoder`, whose docstring describes the model; the
@@ -149,19 +154,12 @@ class PixelAutoencoder(keras.Model):
         self.built = True
 
     @property
-    def inputs(self) -> list:
-        """The symbolic image input, as for the functional models."""
-        return self.encoder.inputs
+    def _input_model(self) -> keras.Model:
+        return self.encoder
 
     @property
-    def input_shape(self) -> tuple:
-        """``(None, H, W, C)``, as for the functional models."""
-        return (None, *self.image_shape)
-
-    @property
-    def output_shape(self) -> tuple:
-        """Shape of the logits, as for the functional models."""
-        return (None, *self.decoder.output_shape[1:])
+    def _logits_model(self) -> keras.Model:
+        return self.decoder
 
     def encode(self, images, training=None):
         """Codes ``(B, latent_dims)`` of images ``(B, H, W, C)``."""

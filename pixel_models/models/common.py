@@ -3,8 +3,8 @@
 Every model starts with :func:`model_input` (images in their data form,
 rescaled to ``[-1, 1]``) and, when conditional, :func:`condition_inputs`;
 the functional ones take both, with their head, from :func:`builder_start`
-and end with its :meth:`BuilderStart.model`; arguments are checked by
-:func:`check_sizes`, :func:`check_odd` and :func:`check_dropout`; a
+and end with its :meth:`BuilderStart.model`; sizes are checked by
+:func:`check_sizes` (and by the checks of :mod:`pixel_models.layers.checks`); a
 subclassed model's builder function takes its constructor's arguments
 (:func:`builder_signature`);
 the masked-convolution and recurrent models end with :func:`output_stack`;
@@ -61,18 +61,6 @@ def check_optional_dims(name: str, value) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be None or a positive int, got {value!r}")
-
-
-def check_odd(name: str, value) -> None:
-    """Raises ValueError naming the argument unless ``value`` is an odd positive int."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
-        raise ValueError(f"{name} must be an odd positive int, got {value!r}")
-
-
-def check_dropout(dropout) -> None:
-    """Raises ValueError unless ``dropout`` is a number in ``[0, 1)``."""
-    if isinstance(dropout, bool) or not 0.0 <= float(dropout) < 1.0:
-        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
 
 
 def condition_inputs(num_classes: int | None, latent_dims: int | None):
@@ -148,6 +136,28 @@ def builder_start(
     kind = default_kind(levels) if kind is None else kind
     head = PixelHead(kind, channels, levels, num_mixtures, name="head")
     return BuilderStart(images, x, extra_inputs, condition, head, channels)
+
+
+class FunctionalShapes:
+    """``inputs``, ``input_shape`` and ``output_shape`` as a functional model
+    has them, for a subclassed model with an ``image_shape`` whose image
+    input is that of its model ``self._input_model`` and whose logits are
+    those of its model ``self._logits_model``."""
+
+    @property
+    def inputs(self) -> list:
+        """The symbolic image input, as for the functional models."""
+        return self._input_model.inputs
+
+    @property
+    def input_shape(self) -> tuple:
+        """``(None, H, W, C)``, as for the functional models."""
+        return (None, *self.image_shape)
+
+    @property
+    def output_shape(self) -> tuple:
+        """Shape of the logits, as for the functional models."""
+        return (None, *self._logits_model.output_shape[1:])
 
 
 def builder_signature(model_class: type, name: str) -> inspect.Signature:

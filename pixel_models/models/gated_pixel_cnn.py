@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 import keras
 
+from pixel_models.layers.checks import odd_positive_int
 from pixel_models.layers.gated import GatedBlock
 from pixel_models.models.common import (
     builder_start,
-    check_odd,
     check_sizes,
     masked_conv_factory,
     output_stack,
@@ -124,8 +124,8 @@ def gated_pixel_cnn(
         out_hidden_dims=(out_hidden_dims, 1),
         out_recurrent_length=(out_recurrent_length, 0),
     )
-    check_odd("kernel_size", kernel_size)
-    check_odd("first_kernel_size", first_kernel_size)
+    odd_positive_int("kernel_size", kernel_size)
+    odd_positive_int("first_kernel_size", first_kernel_size)
     start = builder_start(image_shape, levels, num_classes, latent_dims)
     x, condition = start.x, start.condition
 

@@ -14,6 +14,7 @@ from pixel_models.distributions import PixelHead, default_kind
 from pixel_models.kinds import MULTI_STAGE
 from pixel_models.models.common import (
     RNN_TYPES,
+    FunctionalShapes,
     builder_signature,
     builder_start,
     masked_conv_factory,
@@ -195,7 +196,7 @@ _ARGUMENTS = (
 
 
 @keras.saving.register_keras_serializable(package="pixel_models")
-class MultiScalePixelRNN(keras.Model):
+class MultiScalePixelRNN(FunctionalShapes, keras.Model):
     """A small-image PixelRNN and a full-image PixelRNN conditioned on it.
 
     Built by :func:`multiscale_pixel_rnn`, whose docstring describes the
@@ -317,19 +318,10 @@ class MultiScalePixelRNN(keras.Model):
         self.built = True
 
     @property
-    def inputs(self) -> list:
-        """The symbolic image input, as for the functional models."""
-        return self.conditional_model.inputs
+    def _input_model(self) -> keras.Model:
+        return self.conditional_model
 
-    @property
-    def input_shape(self) -> tuple:
-        """``(None, H, W, C)``, as for the functional models."""
-        return (None, *self.image_shape)
-
-    @property
-    def output_shape(self) -> tuple:
-        """Shape of the logits, as for the functional models."""
-        return (None, *self.conditional_model.output_shape[1:])
+    _logits_model = _input_model
 
     def multiscale_stages(self) -> tuple[keras.Model, keras.Model, tuple[int, int]]:
         """``(small_model, conditional_model, strides)``: how to generate in two stages."""

@@ -7,10 +7,11 @@ from collections.abc import Sequence
 
 import keras
 
+from pixel_models.layers.checks import dropout_rate
 from pixel_models.layers.gated_resnet import GatedResnet
 from pixel_models.layers.shifted_conv import ShiftedConv2D
 from pixel_models.layers.shifted_conv_transpose import ShiftedConv2DTranspose
-from pixel_models.models.common import builder_start, check_dropout, check_sizes
+from pixel_models.models.common import builder_start, check_sizes
 
 
 def pixel_cnn_pp(
@@ -107,7 +108,7 @@ def pixel_cnn_pp(
         num_resolutions=(num_resolutions, 1),
         num_mixtures=(num_mixtures, 1),
     )
-    check_dropout(dropout)
+    dropout_rate(dropout)
     start = builder_start(
         image_shape, levels, num_classes, latent_dims, "logistic_mixture", num_mixtures
     )

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 import keras
 
 from pixel_models.layers.causal_attention import CausalAttention
+from pixel_models.layers.checks import dropout_rate, odd_positive_int
 from pixel_models.layers.gated_residual import GatedResidual
 from pixel_models.layers.masked_conv import MaskedConv2D
-from pixel_models.models.common import builder_start, check_dropout, check_odd, check_sizes
+from pixel_models.models.common import builder_start, check_sizes
 
 
 def pixel_snail(
@@ -131,8 +132,8 @@ def pixel_snail(
         value_dims=(value_dims, 1),
         out_hidden_dims=(out_hidden_dims, 1),
     )
-    check_odd("kernel_size", kernel_size)
-    check_dropout(dropout)
+    odd_positive_int("kernel_size", kernel_size)
+    dropout_rate(dropout)
     channels = int(image_shape[-1])
     if channels > 1 and out_hidden_dims < channels:
         raise ValueError(
