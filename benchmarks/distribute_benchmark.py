@@ -37,7 +37,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import train_benchmark  # noqa: E402  (sets up the package's import path)
+import common  # noqa: E402  (sets up the package's import path)
+import train_benchmark  # noqa: E402
 
 from pixel_models.devices import set_precision  # noqa: E402
 from pixel_models.runs import write_json_atomic  # noqa: E402
@@ -161,10 +162,10 @@ def main(argv=None) -> dict:
     report = {
         "model": args.model,
         "data": args.data,
-        "config": {k: v for k, v in vars(args).items() if k not in ("output", "devices")},
+        "config": common.settings(args, ("output", "devices")),
         "command": "python benchmarks/distribute_benchmark.py " + " ".join(argv),
         "configurations": configurations,
-        "machine": train_benchmark.machine(),
+        "machine": common.machine(),
     }
     print(json.dumps(report, indent=2))
     print(f"{'configuration':28s} {'images/s':>10s} {'ratio':>7s}")

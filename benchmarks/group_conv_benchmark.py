@@ -25,17 +25,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import common  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from pixel_models import runs  # noqa: E402
 from pixel_models.layers.invariant import GroupConv2D, group_table  # noqa: E402
 
 
@@ -157,12 +156,7 @@ def main(argv=None) -> dict:
     p.add_argument("--output", default="benchmarks/results/group_conv.json")
     args = p.parse_args(argv)
 
-    machine = {
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "gpus": len(tf.config.list_physical_devices("GPU")),
-        "tensorflow": tf.__version__,
-    }
+    machine = common.machine()
     rows = []
     for group in args.groups.split(","):
         for input_kind in args.input_kinds.split(","):
@@ -171,8 +165,7 @@ def main(argv=None) -> dict:
             print(json.dumps(row), flush=True)
             rows.append(row)
     report = {"machine": machine, "settings": vars(args), "rows": rows}
-    if args.output:
-        runs.write_json_atomic(args.output, report)
+    common.write_report(report, args.output)
     return report
 
 

@@ -13,7 +13,6 @@ and accuracy (inference mode). Prints the results and writes them as JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -22,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from train_benchmark import machine, write_report  # noqa: E402
+from common import publish, settings  # noqa: E402
 
 import pixel_models  # noqa: E402
 from pixel_models import data, training  # noqa: E402
@@ -98,13 +97,10 @@ def main(argv=None) -> dict:
         )
     report = {
         "data": args.data,
-        "config": {k: v for k, v in vars(args).items() if k not in ("output", "data_dir")},
+        "config": settings(args, ("output", "data_dir")),
         "runs": runs,
-        "machine": machine(),
     }
-    print(json.dumps(report, indent=2))
-    write_report(report, args.output)
-    return report
+    return publish(report, args.output)
 
 
 if __name__ == "__main__":

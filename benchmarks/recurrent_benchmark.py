@@ -34,8 +34,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from common import publish, settings  # noqa: E402
 from speed_benchmark import time_training  # noqa: E402
-from train_benchmark import machine, write_report  # noqa: E402
 
 from pixel_models.layers.recurrent import DiagonalBiLSTM, RowLSTM  # noqa: E402
 
@@ -121,13 +121,11 @@ def main(argv=None) -> dict:
         for row in models:
             print(json.dumps(row), flush=True)
     report = {
-        "config": {k: v for k, v in vars(args).items() if k != "output"},
+        "config": settings(args),
         "results": rows,
         "models": models,
-        "machine": machine(),
     }
-    write_report(report, args.output)
-    return report
+    return publish(report, args.output, show=False)
 
 
 if __name__ == "__main__":

@@ -46,17 +46,15 @@ import argparse
 import inspect
 import json
 import os
-import platform
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import common  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 import pixel_models  # noqa: E402
-from pixel_models.runs import write_json_atomic  # noqa: E402
 
 CASES = {
     "28x28x1": {"image_shape": (28, 28, 1), "levels": 2},
@@ -194,12 +192,7 @@ def main(argv=None) -> dict:
     if not set(args.methods.split(",")) <= set(METHODS):
         p.error(f"--methods must be among {', '.join(METHODS)}")
 
-    machine = {
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "gpus": len(tf.config.list_physical_devices("GPU")),
-        "tensorflow": tf.__version__,
-    }
+    machine = common.machine()
     runs = [
         (name, rnn_type, case)
         for name in args.models.split(",")
@@ -221,8 +214,7 @@ def main(argv=None) -> dict:
         print(json.dumps(row), flush=True)
         rows.append(row)
     report = {"rows": kept + rows, "machine": machine}
-    if args.output:
-        write_json_atomic(args.output, report)
+    common.write_report(report, args.output)
     return report
 
 

@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from train_benchmark import machine, write_report  # noqa: E402
+from common import publish, settings  # noqa: E402
 
 import pixel_models  # noqa: E402
 from pixel_models import training  # noqa: E402
@@ -131,12 +131,10 @@ def main(argv=None) -> dict:
     for row in rows:
         print(json.dumps(row), flush=True)
     report = {
-        "config": {k: v for k, v in vars(args).items() if k != "output"},
+        "config": settings(args),
         "models": rows,
-        "machine": machine(),
     }
-    write_report(report, args.output)
-    return report
+    return publish(report, args.output, show=False)
 
 
 if __name__ == "__main__":

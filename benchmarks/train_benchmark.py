@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import os
-import platform
 import sys
 import time
 
@@ -31,10 +29,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from common import publish  # noqa: E402
 
 import pixel_models  # noqa: E402
-from pixel_models import data, runs, sampling, training  # noqa: E402
+from pixel_models import data, sampling, training  # noqa: E402
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -97,24 +95,6 @@ def train_images_per_second(
     return done * batch_size / (time.perf_counter() - tic)
 
 
-def machine() -> dict:
-    """What the numbers were measured on."""
-    return {
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "gpus": len(tf.config.list_physical_devices("GPU")),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-    }
-
-
-def write_report(report: dict, output: str | None) -> None:
-    """Writes a benchmark report as JSON (atomically) when ``output`` is given."""
-    if output:
-        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-        runs.write_json_atomic(output, report)
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)
@@ -175,11 +155,8 @@ def main(argv=None) -> dict:
         "test_bits_per_dim": round(result["bits_per_dim"], 4),
         "uniform_nll_nats": round(float(np.prod(info.image_shape)) * np.log(info.levels), 3),
         "sample_images_per_second": round(sample_ips, 3),
-        "machine": machine(),
     }
-    print(json.dumps(report, indent=2))
-    write_report(report, args.output)
-    return report
+    return publish(report, args.output)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -426,7 +427,7 @@ def make_shapes(
                 )
                 if idx.size == 0:
                     continue
-                args = [a[idx, slot] for a in (left, top, width, height)]
+                args = [_Boxes(*(a[idx, slot] for a in (left, top, width, height)))]
                 if draw is _triangle_masks:
                     args += [apex[idx, slot], orientation[idx, slot]]
                 out[idx] |= draw(ys, xs, *args)
@@ -529,43 +530,35 @@ def _check_image_size(image_size: int) -> None:
         raise DataError(f"image_size must be >= {_MIN_IMAGE_SIZE}, got {image_size}")
 
 
-def _rectangle_masks(
-    ys: np.ndarray,
-    xs: np.ndarray,
-    left: np.ndarray,
-    top: np.ndarray,
-    width: np.ndarray,
-    height: np.ndarray,
-) -> np.ndarray:
+class _Boxes(NamedTuple):
+    """``n`` bounding boxes, each field an array ``(n,)`` (or ``(n, 1, 1)``)."""
+
+    left: np.ndarray
+    top: np.ndarray
+    width: np.ndarray
+    height: np.ndarray
+
+    def per_mask(self) -> _Boxes:
+        """The boxes with fields ``(n, 1, 1)``, to broadcast against the pixel grid."""
+        return _Boxes(*(v[:, None, None] for v in self))
+
+
+def _rectangle_masks(ys: np.ndarray, xs: np.ndarray, boxes: _Boxes) -> np.ndarray:
     """Masks (n, H, W) of rectangles; ``ys`` (H, 1) and ``xs`` (1, W) are pixel centres."""
-    left, top, width, height = (v[:, None, None] for v in (left, top, width, height))
+    left, top, width, height = boxes.per_mask()
     return (xs >= left) & (xs < left + width) & (ys >= top) & (ys < top + height)
 
 
-def _ellipse_masks(
-    ys: np.ndarray,
-    xs: np.ndarray,
-    left: np.ndarray,
-    top: np.ndarray,
-    width: np.ndarray,
-    height: np.ndarray,
-) -> np.ndarray:
+def _ellipse_masks(ys: np.ndarray, xs: np.ndarray, boxes: _Boxes) -> np.ndarray:
     """Masks (n, H, W) of the ellipses inscribed in the given bounding boxes."""
-    left, top, width, height = (v[:, None, None] for v in (left, top, width, height))
+    left, top, width, height = boxes.per_mask()
     rx = width / 2
     ry = height / 2
     return ((xs - (left + rx)) / rx) ** 2 + ((ys - (top + ry)) / ry) ** 2 <= 1.0
 
 
 def _triangle_masks(
-    ys: np.ndarray,
-    xs: np.ndarray,
-    left: np.ndarray,
-    top: np.ndarray,
-    width: np.ndarray,
-    height: np.ndarray,
-    apex: np.ndarray,
-    orientation: np.ndarray,
+    ys: np.ndarray, xs: np.ndarray, boxes: _Boxes, apex: np.ndarray, orientation: np.ndarray
 ) -> np.ndarray:
     """Masks (n, H, W) of triangles filling the given bounding boxes.
 
@@ -573,6 +566,7 @@ def _triangle_masks(
     the opposite side at fraction ``apex`` along it. ``orientation`` 0..3 puts that
     vertex on the top, bottom, left or right side.
     """
+    left, top, width, height = boxes
     right = left + width
     bottom = top + height
     ax = left + apex * width

@@ -100,13 +100,36 @@ def per_image_nll(
     return _distribution(kind, y_true, y_pred, levels, num_mixtures).nll(y_pred, y_true)
 
 
-def _head_arguments(model: keras.Model) -> dict:
-    head = head_of(model)
-    return dict(kind=head.kind, levels=head.levels, num_mixtures=head.num_mixtures)
+class _HeadReader:
+    """What the loss and the metrics know of the head whose logits they read:
+    its ``kind`` (None: read from the shapes), ``levels`` and ``num_mixtures``
+    (for a logistic mixture), kept as attributes and in ``get_config``."""
+
+    def _set_head(self, kind: str | None, levels: int | None, num_mixtures: int | None) -> None:
+        if kind is not None and kind not in HEAD_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(HEAD_KINDS)} or None, got {kind!r}")
+        self.kind = kind
+        self.levels = levels
+        self.num_mixtures = num_mixtures
+
+    @classmethod
+    def for_model(cls, model: keras.Model, **kwargs):
+        """The loss or metric of ``model``'s :class:`~pixel_models.distributions.PixelHead`
+        (any head kind, the logistic mixture included)."""
+        head = head_of(model)
+        return cls(kind=head.kind, levels=head.levels, num_mixtures=head.num_mixtures, **kwargs)
+
+    def _nll(self, y_true, y_pred):
+        return per_image_nll(y_true, y_pred, self.kind, self.levels, self.num_mixtures)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(kind=self.kind, levels=self.levels, num_mixtures=self.num_mixtures)
+        return config
 
 
 @keras.saving.register_keras_serializable(package="pixel_models")
-class PixelNLL(keras.losses.Loss):
+class PixelNLL(_HeadReader, keras.losses.Loss):
     """Negative log-likelihood of images under a pixel head, in nats per image.
 
     ``call(images, logits)`` returns ``-log p(x)`` of each image (the sum
@@ -148,30 +171,15 @@ class PixelNLL(keras.losses.Loss):
         num_mixtures: int | None = None,
         **kwargs,
     ):
-        if kind is not None and kind not in HEAD_KINDS:
-            raise ValueError(f"kind must be one of {', '.join(HEAD_KINDS)} or None, got {kind!r}")
         super().__init__(name=name, reduction=reduction, **kwargs)
-        self.kind = kind
-        self.levels = levels
-        self.num_mixtures = num_mixtures
-
-    @classmethod
-    def for_model(cls, model: keras.Model, **kwargs) -> PixelNLL:
-        """The loss of ``model``'s :class:`~pixel_models.distributions.PixelHead`
-        (any head kind, the logistic mixture included)."""
-        return cls(**_head_arguments(model), **kwargs)
+        self._set_head(kind, levels, num_mixtures)
 
     def call(self, y_true, y_pred):
-        return per_image_nll(y_true, y_pred, self.kind, self.levels, self.num_mixtures)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(kind=self.kind, levels=self.levels, num_mixtures=self.num_mixtures)
-        return config
+        return self._nll(y_true, y_pred)
 
 
 @keras.saving.register_keras_serializable(package="pixel_models")
-class NLL(keras.metrics.Mean):
+class NLL(_HeadReader, keras.metrics.Mean):
     """Mean negative log-likelihood per image in nats (``nll`` in the logs).
 
     The same number as :class:`PixelNLL`'s loss; a metric of its own so that
@@ -193,9 +201,7 @@ class NLL(keras.metrics.Mean):
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
-        self.kind = kind
-        self.levels = levels
-        self.num_mixtures = num_mixtures
+        self._set_head(kind, levels, num_mixtures)
         # Lower is better: what EarlyStopping and ModelCheckpoint read to
         # monitor it without mode="min".
         self._direction = "down"
@@ -203,18 +209,8 @@ class NLL(keras.metrics.Mean):
     def update_state(self, y_true, y_pred, sample_weight=None):
         return super().update_state(self._values(y_true, y_pred), sample_weight=sample_weight)
 
-    @classmethod
-    def for_model(cls, model: keras.Model, **kwargs):
-        """The metric for ``model``'s head (any kind, the logistic mixture included)."""
-        return cls(**_head_arguments(model), **kwargs)
-
     def _values(self, y_true, y_pred):
-        return per_image_nll(y_true, y_pred, self.kind, self.levels, self.num_mixtures)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(kind=self.kind, levels=self.levels, num_mixtures=self.num_mixtures)
-        return config
+        return self._nll(y_true, y_pred)
 
 
 @keras.saving.register_keras_serializable(package="pixel_models")

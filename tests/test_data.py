@@ -153,13 +153,13 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     return coords[:, None], coords[None, :]
 
 
-def _box(*values: float) -> list[np.ndarray]:
-    return [np.array([v]) for v in values]
+def _box(*values: float) -> data._Boxes:
+    return data._Boxes(*(np.array([v]) for v in values))
 
 
 def test_rectangle_helper():
     ys, xs = _grid(10)
-    mask = data._rectangle_masks(ys, xs, *_box(2, 3, 4, 5))[0]
+    mask = data._rectangle_masks(ys, xs, _box(2, 3, 4, 5))[0]
     expected = np.zeros((10, 10), dtype=bool)
     expected[3:8, 2:6] = True
     np.testing.assert_array_equal(mask, expected)
@@ -168,7 +168,7 @@ def test_rectangle_helper():
 def test_ellipse_helper():
     size = 64
     ys, xs = _grid(size)
-    mask = data._ellipse_masks(ys, xs, *_box(0, 0, size, size / 2))[0]
+    mask = data._ellipse_masks(ys, xs, _box(0, 0, size, size / 2))[0]
     # Inscribed in the top half: area about pi/4 of the box, round, centred.
     assert abs(mask.sum() / (size * size / 2) - np.pi / 4) < 0.02
     assert not mask[size // 2 :].any()
@@ -180,7 +180,7 @@ def test_ellipse_helper():
 def test_triangle_helper(orientation):
     size = 64
     ys, xs = _grid(size)
-    args = _box(0, 0, size, size) + [np.array([0.5]), np.array([orientation])]
+    args = [_box(0, 0, size, size), np.array([0.5]), np.array([orientation])]
     mask = data._triangle_masks(ys, xs, *args)[0]
     # Half the box, symmetric about the apex's axis, apex on one side, full base opposite.
     assert abs(mask.mean() - 0.5) < 0.03
@@ -192,7 +192,7 @@ def test_triangle_helper(orientation):
 
 def test_triangle_helper_off_centre_apex():
     ys, xs = _grid(20)
-    args = _box(0, 0, 20, 20) + [np.array([0.0]), np.array([0])]
+    args = [_box(0, 0, 20, 20), np.array([0.0]), np.array([0])]
     mask = data._triangle_masks(ys, xs, *args)[0]
     # Apex at the top-left corner: a right triangle below the diagonal.
     np.testing.assert_array_equal(mask, np.tril(np.ones((20, 20), dtype=bool)))

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from pixel_models.layers.checks import positive_int
 from pixel_models.layers.incremental import Here, NotIncremental, Rate, Slot, Step, Window
 
 
@@ -193,12 +194,9 @@ class CausalAttention(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        for arg, value in (("heads", heads), ("key_dims", key_dims), ("value_dims", value_dims)):
-            if isinstance(value, bool) or int(value) != value or int(value) < 1:
-                raise ValueError(f"{arg} must be a positive int, got {value!r}")
-        self.heads = int(heads)
-        self.key_dims = int(key_dims)
-        self.value_dims = int(value_dims)
+        self.heads = positive_int("heads", heads)
+        self.key_dims = positive_int("key_dims", key_dims)
+        self.value_dims = positive_int("value_dims", value_dims)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
 

@@ -21,8 +21,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from pixel_models.layers.checks import check_mask_type, odd_positive_int, positive_int
 from pixel_models.layers.incremental import Here, NotIncremental, Rate, Slot, Step, Whole, Window
-from pixel_models.layers.masked_conv import MASK_TYPES, channel_groups, make_mask
+from pixel_models.layers.masked_conv import channel_groups, make_mask
 
 
 def shift_down(x, rows: int = 1):
@@ -92,18 +93,10 @@ def horizontal_mask(
     >>> horizontal_mask(5, 1, 1, "A")[0, :, 0].astype(int).tolist()
     [[1, 1], [1, 1], [0, 0]]
     """
-    kernel_size = _odd(kernel_size, "kernel_size")
+    kernel_size = odd_positive_int("kernel_size", kernel_size)
     half = make_mask((1, kernel_size), in_channels, filters, mask_type, color_channels)
     half = half[:, : kernel_size // 2 + 1]
     return np.concatenate([half, half], axis=-1)
-
-
-def _odd(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be an odd positive int, got {value!r}")
-    if value < 1 or value % 2 == 0:
-        raise ValueError(f"{name} must be an odd positive int, got {value!r}")
-    return int(value)
 
 
 def _gate(x, filters: int):
@@ -235,13 +228,9 @@ class GatedBlock(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(filters, bool) or int(filters) < 1:
-            raise ValueError(f"filters must be a positive int, got {filters!r}")
-        if mask_type not in MASK_TYPES:
-            raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
-        self.filters = int(filters)
-        self.kernel_size = _odd(kernel_size, "kernel_size")
-        self.mask_type = mask_type
+        self.filters = positive_int("filters", filters)
+        self.kernel_size = odd_positive_int("kernel_size", kernel_size)
+        self.mask_type = check_mask_type(mask_type)
         self.color_channels = int(color_channels)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from pixel_models.layers.checks import dropout_rate, positive_int
 from pixel_models.layers.gated_resnet import concat_elu
 from pixel_models.layers.incremental import Here, NotIncremental, Rate, Slot, Step, Whole, Window
 from pixel_models.layers.masked_conv import MaskedConv2D
@@ -92,13 +93,9 @@ class GatedResidual(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(filters, bool) or int(filters) != filters or int(filters) < 1:
-            raise ValueError(f"filters must be a positive int, got {filters!r}")
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        self.filters = int(filters)
+        self.filters = positive_int("filters", filters)
         self.kernel_size = int(kernel_size)
-        self.dropout = float(dropout)
+        self.dropout = dropout_rate(dropout)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         initializers = {

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
+from pixel_models.layers.checks import dropout_rate
 from pixel_models.layers.incremental import Here, NotIncremental, Rate, Slot, Step, Whole, Window
 from pixel_models.layers.shifted_conv import ShiftedConv2D
 
@@ -84,13 +85,11 @@ class GatedResnet(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.dropout = dropout_rate(dropout)
         self.direction = direction
         if kernel_size is None:
             kernel_size = (2, 3) if direction == "down" else (2, 2)
         self.kernel_size = tuple(int(v) for v in kernel_size)
-        self.dropout = float(dropout)
         ShiftedConv2D(1, self.kernel_size, direction)  # fails early on a bad direction
         self.condition_dims = None
         self.aux_dims: list[int] = []

@@ -38,6 +38,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from pixel_models.layers.checks import positive_int
+
 GROUPS = ("C4", "D4")
 INPUT_KINDS = ("image", "group")
 PADDINGS = ("same", "valid")
@@ -469,19 +471,15 @@ class GroupConv2D(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if int(filters) < 1:
-            raise ValueError(f"filters must be a positive int, got {filters!r}")
+        self.filters = positive_int("filters", filters)
         if input_kind not in INPUT_KINDS:
             raise ValueError(f"input_kind must be one of {INPUT_KINDS}, got {input_kind!r}")
         if padding not in PADDINGS:
             raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
-        if not isinstance(strides, int | np.integer) or int(strides) < 1:
-            raise ValueError(f"strides must be a positive int, got {strides!r}")
-        self.filters = int(filters)
+        self.strides = positive_int("strides", strides)
         self.kernel_size = _square_kernel(kernel_size)
         self.group = _check_group(group)
         self.input_kind = input_kind
-        self.strides = int(strides)
         self.padding = padding
         self.activation = keras.activations.get(activation)
         self.use_bias = bool(use_bias)

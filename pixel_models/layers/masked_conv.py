@@ -16,9 +16,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from pixel_models.layers.checks import check_mask_type, positive_int
 from pixel_models.layers.incremental import NotIncremental, Rate, Step, Whole, Window
-
-MASK_TYPES = ("A", "B")
 
 
 def channel_groups(num_features: int, color_channels: int) -> np.ndarray:
@@ -93,8 +92,7 @@ def make_mask(
     [[1, 1, 1], [1, 0, 0], [0, 0, 0]]
     """
     kh, kw = _pair(kernel_size, "kernel_size")
-    if mask_type not in MASK_TYPES:
-        raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
+    check_mask_type(mask_type)
     mask = np.zeros((kh, kw, in_channels, out_channels), dtype=np.float32)
     ch, cw = kh // 2, kw // 2
     mask[:ch] = 1.0
@@ -187,13 +185,9 @@ class MaskedConv2D(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if int(filters) < 1:
-            raise ValueError(f"filters must be a positive int, got {filters!r}")
-        if mask_type not in MASK_TYPES:
-            raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
-        self.filters = int(filters)
+        self.filters = positive_int("filters", filters)
         self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.mask_type = mask_type
+        self.mask_type = check_mask_type(mask_type)
         self.color_channels = int(color_channels)
         self.activation = keras.activations.get(activation)
         self.use_bias = bool(use_bias)

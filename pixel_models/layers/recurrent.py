@@ -71,8 +71,9 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from pixel_models.layers.checks import check_mask_type, odd_positive_int, positive_int
 from pixel_models.layers.incremental import Here, NotIncremental, Rate, Slot, Step, Whole, Window
-from pixel_models.layers.masked_conv import MASK_TYPES, MaskedConv2D, channel_groups
+from pixel_models.layers.masked_conv import MaskedConv2D, channel_groups
 
 GATES = ("i", "f", "o", "g")
 
@@ -381,12 +382,8 @@ class _GatedInput(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if int(units) < 1:
-            raise ValueError(f"units must be a positive int, got {units!r}")
-        if mask_type not in MASK_TYPES:
-            raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
-        self.units = int(units)
-        self.mask_type = mask_type
+        self.units = positive_int("units", units)
+        self.mask_type = check_mask_type(mask_type)
         self.color_channels = int(color_channels)
         self.unit_forget_bias = bool(unit_forget_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -587,10 +584,7 @@ class RowLSTM(_GatedInput):
         learn_initial_state: bool = False,
         **kwargs,
     ):
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int | np.integer):
-            raise ValueError(f"kernel_size must be an odd positive int, got {kernel_size!r}")
-        if kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be an odd positive int, got {kernel_size!r}")
+        odd_positive_int("kernel_size", kernel_size)
         super().__init__(
             units,
             mask_type,
@@ -921,9 +915,7 @@ class DiagonalBiLSTM(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if int(units) < 1:
-            raise ValueError(f"units must be a positive int, got {units!r}")
-        self.units = int(units)
+        self.units = positive_int("units", units)
         self.mask_type = mask_type
         self.color_channels = int(color_channels)
         self.unit_forget_bias = bool(unit_forget_bias)
@@ -932,17 +924,7 @@ class DiagonalBiLSTM(keras.layers.Layer):
         self.bias_initializer = keras.initializers.get(bias_initializer)
 
         def direction(name):
-            return DiagonalLSTM(
-                self.units,
-                mask_type=mask_type,
-                color_channels=self.color_channels,
-                unit_forget_bias=self.unit_forget_bias,
-                kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-                recurrent_initializer=keras.initializers.serialize(self.recurrent_initializer),
-                bias_initializer=keras.initializers.serialize(self.bias_initializer),
-                dtype=self.dtype_policy,
-                name=name,
-            )
+            return DiagonalLSTM(**_lstm_config(self), dtype=self.dtype_policy, name=name)
 
         self.forward_lstm = direction("left_to_right")
         self.backward_lstm = direction("right_to_left")

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
+from pixel_models.layers.checks import positive_int
 from pixel_models.layers.incremental import NotIncremental, Rate, Step, Window
 
 DIRECTIONS = ("down", "down_right")
@@ -140,9 +141,7 @@ class ShiftedConv2D(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(filters, bool) or int(filters) != filters or int(filters) < 1:
-            raise ValueError(f"filters must be a positive int, got {filters!r}")
-        self.filters = int(filters)
+        self.filters = positive_int("filters", filters)
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.direction = direction
         self.padding = shifted_padding(self.kernel_size, direction)

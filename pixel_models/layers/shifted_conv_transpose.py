@@ -8,8 +8,9 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from pixel_models.layers.checks import positive_int
 from pixel_models.layers.incremental import NotIncremental, Rate, Step, Window
-from pixel_models.layers.shifted_conv import DIRECTIONS, _pair
+from pixel_models.layers.shifted_conv import _pair, shifted_padding
 
 
 @keras.saving.register_keras_serializable(package="pixel_models")
@@ -65,14 +66,9 @@ class ShiftedConv2DTranspose(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(filters, bool) or int(filters) != filters or int(filters) < 1:
-            raise ValueError(f"filters must be a positive int, got {filters!r}")
-        if direction not in DIRECTIONS:
-            raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
-        self.filters = int(filters)
+        self.filters = positive_int("filters", filters)
         self.kernel_size = _pair(kernel_size, "kernel_size")
-        if direction == "down" and self.kernel_size[1] % 2 == 0:
-            raise ValueError(f"a down-shifted kernel needs an odd width, got {self.kernel_size}")
+        shifted_padding(self.kernel_size, direction)  # refuses a bad direction or kernel width
         self.direction = direction
         self.strides = _pair(strides, "strides")
         self.target_size = None if target_size is None else _pair(target_size, "target_size")

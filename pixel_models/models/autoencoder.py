@@ -11,7 +11,12 @@ import numpy as np
 from keras import ops
 
 from pixel_models.kinds import AUTOENCODER
-from pixel_models.models.common import check_sizes, model_input
+from pixel_models.models.common import (
+    FunctionalShapes,
+    builder_signature,
+    check_sizes,
+    model_input,
+)
 from pixel_models.models.gated_pixel_cnn import gated_pixel_cnn
 from pixel_models.models.invariant_cnn import invariant_cnn
 
@@ -48,7 +53,7 @@ def conv_encoder(
 
 
 @keras.saving.register_keras_serializable(package="pixel_models")
-class PixelAutoencoder(keras.Model):
+class PixelAutoencoder(FunctionalShapes, keras.Model):
     """An encoder to a code and a Gated PixelCNN decoder conditioned on it.
 
     Built by :func:`autoencoder`, whose docstring describes the model; the
@@ -149,19 +154,12 @@ class PixelAutoencoder(keras.Model):
         self.built = True
 
     @property
-    def inputs(self) -> list:
-        """The symbolic image input, as for the functional models."""
-        return self.encoder.inputs
+    def _input_model(self) -> keras.Model:
+        return self.encoder
 
     @property
-    def input_shape(self) -> tuple:
-        """``(None, H, W, C)``, as for the functional models."""
-        return (None, *self.image_shape)
-
-    @property
-    def output_shape(self) -> tuple:
-        """Shape of the logits, as for the functional models."""
-        return (None, *self.decoder.output_shape[1:])
+    def _logits_model(self) -> keras.Model:
+        return self.decoder
 
     def encode(self, images, training=None):
         """Codes ``(B, latent_dims)`` of images ``(B, H, W, C)``."""
@@ -195,21 +193,7 @@ class PixelAutoencoder(keras.Model):
         return config
 
 
-def autoencoder(
-    image_shape: Sequence[int] = (28, 28, 1),
-    levels: int = 2,
-    latent_dims: int = 10,
-    encoder: str = "conv",
-    encoder_dims: int = 32,
-    group: str = "D4",
-    hidden_dims: int = 16,
-    recurrent_length: int = 7,
-    out_hidden_dims: int = 32,
-    out_recurrent_length: int = 2,
-    kernel_size: int = 3,
-    first_kernel_size: int = 7,
-    name: str = "autoencoder",
-) -> PixelAutoencoder:
+def autoencoder(*args, name: str = "autoencoder", **kwargs) -> PixelAutoencoder:
     """PixelCNN autoencoder: an encoder to a code, a Gated PixelCNN decoder given it.
 
     Layers::
@@ -263,23 +247,10 @@ def autoencoder(
       Conditional Image Generation with PixelCNN Decoders. NeurIPS 2016.
       https://arxiv.org/abs/1606.05328 (Section 2.4 and 3.4).
     """
-    return PixelAutoencoder(
-        image_shape,
-        levels=levels,
-        latent_dims=latent_dims,
-        encoder=encoder,
-        encoder_dims=encoder_dims,
-        group=group,
-        hidden_dims=hidden_dims,
-        recurrent_length=recurrent_length,
-        out_hidden_dims=out_hidden_dims,
-        out_recurrent_length=out_recurrent_length,
-        kernel_size=kernel_size,
-        first_kernel_size=first_kernel_size,
-        name=name,
-    )
+    return PixelAutoencoder(*args, name=name, **kwargs)
 
 
+autoencoder.__signature__ = builder_signature(PixelAutoencoder, "autoencoder")
 autoencoder.model_kind = AUTOENCODER
 
 

@@ -2,6 +2,11 @@
 
 Every model starts with :func:`model_input` (images in their data form,
 rescaled to ``[-1, 1]``) and, when conditional, :func:`condition_inputs`;
+the functional ones take both, with their head, from :func:`builder_start`
+and end with its :meth:`BuilderStart.model`; sizes are checked by
+:func:`check_sizes` (and by the checks of :mod:`pixel_models.layers.checks`); a
+subclassed model's builder function takes its constructor's arguments
+(:func:`builder_signature`);
 the masked-convolution and recurrent models end with :func:`output_stack`;
 the recurrent ones choose their LSTM layer with :func:`recurrent_layer` and
 stack them with :func:`recurrent_stack`.
@@ -9,11 +14,13 @@ stack them with :func:`recurrent_stack`.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import keras
 
-from pixel_models.distributions import PixelHead
+from pixel_models.distributions import PixelHead, default_kind
 from pixel_models.layers.masked_conv import MaskedConv2D
 from pixel_models.layers.recurrent import DiagonalBiLSTM, RowLSTM
 
@@ -87,6 +94,85 @@ def condition_inputs(num_classes: int | None, latent_dims: int | None):
     if len(parts) > 1:
         return inputs, keras.layers.Concatenate(name="condition")(parts)
     return inputs, (parts[0] if parts else None)
+
+
+class BuilderStart(NamedTuple):
+    """What a functional builder starts from (see :func:`builder_start`)."""
+
+    images: Any  # the image input
+    x: Any  # the images rescaled to [-1, 1]
+    extra_inputs: list  # the conditioning inputs (empty: unconditional)
+    condition: Any  # the (B, D) conditioning vector, or None
+    head: PixelHead
+    channels: int
+
+    def model(self, outputs, name: str) -> keras.Model:
+        """The ``keras.Model`` from the image input (and the conditioning
+        inputs, when there are any) to ``outputs``."""
+        inputs = [self.images, *self.extra_inputs] if self.extra_inputs else self.images
+        return keras.Model(inputs, outputs, name=name)
+
+
+def builder_start(
+    image_shape: Sequence[int],
+    levels: int,
+    num_classes: int | None = None,
+    latent_dims: int | None = None,
+    kind: str | None = None,
+    num_mixtures: int | None = None,
+) -> BuilderStart:
+    """The inputs, the rescaled images, the conditioning vector and the head
+    ``"head"`` (of ``kind``, by default the one for ``levels``) of a model.
+
+    Example:
+
+    >>> start = builder_start((4, 4, 1), 2, num_classes=3)
+    >>> start.head.kind, start.channels, [tuple(t.shape) for t in start.extra_inputs]
+    ('bernoulli', 1, [(None,)])
+    """
+    channels = int(image_shape[-1])
+    images, x = model_input(image_shape, levels)
+    extra_inputs, condition = condition_inputs(num_classes, latent_dims)
+    kind = default_kind(levels) if kind is None else kind
+    head = PixelHead(kind, channels, levels, num_mixtures, name="head")
+    return BuilderStart(images, x, extra_inputs, condition, head, channels)
+
+
+class FunctionalShapes:
+    """``inputs``, ``input_shape`` and ``output_shape`` as a functional model
+    has them, for a subclassed model with an ``image_shape`` whose image
+    input is that of its model ``self._input_model`` and whose logits are
+    those of its model ``self._logits_model``."""
+
+    @property
+    def inputs(self) -> list:
+        """The symbolic image input, as for the functional models."""
+        return self._input_model.inputs
+
+    @property
+    def input_shape(self) -> tuple:
+        """``(None, H, W, C)``, as for the functional models."""
+        return (None, *self.image_shape)
+
+    @property
+    def output_shape(self) -> tuple:
+        """Shape of the logits, as for the functional models."""
+        return (None, *self._logits_model.output_shape[1:])
+
+
+def builder_signature(model_class: type, name: str) -> inspect.Signature:
+    """The signature of the builder function of a subclassed model: the
+    named arguments of ``model_class.__init__`` and a keyword ``name``
+    (default ``name``), returning a ``model_class``."""
+    parameters = [
+        p
+        for p in inspect.signature(model_class.__init__).parameters.values()
+        if p.name != "self" and p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+    ]
+    keyword = inspect.Parameter(
+        "name", inspect.Parameter.KEYWORD_ONLY, default=name, annotation=str
+    )
+    return inspect.Signature([*parameters, keyword], return_annotation=model_class)
 
 
 def apply(layer, x, condition=None):

@@ -7,15 +7,14 @@ from collections.abc import Sequence
 
 import keras
 
-from pixel_models.distributions import PixelHead, default_kind
+from pixel_models.layers.checks import odd_positive_int
 from pixel_models.layers.gated import GatedBlock
-from pixel_models.layers.masked_conv import MaskedConv2D
-from pixel_models.models.common import check_sizes, condition_inputs, model_input
-
-
-def _check_odd(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value % 2 == 0:
-        raise ValueError(f"{name} must be an odd positive int, got {value!r}")
+from pixel_models.models.common import (
+    builder_start,
+    check_sizes,
+    masked_conv_factory,
+    output_stack,
+)
 
 
 def gated_pixel_cnn(
@@ -125,35 +124,22 @@ def gated_pixel_cnn(
         out_hidden_dims=(out_hidden_dims, 1),
         out_recurrent_length=(out_recurrent_length, 0),
     )
-    _check_odd("kernel_size", kernel_size)
-    _check_odd("first_kernel_size", first_kernel_size)
-    channels = int(image_shape[-1])
-    images, x = model_input(image_shape, levels)
-    extra_inputs, condition = condition_inputs(num_classes, latent_dims)
-    inputs = [images, *extra_inputs]
-    head = PixelHead(default_kind(levels), channels, levels, name="head")
+    odd_positive_int("kernel_size", kernel_size)
+    odd_positive_int("first_kernel_size", first_kernel_size)
+    start = builder_start(image_shape, levels, num_classes, latent_dims)
+    x, condition = start.x, start.condition
 
     def block(size, mask_type, layer_name):
         return GatedBlock(
-            hidden_dims, size, mask_type=mask_type, color_channels=channels, name=layer_name
+            hidden_dims, size, mask_type=mask_type, color_channels=start.channels, name=layer_name
         )
 
     v, h, _ = block(first_kernel_size, "A", "gated_a")((x, x), condition=condition)
     for i in range(recurrent_length):
         v, h, _ = block(kernel_size, "B", f"gated_b{i}")((v, h), condition=condition)
     y = keras.layers.ReLU(name="relu")(h)
-
-    def conv(filters, activation, layer_name):
-        return MaskedConv2D(
-            filters,
-            1,
-            mask_type="B",
-            color_channels=channels,
-            activation=activation,
-            name=layer_name,
-        )
-
-    for i in range(out_recurrent_length):
-        y = conv(out_hidden_dims, "relu", f"out{i}")(y)
-    y = conv(head.features, None, "logits")(y)
-    return keras.Model(inputs if len(inputs) > 1 else images, head(y), name=name)
+    # The 1x1 output layers read the features only, not the condition.
+    conv = masked_conv_factory(start.channels)
+    return start.model(
+        output_stack(y, conv, out_hidden_dims, out_recurrent_length, start.head), name
+    )

@@ -14,8 +14,10 @@ from pixel_models.distributions import PixelHead, default_kind
 from pixel_models.kinds import MULTI_STAGE
 from pixel_models.models.common import (
     RNN_TYPES,
+    FunctionalShapes,
+    builder_signature,
+    builder_start,
     masked_conv_factory,
-    model_input,
     output_stack,
     recurrent_layer,
     recurrent_stack,
@@ -145,9 +147,8 @@ def _conditional_pixel_rnn(
     Its only input is the full image; the small image is taken from it by
     :class:`GridSubsample`, so the sampler can run it like any other model.
     """
-    channels = int(image_shape[-1])
-    inputs, x = model_input(image_shape, levels)
-    head = PixelHead(default_kind(levels), channels, levels, name="head")
+    start = builder_start(image_shape, levels)
+    channels, x = start.channels, start.x
 
     # Upsampling network: reads only the small image, which is known, so it
     # needs no mask.
@@ -172,8 +173,9 @@ def _conditional_pixel_rnn(
 
     x = masked(hidden_dims, first_kernel_size, "A", None, "conv_a")(x)
     x = recurrent_stack(x, lstm, masked, recurrent_length, use_residual, condition)
-    logits = output_stack(x, masked, out_hidden_dims, out_recurrent_length, head)
-    return keras.Model(inputs, logits, name=name)
+    return start.model(
+        output_stack(x, masked, out_hidden_dims, out_recurrent_length, start.head), name
+    )
 
 
 # The constructor arguments of MultiScalePixelRNN (besides Keras's own), in order.
@@ -194,7 +196,7 @@ _ARGUMENTS = (
 
 
 @keras.saving.register_keras_serializable(package="pixel_models")
-class MultiScalePixelRNN(keras.Model):
+class MultiScalePixelRNN(FunctionalShapes, keras.Model):
     """A small-image PixelRNN and a full-image PixelRNN conditioned on it.
 
     Built by :func:`multiscale_pixel_rnn`, whose docstring describes the
@@ -316,19 +318,10 @@ class MultiScalePixelRNN(keras.Model):
         self.built = True
 
     @property
-    def inputs(self) -> list:
-        """The symbolic image input, as for the functional models."""
-        return self.conditional_model.inputs
+    def _input_model(self) -> keras.Model:
+        return self.conditional_model
 
-    @property
-    def input_shape(self) -> tuple:
-        """``(None, H, W, C)``, as for the functional models."""
-        return (None, *self.image_shape)
-
-    @property
-    def output_shape(self) -> tuple:
-        """Shape of the logits, as for the functional models."""
-        return (None, *self.conditional_model.output_shape[1:])
+    _logits_model = _input_model
 
     def multiscale_stages(self) -> tuple[keras.Model, keras.Model, tuple[int, int]]:
         """``(small_model, conditional_model, strides)``: how to generate in two stages."""
@@ -399,21 +392,7 @@ class MultiScalePixelRNN(keras.Model):
         return config
 
 
-def multiscale_pixel_rnn(
-    image_shape: Sequence[int] = (28, 28, 1),
-    levels: int = 2,
-    hidden_dims: int = 16,
-    recurrent_length: int = 7,
-    out_hidden_dims: int = 32,
-    out_recurrent_length: int = 2,
-    use_residual: bool = False,
-    rnn_type: str = "diagonal_bilstm",
-    small_image_size: int = 0,
-    upsample_length: int = 2,
-    first_kernel_size: int = 7,
-    row_kernel_size: int = 3,
-    name: str = "multiscale_pixel_rnn",
-) -> MultiScalePixelRNN:
+def multiscale_pixel_rnn(*args, name: str = "multiscale_pixel_rnn", **kwargs) -> MultiScalePixelRNN:
     """Multi-Scale PixelRNN: an ``s x s`` subsampled image, then the full image given it.
 
     Two PixelRNNs (:func:`~pixel_models.models.pixel_rnn.pixel_rnn`) with the
@@ -524,8 +503,10 @@ def multiscale_pixel_rnn(
       Networks. ICML 2016. https://arxiv.org/abs/1601.06759 (Section 3.5,
       Multi-Scale PixelRNN).
     """
-    arguments = dict(locals())  # every parameter, by name
-    return MultiScalePixelRNN(**arguments)
+    return MultiScalePixelRNN(*args, name=name, **kwargs)
+
+
+multiscale_pixel_rnn.__signature__ = builder_signature(MultiScalePixelRNN, "multiscale_pixel_rnn")
 
 
 multiscale_pixel_rnn.model_kind = MULTI_STAGE

@@ -6,13 +6,11 @@ from collections.abc import Sequence
 
 import keras
 
-from pixel_models.distributions import PixelHead, default_kind
 from pixel_models.models.common import (
     apply,
+    builder_start,
     check_sizes,
-    condition_inputs,
     masked_conv_factory,
-    model_input,
     output_stack,
 )
 
@@ -102,15 +100,13 @@ def pixel_cnn(
         out_hidden_dims=(out_hidden_dims, 1),
         out_recurrent_length=(out_recurrent_length, 0),
     )
-    channels = int(image_shape[-1])
-    images, x = model_input(image_shape, levels)
-    extra_inputs, condition = condition_inputs(num_classes, latent_dims)
-    head = PixelHead(default_kind(levels), channels, levels, name="head")
-    conv = masked_conv_factory(channels)
+    start = builder_start(image_shape, levels, num_classes, latent_dims)
+    x, condition = start.x, start.condition
+    conv = masked_conv_factory(start.channels)
 
     x = apply(conv(hidden_dims, first_kernel_size, "A", "relu", "conv_a"), x, condition)
     for i in range(recurrent_length):
         y = apply(conv(hidden_dims, hidden_kernel_size, "B", "relu", f"conv_b{i}"), x, condition)
         x = keras.layers.Add(name=f"residual{i}")([x, y]) if use_residual else y
-    logits = output_stack(x, conv, out_hidden_dims, out_recurrent_length, head, condition)
-    return keras.Model([images, *extra_inputs] if extra_inputs else images, logits, name=name)
+    logits = output_stack(x, conv, out_hidden_dims, out_recurrent_length, start.head, condition)
+    return start.model(logits, name)

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 import keras
 
-from pixel_models.distributions import PixelHead
+from pixel_models.layers.checks import dropout_rate
 from pixel_models.layers.gated_resnet import GatedResnet
 from pixel_models.layers.shifted_conv import ShiftedConv2D
 from pixel_models.layers.shifted_conv_transpose import ShiftedConv2DTranspose
-from pixel_models.models.common import check_sizes, condition_inputs, model_input
+from pixel_models.models.common import builder_start, check_sizes
 
 
 def pixel_cnn_pp(
@@ -108,13 +108,11 @@ def pixel_cnn_pp(
         num_resolutions=(num_resolutions, 1),
         num_mixtures=(num_mixtures, 1),
     )
-    if isinstance(dropout, bool) or not 0.0 <= float(dropout) < 1.0:
-        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
-    channels = int(image_shape[-1])
-    images, x = model_input(image_shape, levels)
-    extra_inputs, condition = condition_inputs(num_classes, latent_dims)
-    inputs = [images, *extra_inputs]
-    head = PixelHead("logistic_mixture", channels, levels, num_mixtures, name="head")
+    dropout_rate(dropout)
+    start = builder_start(
+        image_shape, levels, num_classes, latent_dims, "logistic_mixture", num_mixtures
+    )
+    x, condition = start.x, start.condition
     f = int(hidden_dims)
 
     def block(direction, label):
@@ -155,8 +153,8 @@ def pixel_cnn_pp(
             ul = ShiftedConv2DTranspose(f, (2, 2), "down_right", 2, size, name=f"ul_up{r}")(ul)
     assert not kept_u and not kept_ul
     y = keras.layers.Activation("elu", name="elu")(ul)
-    y = ShiftedConv2D(head.features, 1, "down_right", name="logits")(y)
-    return keras.Model(inputs if len(inputs) > 1 else images, head(y), name=name)
+    y = ShiftedConv2D(start.head.features, 1, "down_right", name="logits")(y)
+    return start.model(start.head(y), name)
 
 
 def _activation_elements(config: dict) -> int:

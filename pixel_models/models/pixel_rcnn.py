@@ -7,11 +7,10 @@ from collections.abc import Sequence
 
 import keras
 
-from pixel_models.distributions import PixelHead, default_kind
 from pixel_models.models.common import (
+    builder_start,
     check_sizes,
     masked_conv_factory,
-    model_input,
     output_stack,
 )
 
@@ -115,24 +114,23 @@ def pixel_rcnn(
         )
     if hidden_dims % 2:
         raise ValueError(f"hidden_dims must be even (the blocks halve it), got {hidden_dims}")
-    channels = int(image_shape[-1])
-    images, x = model_input(image_shape, levels)
-    head = PixelHead(default_kind(levels), channels, levels, name="head")
+    start = builder_start(image_shape, levels)
     # Independent channels: one colour group, so the type-A layer hides the
     # whole current pixel and no layer tells the channels apart.
-    conv = masked_conv_factory(channels if color_dependence == "dependent" else 1)
+    conv = masked_conv_factory(start.channels if color_dependence == "dependent" else 1)
 
     def norm_relu(y, layer_name):
         y = keras.layers.BatchNormalization(name=f"{layer_name}_bn")(y)
         return keras.layers.ReLU(name=f"{layer_name}_relu")(y)
 
     half = hidden_dims // 2
-    x = conv(hidden_dims, first_kernel_size, "A", None, "conv_a")(x)
+    x = conv(hidden_dims, first_kernel_size, "A", None, "conv_a")(start.x)
     for i in range(recurrent_length):
         y = conv(half, 1, "B", None, f"block{i}_in")(norm_relu(x, f"block{i}_pre"))
         y = conv(half, hidden_kernel_size, "B", None, f"block{i}_mid")(norm_relu(y, f"block{i}_in"))
         y = conv(hidden_dims, 1, "B", None, f"block{i}_out")(norm_relu(y, f"block{i}_mid"))
         x = keras.layers.Add(name=f"residual{i}")([x, y])
     x = norm_relu(x, "final")
-    logits = output_stack(x, conv, out_hidden_dims, out_recurrent_length, head)
-    return keras.Model(images, logits, name=name)
+    return start.model(
+        output_stack(x, conv, out_hidden_dims, out_recurrent_length, start.head), name
+    )

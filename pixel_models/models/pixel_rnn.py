@@ -6,12 +6,11 @@ from collections.abc import Sequence
 
 import keras
 
-from pixel_models.distributions import PixelHead, default_kind
 from pixel_models.models.common import (
     RNN_TYPES,
+    builder_start,
     check_sizes,
     masked_conv_factory,
-    model_input,
     output_stack,
     recurrent_layer,
     recurrent_stack,
@@ -117,15 +116,14 @@ def pixel_rnn(
         out_hidden_dims=(out_hidden_dims, 1),
         out_recurrent_length=(out_recurrent_length, 0),
     )
-    channels = int(image_shape[-1])
-    inputs, x = model_input(image_shape, levels)
-    head = PixelHead(default_kind(levels), channels, levels, name="head")
-    conv = masked_conv_factory(channels)
+    start = builder_start(image_shape, levels)
+    conv = masked_conv_factory(start.channels)
 
     def lstm(layer_name):
-        return recurrent_layer(rnn_type, hidden_dims, channels, row_kernel_size, layer_name)
+        return recurrent_layer(rnn_type, hidden_dims, start.channels, row_kernel_size, layer_name)
 
-    x = conv(hidden_dims, first_kernel_size, "A", None, "conv_a")(x)
+    x = conv(hidden_dims, first_kernel_size, "A", None, "conv_a")(start.x)
     x = recurrent_stack(x, lstm, conv, recurrent_length, use_residual)
-    logits = output_stack(x, conv, out_hidden_dims, out_recurrent_length, head)
-    return keras.Model(inputs, logits, name=name)
+    return start.model(
+        output_stack(x, conv, out_hidden_dims, out_recurrent_length, start.head), name
+    )

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 
 import keras
 
-from pixel_models.distributions import PixelHead, default_kind
 from pixel_models.layers.causal_attention import CausalAttention
+from pixel_models.layers.checks import dropout_rate, odd_positive_int
 from pixel_models.layers.gated_residual import GatedResidual
 from pixel_models.layers.masked_conv import MaskedConv2D
-from pixel_models.models.common import check_sizes, condition_inputs, model_input
+from pixel_models.models.common import builder_start, check_sizes
 
 
 def pixel_snail(
@@ -132,22 +132,16 @@ def pixel_snail(
         value_dims=(value_dims, 1),
         out_hidden_dims=(out_hidden_dims, 1),
     )
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be an odd positive int, got {kernel_size!r}")
-    if kernel_size < 1:
-        raise ValueError(f"kernel_size must be an odd positive int, got {kernel_size!r}")
-    if isinstance(dropout, bool) or not 0.0 <= float(dropout) < 1.0:
-        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+    odd_positive_int("kernel_size", kernel_size)
+    dropout_rate(dropout)
     channels = int(image_shape[-1])
     if channels > 1 and out_hidden_dims < channels:
         raise ValueError(
             f"out_hidden_dims must be at least the {channels} colour channels, "
             f"got {out_hidden_dims}"
         )
-    images, x = model_input(image_shape, levels)
-    extra_inputs, condition = condition_inputs(num_classes, latent_dims)
-    inputs = [images, *extra_inputs]
-    head = PixelHead(default_kind(levels), channels, levels, name="head")
+    start = builder_start(image_shape, levels, num_classes, latent_dims)
+    x, condition, head = start.x, start.condition, start.head
 
     def residual(size, layer_name):
         return GatedResidual(hidden_dims, size, dropout=dropout, name=layer_name)
@@ -178,7 +172,7 @@ def pixel_snail(
         logits = MaskedConv2D(
             head.features, 1, mask_type="B", color_channels=channels, name="logits"
         )(y)
-    return keras.Model(inputs if len(inputs) > 1 else images, head(logits), name=name)
+    return start.model(head(logits), name)
 
 
 def _activation_elements(config: dict) -> int:
