@@ -194,18 +194,16 @@ def test_train_resume_generate(tmp_path, capfd):
     ],
     ids=lambda flags: "-".join(f.split("=")[-1] for f in flags),
 )
-def test_every_model_trains_resumes_and_generates(tmp_path, capfd, model_flags):
+def test_every_model_trains_and_generates(tmp_path, capfd, model_flags):
     args = [*TINY, *dirs(tmp_path), *model_flags]
+    # (Resuming is the same for every model: test_train_resume_generate.)
     first = run_in_process(capfd, *args, "--max_steps=5")
     assert first.returncode == 0, first.stderr[-2000:]
-    second = run_in_process(capfd, *args, "--max_steps=10", "--log_level=INFO")
-    assert second.returncode == 0, second.stderr[-2000:]
-    assert "at step 5" in second.stderr
-    assert only(f"{tmp_path}/ckpt/*/ckpt-10.index")
+    assert only(f"{tmp_path}/ckpt/*/ckpt-5.index")
     generated = run_in_process(capfd, *args, "--is_train=False")
     assert generated.returncode == 0, generated.stderr[-2000:]
     out = Path(generated.stdout.strip().splitlines()[-1])
-    assert out.name == "generated_step10_seed123.png"
+    assert out.name == "generated_step5_seed123.png"
     assert set(np.unique(np.asarray(Image.open(out)))) <= {0, 128, 255}
 
 
@@ -277,7 +275,8 @@ def test_colored_data_trains_and_generates(tmp_path, capfd):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["pixel_cnn", "gated_pixel_cnn", "pixel_snail"])
+# PixelSNAIL with labels: tests/test_pixel_snail.py and the shared contract.
+@pytest.mark.parametrize("model", ["pixel_cnn", "gated_pixel_cnn"])
 def test_class_conditional_training_and_generation(tmp_path, capfd, model):
     # shapes is labelled by its number of shapes (3 classes).
     args = [*TINY, *dirs(tmp_path), f"--model={model}", "--conditional", "--num_samples=6"]

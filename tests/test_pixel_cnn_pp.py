@@ -205,9 +205,8 @@ def _cached_model(shape, levels, resolutions, **kwargs):
     [
         ((4, 4, 1), 2, 3),
         ((5, 3, 3), 4, 2),
-        pytest.param((8, 8, 3), 8, 3, marks=pytest.mark.slow),
     ],
-    ids=["4x4_binary_3res", "5x3_rgb_odd_2res", "8x8_rgb_3res"],
+    ids=["4x4_binary_3res", "5x3_rgb_odd_2res"],
 )
 def test_cached_logits_equal_the_full_network_at_every_position(shape, levels, resolutions):
     model = _cached_model(shape, levels, resolutions)
