@@ -255,15 +255,9 @@ def _run_config(entry: Reproduction, work_dir: str, overrides: tuple[str, ...] =
 
 def _curve_of(config: RunConfig) -> tuple[str, list[dict]]:
     """The run's name (the folder ``main.py`` gives it) and its curve so far."""
-    info = data.info(
-        config.data,
-        image_size=config.image_size,
-        color_levels=config.color_levels,
-        data_dir=config.data_dir,
-        binarize=config.binarize,
-    )
-    name = experiment._open(config).paths.name
-    return name, read_curve(os.path.join(config.log_dir, name), math.prod(info.image_shape))
+    run = experiment._open(config)
+    name = run.paths.name
+    return name, read_curve(os.path.join(config.log_dir, name), math.prod(run.info.image_shape))
 
 
 def run_one(
