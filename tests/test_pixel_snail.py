@@ -4,16 +4,11 @@ argument errors, learning)."""
 
 from __future__ import annotations
 
-import math
-import time
-
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import pixel_models as pm
-from pixel_models import training
 from pixel_models.layers import CausalAttention
 from pixel_models.models.pixel_snail import pixel_snail
 from pixel_models.sampling import cached_logits
@@ -104,31 +99,14 @@ def test_dropout_acts_in_training_only():
 
 @pytest.mark.slow
 def test_pixel_snail_learns_procedural_shapes():
-    from pixel_models.data import make_shapes, pipeline
+    from shapes_learning import BASELINE, train_on_shapes
 
-    train = make_shapes(2048, 8, seed=0).astype(np.float32)
-    test = make_shapes(512, 8, seed=1).astype(np.float32)
-    keras.utils.set_random_seed(0)
-    model = pixel_snail(
-        (8, 8, 1), hidden_dims=16, num_blocks=2, residual_blocks=1, key_dims=8, value_dims=16
+    before, after = train_on_shapes(
+        lambda: pixel_snail(
+            (8, 8, 1), hidden_dims=16, num_blocks=2, residual_blocks=1, key_dims=8, value_dims=16
+        ),
+        steps=200,
+        label="pixel_snail",
     )
-    trainer = training.Trainer(model, training.make_optimizer("adam", 3e-3))
-    train_batches = iter(
-        pipeline(tf.data.Dataset.from_tensor_slices(train), 32, training=True, seed=0)
-    )
-    test_batches = pipeline(tf.data.Dataset.from_tensor_slices(test), 256, training=False)
-
-    baseline = 64 * math.log(2.0)
-    start_nll = trainer.evaluate(test_batches)["nll"]
-    start = time.perf_counter()
-    steps = 200
-    for _ in range(steps):
-        trainer.train_step(next(train_batches))
-    final = trainer.evaluate(test_batches)
-    print(
-        f"pixel_snail shapes 8x8: test NLL {start_nll:.2f} -> {final['nll']:.2f} nats after "
-        f"{steps} steps ({time.perf_counter() - start:.1f} s); uniform baseline "
-        f"{baseline:.2f} nats, {final['bits_per_dim']:.3f} bits/dim"
-    )
-    assert start_nll > 0.8 * baseline
-    assert final["nll"] < 0.5 * baseline
+    assert before["nll"] > 0.8 * BASELINE
+    assert after["nll"] < 0.5 * BASELINE

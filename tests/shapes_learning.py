@@ -1,0 +1,43 @@
+"""The learning check of a model's own tests: a few hundred steps on 8x8
+binary ``shapes`` lower the test NLL well below the uniform baseline."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pixel_models import training
+from pixel_models.data import make_shapes, pipeline
+
+BASELINE = 64 * math.log(2.0)  # nats per 8x8 binary image under the uniform model
+
+
+def train_on_shapes(build: Callable[[], keras.Model], steps: int, label: str) -> tuple[dict, dict]:
+    """Builds ``build()`` from seed 0, trains it ``steps`` Adam steps (3e-3,
+    batch 32) on 2048 training shapes, and returns the test metrics on 512
+    other shapes before and after, printing both."""
+    train = make_shapes(2048, 8, seed=0).astype(np.float32)
+    test = make_shapes(512, 8, seed=1).astype(np.float32)
+    keras.utils.set_random_seed(0)
+    model = build()
+    trainer = training.Trainer(model, training.make_optimizer("adam", 3e-3))
+    train_batches = iter(
+        pipeline(tf.data.Dataset.from_tensor_slices(train), 32, training=True, seed=0)
+    )
+    test_batches = pipeline(tf.data.Dataset.from_tensor_slices(test), 256, training=False)
+    before = trainer.evaluate(test_batches)
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step(next(train_batches))
+    after = trainer.evaluate(test_batches)
+    print(
+        f"{label} shapes 8x8: test NLL {before['nll']:.2f} -> {after['nll']:.2f} nats after "
+        f"{steps} steps ({time.perf_counter() - start:.1f} s); uniform baseline "
+        f"{BASELINE:.2f} nats, {after['bits_per_dim']:.3f} bits/dim"
+    )
+    return before, after
