@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import socket
-import tempfile  # noqa: F401  (the examples use it)
+import tempfile
 
 import tensorflow as tf
 from absl import logging
@@ -475,11 +475,17 @@ def check_output_folder(flag: str, path: str) -> None:
         raise RunError(
             f"--{flag}={path}: {probe} is a file, not a folder; pass a folder (or remove the file)"
         )
-    if not os.access(probe, os.W_OK | os.X_OK):
+    # Writing a file is the only reliable test: os.access() says yes to root
+    # for folders that a read-only or special file system still refuses.
+    try:
+        handle, written = tempfile.mkstemp(prefix=".write-check-", dir=probe)
+    except OSError as err:
         raise RunError(
-            f"--{flag}={path}: the folder {probe} is not writable; pass a writable folder or fix "
-            "its permissions"
-        )
+            f"--{flag}={path}: the folder {probe} is not writable ({err.strerror}); pass a "
+            "writable folder or fix its permissions"
+        ) from None
+    os.close(handle)
+    os.remove(written)
 
 
 def remove_unstarted(checkpoint_dir: str) -> None:

@@ -12,9 +12,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Logical devices must be configured before TensorFlow starts, so each run is
-# its own process. It trains the same model from the same initial weights on
-# the same batches and prints the loss of every step.
+# Logical devices must be configured before TensorFlow starts, so the runs
+# have a process of their own. Each trains the same model from the same
+# initial weights on the same batches and records the loss of every step.
 SCRIPT = """
 import json, sys
 import keras, numpy as np, tensorflow as tf
@@ -23,34 +23,40 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import pixel_models
 from pixel_models import data, training
 
-mode, jit_compile = sys.argv[1], sys.argv[2] == "jit"
-strategy = (
-    tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if mode == "mirrored"
-    else tf.distribute.get_strategy()
-)
-keras.utils.set_random_seed(7)
-with strategy.scope():
-    model = pixel_models.build_model(
-        "pixel_cnn", image_shape=(6, 6, 1), hidden_dims=4, recurrent_length=1,
-        out_hidden_dims=4, out_recurrent_length=1,
+results = {}
+for run in sys.argv[1:]:
+    mode, _, jit = run.partition("+")
+    strategy = (
+        tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if mode == "mirrored"
+        else tf.distribute.get_strategy()
     )
-    trainer = training.Trainer(
-        model, training.make_optimizer("rmsprop", 1e-2), strategy, jit_compile=jit_compile
-    )
-images = data.make_shapes(64, 6, seed=3)
-batches = tf.data.Dataset.from_tensor_slices(images).batch(16).repeat()
-iterator = iter(strategy.experimental_distribute_dataset(batches))
-losses = [trainer.train_step(next(iterator)) for _ in range(8)]
-test = tf.data.Dataset.from_tensor_slices(images[:32]).batch(16)
-print(json.dumps({"replicas": strategy.num_replicas_in_sync, "losses": losses,
-                  "test": trainer.evaluate(test)["nll"]}))
+    keras.utils.set_random_seed(7)
+    with strategy.scope():
+        model = pixel_models.build_model(
+            "pixel_cnn", image_shape=(6, 6, 1), hidden_dims=4, recurrent_length=1,
+            out_hidden_dims=4, out_recurrent_length=1,
+        )
+        trainer = training.Trainer(
+            model, training.make_optimizer("rmsprop", 1e-2), strategy, jit_compile=jit == "jit"
+        )
+    images = data.make_shapes(64, 6, seed=3)
+    batches = tf.data.Dataset.from_tensor_slices(images).batch(16).repeat()
+    iterator = iter(strategy.experimental_distribute_dataset(batches))
+    losses = [trainer.train_step(next(iterator)) for _ in range(8)]
+    test = tf.data.Dataset.from_tensor_slices(images[:32]).batch(16)
+    results[run] = {"replicas": strategy.num_replicas_in_sync, "losses": losses,
+                    "test": trainer.evaluate(test)["nll"]}
+print(json.dumps(results))
 """
 
 
-def run(mode: str, jit_compile: bool = False) -> dict:
+@pytest.fixture(scope="module")
+def runs() -> dict:
+    """One device, two mirrored replicas, and two with XLA-compiled steps, in
+    one process."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, mode, "jit" if jit_compile else "plain"],
+        [sys.executable, "-c", SCRIPT, "default", "mirrored", "mirrored+jit"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -62,9 +68,8 @@ def run(mode: str, jit_compile: bool = False) -> dict:
 
 
 @pytest.mark.slow
-def test_mirrored_two_replicas_match_one_device():
-    one = run("default")
-    two = run("mirrored")
+def test_mirrored_two_replicas_match_one_device(runs):
+    one, two = runs["default"], runs["mirrored"]
     assert one["replicas"] == 1 and two["replicas"] == 2
     # Same global batch, loss averaged over it, gradients summed over replicas:
     # the trajectories agree up to float32 reduction order.
@@ -75,9 +80,8 @@ def test_mirrored_two_replicas_match_one_device():
 
 
 @pytest.mark.slow
-def test_mirrored_xla_compiled_steps_match_one_device():
-    one = run("default")
-    two = run("mirrored", jit_compile=True)
+def test_mirrored_xla_compiled_steps_match_one_device(runs):
+    one, two = runs["default"], runs["mirrored+jit"]
     assert two["replicas"] == 2
     assert two["losses"] == pytest.approx(one["losses"], rel=1e-4)
     assert two["test"] == pytest.approx(one["test"], rel=1e-4)
@@ -96,7 +100,6 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
-@pytest.mark.slow
 def worker_args(tmp_path: Path, *extra: str) -> list[str]:
     """The command of a tiny multi-worker run writing below ``tmp_path``."""
     return [
@@ -146,44 +149,6 @@ def start_workers(
     return processes
 
 
-def test_multi_worker_run_on_localhost(tmp_path):
-    import tensorflow as tf
-
-    import pixel_models
-    from pixel_models import training
-
-    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
-    processes = start_workers(workers, worker_args(tmp_path, "--max_steps=4"))
-    outputs = []
-    try:
-        for process in processes:
-            out, err = process.communicate(timeout=300)
-            outputs.append((process.returncode, out, err))
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-    for code, _, err in outputs:
-        assert code == 0, err[-3000:]
-    # Both workers took the same steps on the same model: the same final losses.
-    finals = [json.loads(out.strip().splitlines()[-1]) for _, out, _ in outputs]
-    assert finals[0]["train/nll"] == pytest.approx(finals[1]["train/nll"], rel=1e-6)
-    # The chief (worker 0) wrote the checkpoints, logs and samples; they restore.
-    (run,) = os.listdir(tmp_path / "ckpt")
-    assert tf.train.latest_checkpoint(str(tmp_path / "ckpt" / run)).endswith("ckpt-4")
-    assert len(os.listdir(tmp_path / "logs" / run)) == 1
-    model = pixel_models.build_model(
-        "pixel_cnn",
-        image_shape=(8, 8, 1),
-        hidden_dims=4,
-        recurrent_length=1,
-        out_hidden_dims=4,
-        out_recurrent_length=1,
-    )
-    _, step = training.restore_model(model, str(tmp_path / "ckpt" / run))
-    assert step == 4
-
-
 def test_multi_worker_without_tf_config_fails_clearly(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     env.update(TF_CPP_MIN_LOG_LEVEL="3")
@@ -207,16 +172,31 @@ def test_multi_worker_without_tf_config_fails_clearly(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_killed_worker_stops_the_chief_with_one_line_and_the_run_resumes(tmp_path):
+def test_a_multi_worker_run_on_localhost_stops_when_a_worker_dies_and_resumes(tmp_path):
+    """Two workers on 127.0.0.1 train one run; killing the second stops the
+    chief with one line; both started again finish the run from its last
+    checkpoint, with the same losses on both workers and the chief's files."""
     import glob
+    import re
     import time
+
+    import tensorflow as tf
+
+    import pixel_models
+    from pixel_models import training
 
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
     args = worker_args(tmp_path, "--max_steps=100000", "--save_step=4", "--test_step=100")
     processes = start_workers(workers, args, logs=tmp_path)
     try:
+        # Older checkpoints are deleted as new ones come (max_to_keep), so
+        # wait for any checkpoint at or past step 8, not for ckpt-8 itself.
+        def saved_past_8() -> bool:
+            found = glob.glob(f"{tmp_path}/ckpt/*/ckpt-*.index")
+            return any(int(re.search(r"ckpt-(\d+)\.index$", p)[1]) >= 8 for p in found)
+
         deadline = time.time() + 240
-        while not glob.glob(f"{tmp_path}/ckpt/*/ckpt-8.index") and time.time() < deadline:
+        while not saved_past_8() and time.time() < deadline:
             assert all(p.poll() is None for p in processes), [p.returncode for p in processes]
             time.sleep(0.5)
         processes[1].kill()
@@ -238,11 +218,33 @@ def test_a_killed_worker_stops_the_chief_with_one_line_and_the_run_resumes(tmp_p
         for p in glob.glob(f"{tmp_path}/ckpt/{run}/ckpt-*.index")
     )
     assert saved and saved[-1] >= 8
-    # Both workers started again with the same command (and a step limit) resume.
+    # Both workers started again with the same command (and a step limit)
+    # resume and finish the run together.
     last = saved[-1]
     again = start_workers(workers, [*args[:-3], f"--max_steps={last + 4}", *args[-2:]])
-    outputs = [p.communicate(timeout=300) for p in again]
+    try:
+        outputs = [p.communicate(timeout=300) for p in again]
+    finally:
+        for process in again:
+            if process.poll() is None:
+                process.kill()
     for process, (_, err) in zip(again, outputs, strict=True):
         assert process.returncode == 0, err[-3000:]
     assert f"from its checkpoint at step {last}" in outputs[0][1]
-    assert glob.glob(f"{tmp_path}/ckpt/{run}/ckpt-{last + 4}.index")
+    # Both workers took the same steps on the same model: the same final losses.
+    finals = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert finals[0]["train/nll"] == pytest.approx(finals[1]["train/nll"], rel=1e-6)
+    # The chief (worker 0) wrote the checkpoints, logs and samples; they restore.
+    assert tf.train.latest_checkpoint(str(tmp_path / "ckpt" / run)).endswith(f"ckpt-{last + 4}")
+    # One events file for each start of the chief; the other worker writes none.
+    assert len(os.listdir(tmp_path / "logs" / run)) == 2
+    model = pixel_models.build_model(
+        "pixel_cnn",
+        image_shape=(8, 8, 1),
+        hidden_dims=4,
+        recurrent_length=1,
+        out_hidden_dims=4,
+        out_recurrent_length=1,
+    )
+    _, step = training.restore_model(model, str(tmp_path / "ckpt" / run))
+    assert step == last + 4

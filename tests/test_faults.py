@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -292,6 +293,72 @@ def test_a_stale_lock_and_a_killed_save_do_not_block_a_resume(run):
     assert not (run.ckpt / "lock").exists() and not (run.ckpt / "ckpt-15_temp").exists()
 
 
+# main.py in a process that kills itself (SIGKILL) in the middle of saving
+# ckpt-10: after TensorFlow wrote the shards into ckpt-10_temp/ and before it
+# merged them ("shards"), or after the merge and before the `checkpoint` file
+# names ckpt-10 ("index"). The files left are TensorFlow's own.
+_KILLED_IN_SAVE = """
+import os, re, runpy, signal, sys
+from tensorflow.python.checkpoint import checkpoint_management, functional_saver
+stage = sys.argv.pop(1)
+del sys.argv[0]  # "-c": main.py and its flags remain
+def killing(original):
+    def call(*args, **kwargs):
+        if re.search(r"ckpt-10(?!\\d)", repr(args) + repr(kwargs)):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(*args, **kwargs)
+    return call
+if stage == "shards":
+    io_ops = functional_saver.gen_io_ops
+    io_ops.merge_v2_checkpoints = killing(io_ops.merge_v2_checkpoints)
+else:
+    checkpoint_management.update_checkpoint_state_internal = killing(
+        checkpoint_management.update_checkpoint_state_internal
+    )
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage, resumed_at", [("shards", 5), ("index", 10)])
+def test_a_kill_during_a_save_keeps_the_run_and_it_resumes(tmp_path, capfd, stage, resumed_at):
+    folders = [f"--{f}={tmp_path / f}" for f in ("checkpoint_dir", "log_dir", "sample_dir")]
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _KILLED_IN_SAVE,
+            stage,
+            str(ROOT / "main.py"),
+            *TINY,
+            *folders,
+            "--max_steps=15",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=""),
+    )
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    (ckpt,) = (tmp_path / "checkpoint_dir").iterdir()
+    names = set(os.listdir(ckpt))
+    assert "lock" in names and "ckpt-5.index" in names
+    if stage == "shards":
+        assert "ckpt-10_temp" in names and "ckpt-10.index" not in names
+    else:
+        assert "ckpt-10.index" in names
+        assert tf.train.latest_checkpoint(str(ckpt)).endswith("ckpt-5")
+    result = run_in_process(capfd, *TINY, *folders, "--max_steps=15", "--log_level=INFO")
+    assert_warned(result, "stale lock")
+    if stage == "shards":
+        assert_warned(result, "interrupted save", "ckpt-10_temp")
+    assert f"at step {resumed_at}" in result.stderr, result.stderr[-3000:]
+    assert f"trained {15 - resumed_at} steps" in result.stderr, result.stderr[-3000:]
+    assert tf.train.latest_checkpoint(str(ckpt)).endswith("ckpt-15")
+    assert not any(name.endswith("_temp") or name == "lock" for name in os.listdir(ckpt))
+
+
 def test_the_lock_is_only_taken_once(tmp_path):
     with runs.RunLock(str(tmp_path)):
         with pytest.raises(runs.RunError, match=f"process {os.getpid()} on "):
@@ -340,15 +407,38 @@ def test_an_output_folder_that_is_a_file_is_refused(tmp_path, capfd, flag):
     assert sorted(os.listdir(tmp_path)) == ["file"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_a_read_only_checkpoint_dir_is_refused(tmp_path, capfd):
+def unwritable_folder(tmp_path: Path) -> Path:
+    """A folder that this process cannot write into: a read-only one, or, for
+    root (who writes into those), one of the kernel's own file systems."""
     (tmp_path / "ro").mkdir(mode=0o555)
-    result = run_in_process(capfd, *TINY, "--max_steps=5", f"--checkpoint_dir={tmp_path / 'ro'}")
-    assert_error(result, "--checkpoint_dir=", "not writable")
+    for folder in (tmp_path / "ro", Path("/sys/kernel"), Path("/proc/self")):
+        try:
+            handle, written = tempfile.mkstemp(dir=folder)
+        except OSError:
+            return folder
+        os.close(handle)
+        os.remove(written)
+    pytest.skip("every folder tried accepts this process's writes")
 
 
-def test_output_folder_check():
-    runs.check_output_folder("log_dir", "/nonexistent/below/anything")
+def test_a_read_only_checkpoint_dir_is_refused(tmp_path, capfd):
+    folder = unwritable_folder(tmp_path)
+    before = sorted(os.listdir(tmp_path))
+    result = run_in_process(
+        capfd,
+        *TINY,
+        "--max_steps=5",
+        f"--checkpoint_dir={folder}",
+        f"--log_dir={tmp_path / 'logs'}",
+        f"--sample_dir={tmp_path / 'samples'}",
+    )
+    assert_error(result, f"--checkpoint_dir={folder}", "not writable")
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_output_folder_check(tmp_path):
+    runs.check_output_folder("log_dir", str(tmp_path / "nonexistent" / "below"))
+    assert os.listdir(tmp_path) == []
     with pytest.raises(runs.RunError, match="--sample_dir=.*is a file"):
         runs.check_output_folder("sample_dir", __file__ + "/samples")
 
