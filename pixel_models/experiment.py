@@ -94,6 +94,9 @@ def setup(config: RunConfig) -> None:
     (logging, visible GPUs, precision, seeds, determinism); call it once,
     before any model is built."""
     logging.set_verbosity(config.log_level.lower())
+    # TensorFlow's own Python INFO lines (e.g. checkpoint sharding timings)
+    # are for debugging it: shown with --log_level=DEBUG only.
+    tf.get_logger().setLevel("DEBUG" if config.log_level == "DEBUG" else "WARNING")
     devices.setup(config.use_gpu, config.mixed_precision, config.random_seed, config.deterministic)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -642,3 +643,22 @@ def test_help_exits_zero_without_native_log_noise(flag):
     assert "--model" in result.stdout
     for noise in ("oneDNN", "cuInit", "cuda drivers", "absl::InitializeLog"):
         assert noise not in result.stderr, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("level, tensorflow_level", [("INFO", "WARNING"), ("DEBUG", "DEBUG")])
+def test_tensorflow_info_lines_only_with_debug(level, tensorflow_level):
+    import logging as python_logging
+
+    import tensorflow as tf
+    from absl import logging
+
+    from pixel_models import experiment
+    from pixel_models.config import RunConfig
+
+    before = tf.get_logger().level
+    try:
+        experiment.setup(dataclasses.replace(RunConfig(), log_level=level))
+        assert tf.get_logger().getEffectiveLevel() == getattr(python_logging, tensorflow_level)
+    finally:
+        tf.get_logger().setLevel(before)
+        logging.set_verbosity(logging.WARNING)
