@@ -55,7 +55,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from train_benchmark import machine, write_report  # noqa: E402
+from common import machine, write_report  # noqa: E402
 
 import pixel_models  # noqa: E402
 from pixel_models import data, training  # noqa: E402
