@@ -413,16 +413,33 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"skipped {entry.name}: {reason}", flush=True)
         start = time.time()
+        failed = []
         for index, entry in enumerate(runnable):
             later = [_run_config(e, args.work_dir, overrides) for e in runnable[index:]]
             _print_estimate(entry.name, later, minutes, start, index, len(runnable))
-            run_one(
-                entry, minutes, args.work_dir, args.results_dir, overrides, command, args.download
-            )
-    except (ReproduceError, UsageError, RunError, TrainingError, ValueError, OSError) as err:
+            try:
+                run_one(
+                    entry,
+                    minutes,
+                    args.work_dir,
+                    args.results_dir,
+                    overrides,
+                    command,
+                    args.download,
+                )
+            except _FAILURES as err:  # this configuration only: the others still run
+                print(f"error: {entry.name}: {err}", file=sys.stderr, flush=True)
+                failed.append(entry.name)
+    except _FAILURES as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 1
+    if failed:
+        print(f"error: {len(failed)} configuration(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
+
+
+_FAILURES = (ReproduceError, UsageError, RunError, TrainingError, ValueError, OSError)
 
 
 def _print_estimate(
