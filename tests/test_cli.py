@@ -6,7 +6,6 @@ import dataclasses
 import glob
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -32,10 +31,14 @@ TINY = [
 ]
 
 
-def run_main(*args: str, cwd: Path | None = None, timeout: float = 240):
+def run_main(
+    *args: str, cwd: Path | None = None, timeout: float = 240, python_args: tuple[str, ...] = ()
+):
+    """``main.py`` with ``args`` in a process of its own; ``python_args`` go to
+    the interpreter before the script (e.g. ``("-c", code)`` that runs it)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     return subprocess.run(
-        [sys.executable, str(ROOT / "main.py"), *args],
+        [sys.executable, *python_args, str(ROOT / "main.py"), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -95,6 +98,20 @@ def dirs(tmp_path: Path) -> list[str]:
 
 def only(pattern: str) -> list[str]:
     return sorted(glob.glob(pattern, recursive=True))
+
+
+def saved_steps(checkpoint_root: Path) -> list[int]:
+    """The steps of the intact checkpoints of every run below
+    ``checkpoint_root``, oldest first. Older checkpoints are deleted as new
+    ones come (max_to_keep), so a test that waits for training to pass step N
+    looks for any of these at or past N, not for ckpt-N itself."""
+    from pixel_models import runs
+
+    return sorted(
+        runs.checkpoint_step(prefix)
+        for folder in glob.glob(f"{checkpoint_root}/*/")
+        for prefix in runs.checkpoint_files(folder)
+    )
 
 
 @pytest.mark.slow
@@ -495,20 +512,13 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
         stderr=subprocess.DEVNULL,
     )
 
-    def saved_steps() -> list[int]:
-        # Older checkpoints are deleted as new ones come (max_to_keep), so
-        # look for any checkpoint at or past step 10, not for ckpt-10 itself.
-        return [
-            int(re.search(r"ckpt-(\d+)\.index$", path).group(1))
-            for path in only(f"{tmp_path}/ckpt/*/ckpt-*.index")
-        ]
-
     try:
         deadline = time.time() + 300
-        while max(saved_steps(), default=0) < 10 and time.time() < deadline:
+        while max(saved_steps(tmp_path / "ckpt"), default=0) < 10 and time.time() < deadline:
             assert process.poll() is None, "training ended early"
             time.sleep(0.2)
-        assert max(saved_steps(), default=0) >= 10, "no checkpoint past step 10 within 300 s"
+        reached = max(saved_steps(tmp_path / "ckpt"), default=0)
+        assert reached >= 10, "no checkpoint past step 10 within 300 s"
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=60)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_cli import saved_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -176,8 +177,6 @@ def test_a_multi_worker_run_on_localhost_stops_when_a_worker_dies_and_resumes(tm
     """Two workers on 127.0.0.1 train one run; killing the second stops the
     chief with one line; both started again finish the run from its last
     checkpoint, with the same losses on both workers and the chief's files."""
-    import glob
-    import re
     import time
 
     import tensorflow as tf
@@ -189,14 +188,8 @@ def test_a_multi_worker_run_on_localhost_stops_when_a_worker_dies_and_resumes(tm
     args = worker_args(tmp_path, "--max_steps=100000", "--save_step=4", "--test_step=100")
     processes = start_workers(workers, args, logs=tmp_path)
     try:
-        # Older checkpoints are deleted as new ones come (max_to_keep), so
-        # wait for any checkpoint at or past step 8, not for ckpt-8 itself.
-        def saved_past_8() -> bool:
-            found = glob.glob(f"{tmp_path}/ckpt/*/ckpt-*.index")
-            return any(int(re.search(r"ckpt-(\d+)\.index$", p)[1]) >= 8 for p in found)
-
         deadline = time.time() + 240
-        while not saved_past_8() and time.time() < deadline:
+        while max(saved_steps(tmp_path / "ckpt"), default=0) < 8 and time.time() < deadline:
             assert all(p.poll() is None for p in processes), [p.returncode for p in processes]
             time.sleep(0.5)
         processes[1].kill()
@@ -213,10 +206,7 @@ def test_a_multi_worker_run_on_localhost_stops_when_a_worker_dies_and_resumes(tm
     assert "lost contact with /job:worker/replica:0/task:1" in line, line
     assert "restart every worker" in line, line
     (run,) = os.listdir(tmp_path / "ckpt")
-    saved = sorted(
-        int(p.rsplit("-", 1)[1][: -len(".index")])
-        for p in glob.glob(f"{tmp_path}/ckpt/{run}/ckpt-*.index")
-    )
+    saved = saved_steps(tmp_path / "ckpt")
     assert saved and saved[-1] >= 8
     # Both workers started again with the same command (and a step limit)
     # resume and finish the run together.

@@ -323,23 +323,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 @pytest.mark.parametrize("stage, resumed_at", [("shards", 5), ("index", 10)])
 def test_a_kill_during_a_save_keeps_the_run_and_it_resumes(tmp_path, capfd, stage, resumed_at):
     folders = [f"--{f}={tmp_path / f}" for f in ("checkpoint_dir", "log_dir", "sample_dir")]
-    killed = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _KILLED_IN_SAVE,
-            stage,
-            str(ROOT / "main.py"),
-            *TINY,
-            *folders,
-            "--max_steps=15",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=ROOT,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES=""),
-    )
+    killed = run_main(*TINY, *folders, "--max_steps=15", python_args=("-c", _KILLED_IN_SAVE, stage))
     assert killed.returncode == -9, killed.stderr[-3000:]
     (ckpt,) = (tmp_path / "checkpoint_dir").iterdir()
     names = set(os.listdir(ckpt))
