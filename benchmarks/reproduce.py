@@ -391,6 +391,10 @@ def _print_list(entries: list[Reproduction]) -> None:
         print(f"{entry.name}\t{entry.flagfile}\t{dataset}\t{published}\t{entry.source}")
 
 
+# What a configuration's run may raise: reported in one line, never a traceback.
+_FAILURES = (ReproduceError, UsageError, RunError, TrainingError, ValueError, OSError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -437,9 +441,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {len(failed)} configuration(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
-
-
-_FAILURES = (ReproduceError, UsageError, RunError, TrainingError, ValueError, OSError)
 
 
 def _print_estimate(
