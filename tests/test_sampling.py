@@ -12,7 +12,9 @@ import pytest
 
 import pixel_models as pm
 from pixel_models.layers import GatedBlock, MaskedConv2D
+from pixel_models.layers.incremental import Here, Slot, Window
 from pixel_models.models import gated_pixel_cnn, pixel_cnn
+from pixel_models.sampling.loops import plan_of
 from pixel_models.testing import all_images
 from pixel_models.testing import sharpen as _sharpen
 
@@ -336,6 +338,33 @@ def test_cached_samples_equal_reference_samples(cached_case, seed):
     # "auto" picks the cached path for these models.
     assert pm.sampling.supports_cached(model)
     np.testing.assert_array_equal(pm.sample(model, 6, seed=seed, batch_size=4), cached)
+
+
+def test_later_passes_at_a_pixel_run_only_the_steps_that_read_it():
+    """Mask A on one channel hides the pixel at (i, j) from the features at
+    (i, j): once it is drawn, only the pointwise steps on the image run again.
+    With colour groups, every layer reads the pixel's earlier channels."""
+    binary = plan_of(_model((3, 3, 1)))
+    assert len(binary.pixel_steps) < len(binary.position_steps)
+    assert all(isinstance(r, Here) for s in binary.pixel_steps for r in s.reads.values())
+    rgb = plan_of(_model((3, 3, 3), levels=4))
+    assert rgb.pixel_steps == rgb.position_steps
+    window = Window(Slot(1), top=1, left=1, right=0)
+    assert window.covers_current()
+    assert not Window(Slot(1), top=1, left=1, right=0, reads_current=False).covers_current()
+    assert not Window(Slot(1), top=1, left=2, right=-1).covers_current()
+    assert not Window(Slot(1), top=2, left=1, right=1, bottom=1).covers_current()
+
+
+def test_a_layer_that_wrongly_says_it_ignores_the_pixel_breaks_cached_sampling():
+    """The check above matters: a colour mask A that claimed not to read the
+    current pixel would leave features of undrawn channels in the caches."""
+    model = _model((3, 3, 3), levels=4)
+    first = next(layer for layer in model.layers if isinstance(layer, MaskedConv2D))
+    first._reads_centre = False  # before the sampler plans the model
+    reference = pm.sample(model, 6, seed=0, method="reference")
+    cached = pm.sample(model, 6, seed=0, method="cached")
+    assert not np.array_equal(cached, reference)
 
 
 def test_cached_completion_keeps_known_pixels_and_matches_reference(rgb_model):

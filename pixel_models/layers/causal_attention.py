@@ -356,7 +356,14 @@ class CausalAttention(keras.layers.Layer):
                 query = values["queries"]
             return [self.call_position(window, query, *where)]
 
-        window = Window(cache, top=self.height - 1, left=self.width - 1, right=self.width - 1)
+        # The whole cache, of which the strict mask reads positions before (i, j) only.
+        window = Window(
+            cache,
+            top=self.height - 1,
+            left=self.width - 1,
+            right=self.width - 1,
+            reads_current=False,
+        )
         query_reads = source_reads if queries is None else {"queries": Here(queries)}
         return [
             Step(Rate.POSITION, source_reads, [cache], keys_values),

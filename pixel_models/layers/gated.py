@@ -255,9 +255,10 @@ class GatedBlock(keras.layers.Layer):
             )
         channel_groups(h_in, self.color_channels)
         k, f2 = self.kernel_size, 2 * self.filters
-        self.horizontal_kernel_mask = ops.convert_to_tensor(
-            horizontal_mask(k, h_in, self.filters, self.mask_type, self.color_channels)
-        )
+        mask = horizontal_mask(k, h_in, self.filters, self.mask_type, self.color_channels)
+        # Type A on one colour group (no residual) does not read the current pixel.
+        self._reads_centre = self.mask_type == "B" or bool(mask[0, -1].any())
+        self.horizontal_kernel_mask = ops.convert_to_tensor(mask)
         self.output_kernel_mask = ops.convert_to_tensor(
             make_mask(1, self.filters, self.filters, "B", self.color_channels)[0, 0]
         )
@@ -431,7 +432,8 @@ class GatedBlock(keras.layers.Layer):
             return self.call_horizontal_window(window, link, condition)
 
         v_reads = {"window": Window(vertical, top, left, right, bottom=bottom), **given}
-        h_reads = {"window": Window(horizontal, *self.horizontal_window()), "link": Here(link)}
+        h_window = Window(horizontal, *self.horizontal_window(), reads_current=self._reads_centre)
+        h_reads = {"window": h_window, "link": Here(link)}
         return [
             Step(Rate.ROW, v_reads, [outputs[0], link], vertical_row),
             Step(Rate.POSITION, {**h_reads, **given}, outputs[1:], horizontal_position),

@@ -128,6 +128,12 @@ class Window:
     W + right, F)``. Zeros outside the image, as ``SAME`` padding; values not
     computed yet (later positions of row ``i``) are zeros too, so a position
     step must not depend on them.
+
+    ``reads_current=False`` says that the step ignores the value at the
+    current position although the window covers it (a masked centre tap, or
+    attention that no position pays to itself). The sampler then knows that
+    the step's output does not change when the current pixel is drawn, and
+    does not run it again for the pixel's next pass.
     """
 
     slot: Slot
@@ -135,6 +141,12 @@ class Window:
     left: int
     right: int
     bottom: int = 0
+    reads_current: bool = True
+
+    def covers_current(self) -> bool:
+        """Whether the step reads the slot's value at the current position."""
+        rows = self.bottom <= 0 <= self.top
+        return self.reads_current and rows and self.left >= 0 and self.right >= 0
 
 
 @dataclasses.dataclass(frozen=True)

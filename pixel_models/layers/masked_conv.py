@@ -199,15 +199,14 @@ class MaskedConv2D(keras.layers.Layer):
 
     def build(self, inputs_shape, condition_shape=None):
         in_channels = int(inputs_shape[-1])
-        self.mask = ops.convert_to_tensor(
-            make_mask(
-                self.kernel_size,
-                in_channels,
-                self.filters,
-                self.mask_type,
-                self.color_channels,
-            )
+        mask = make_mask(
+            self.kernel_size, in_channels, self.filters, self.mask_type, self.color_channels
         )
+        kh, kw = self.kernel_size
+        # Mask A on one colour group hides the whole centre tap: the output
+        # at (i, j) does not read the input at (i, j).
+        self._reads_centre = bool(mask[kh // 2, kw // 2].any())
+        self.mask = ops.convert_to_tensor(mask)
         self.kernel = self.add_weight(
             name="kernel",
             shape=(*self.kernel_size, in_channels, self.filters),
@@ -292,7 +291,7 @@ class MaskedConv2D(keras.layers.Layer):
         x, condition = inputs["inputs"], inputs.get("condition")
         if x.rate is Rate.CONSTANT:
             raise NotIncremental("convolves conditioning inputs")
-        reads = {"window": Window(x, *self.causal_window())}
+        reads = {"window": Window(x, *self.causal_window(), reads_current=self._reads_centre)}
         if condition is not None:
             if condition.rate is not Rate.CONSTANT:
                 raise NotIncremental("has a condition that depends on the image")

@@ -115,12 +115,24 @@ def evaluate_row(plan: Plan, i, buffers, constants):
     return state.buffers, {key: state.values[key] for key in sorted(plan.carried)}
 
 
-def evaluate(plan: Plan, pixel, i, j, buffers, carried, constants):
-    """Head logits at ``(i, j)`` (``(B, C)`` or ``(B, C, L)``), and the updated buffers.
+def evaluate(plan: Plan, pixel, i, j, buffers, carried, constants, previous=None):
+    """Runs the position steps at ``(i, j)`` on the pixel's known values.
 
     ``carried`` and the row-rate buffers must hold row ``i`` (:func:`evaluate_row`).
+    ``previous``: the values of an earlier pass at ``(i, j)``, or None. Given
+    them, only the steps that depend on the pixel run
+    (:attr:`~.plan.Plan.pixel_steps`): the others' values are the same.
+
+    Returns:
+      ``(logits, buffers, values)``: the head logits at ``(i, j)`` (``(B,
+      C)`` or ``(B, C, L)``), the updated buffers, and the pass's values
+      (for ``previous`` of the next pass).
     """
     state = _Pass(plan, buffers, constants, i, j, carried)
+    steps = plan.position_steps
+    if previous is not None:
+        state.values.update(previous)
+        steps = plan.pixel_steps
     state.store(plan.input, pixel)
-    state.run(plan.position_steps)
-    return state.values[plan.head], state.buffers
+    state.run(steps)
+    return state.values[plan.head], state.buffers, state.values

@@ -97,7 +97,11 @@ def cached_loop(model: keras.Model, distribution: Distribution, collect_logits: 
     An outer loop over rows runs each row's row steps, then an inner loop over
     the row's positions runs the position steps, once per colour channel (or
     once for the whole pixel when the distribution draws a pixel's channels
-    together), and once more to store the finished pixel's features.
+    together), and once more to store the finished pixel's features. Only the
+    first pass runs every position step; the later ones run the steps that
+    depend on the pixel's value (:attr:`~.plan.Plan.pixel_steps`), which for
+    a model that reads the image strictly before each position (PixelCNN++,
+    mask A on one channel) is none: the last pass stores the pixel.
     """
     cache = model_cache(model)
     key = ("cached", collect_logits, *_key(distribution))
@@ -125,8 +129,11 @@ def cached_loop(model: keras.Model, distribution: Distribution, collect_logits: 
                 p = i * width + j
                 pixel = x[:, i, j, :]
                 known_here = known[:, i, j, :]
+                values = None  # the first pass runs every step, the next ones what the pixel changes
                 for c in range(passes + 1):
-                    logits, buffers = evaluate(plan, pixel, i, j, buffers, carried, constants)
+                    logits, buffers, values = evaluate(
+                        plan, pixel, i, j, buffers, carried, constants, values
+                    )
                     if c == passes:
                         break  # the last pass only stores the finished pixel's features
                     if collect_logits and joint:

@@ -50,6 +50,9 @@ class Plan:
 
     Attributes:
       row_steps, position_steps: the steps of every layer, in graph order.
+      pixel_steps: the position steps whose outputs at a position depend on
+        the pixel there (:meth:`_pixel_steps`): the only ones that must run
+        again at a position once one of its values is drawn.
       pads: slot index -> ``[top, left, right, features]`` of its buffer
         ``(B, top + H_s, left + W_s + right, features)``, for slots read
         through a :class:`Window` and for every slot of scale ``s > 1``
@@ -69,6 +72,7 @@ class Plan:
     def __init__(self, model: keras.Model):
         self.row_steps: list[Step] = []
         self.position_steps: list[Step] = []
+        self.pixel_steps: list[Step] = []
         self.pads: dict[int, list[int]] = {}
         self.scales: dict[int, int] = {}
         self.carried: set[int] = set()
@@ -97,6 +101,7 @@ class Plan:
                 self._add(record)
             if self.head is None:
                 raise Unsupported("no PixelHead")
+            self.pixel_steps = self._pixel_steps()
         except Unsupported as error:
             self.reason = str(error)
 
@@ -201,6 +206,37 @@ class Plan:
             if step.scale > 1:  # kept for the positions at which its step does not run
                 self._need(slot, Window(slot, 0, 0, 0))
         (self.row_steps if step.rate is Rate.ROW else self.position_steps).append(step)
+
+    def _pixel_steps(self) -> list[Step]:
+        """The position steps that read, at the current position, the image
+        or a slot that such a step writes (through a :class:`Here`, or a
+        :class:`Window` that covers the position, see
+        :meth:`~pixel_models.layers.incremental.Window.covers_current`).
+
+        The others give the same outputs for every value of the current
+        pixel: the value ``x_ij`` enters a causal model's features at
+        ``(i, j)`` only in the layers that let it through (a centre tap of
+        mask B, a residual connection), never in those whose input is the
+        image strictly before ``(i, j)`` (mask A of one colour group, the
+        shifted convolutions of PixelCNN++, attention to earlier positions).
+        """
+        depends = {self.input}
+        chosen: set[int] = set()
+        while True:  # to a fixed point: a step may read a slot written after it
+            before = len(chosen)
+            for step in self.position_steps:
+                if id(step) in chosen:
+                    continue
+                for read in step.reads.values():
+                    here = isinstance(read, Here) or (
+                        isinstance(read, Window) and read.covers_current()
+                    )
+                    if here and self.key(read.slot) in depends:
+                        chosen.add(id(step))
+                        depends.update(self.key(slot) for slot in step.writes)
+                        break
+            if len(chosen) == before:
+                return [step for step in self.position_steps if id(step) in chosen]
 
     def _need(self, slot: Slot, window: Window) -> None:
         """Keeps ``slot`` in a buffer with at least the padding ``window`` reads."""
