@@ -129,7 +129,7 @@ def cached_loop(model: keras.Model, distribution: Distribution, collect_logits: 
                 p = i * width + j
                 pixel = x[:, i, j, :]
                 known_here = known[:, i, j, :]
-                values = None  # the first pass runs every step, the next ones what the pixel changes
+                values = None  # pass 0 runs every step, later passes what the pixel changes
                 for c in range(passes + 1):
                     logits, buffers, values = evaluate(
                         plan, pixel, i, j, buffers, carried, constants, values
