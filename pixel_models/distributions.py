@@ -391,6 +391,17 @@ class LogisticMixture(Distribution):
         before = tf.concat([tf.zeros_like(marginal[..., :1]), marginal[..., :-1]], axis=-1)
         return marginal - before
 
+    def log_prob(self, logits, images):
+        """``log p(x)`` per image ``(B,)``: one log-sum-exp over the components
+        per pixel, ``log sum_k pi_k prod_c P_k(x_c | x_<c)`` (the sum of
+        :meth:`log_prob_per_dim` over the channels, which telescopes to it,
+        without the log-sum-exps of the partial products)."""
+        logits = tf.convert_to_tensor(logits, tf.float32)
+        values = tf.cast(images, tf.float32)
+        log_pi, means, log_scales = self._parameters(logits, self._scaled(values))
+        joint = log_pi + tf.reduce_sum(self._log_bins(values, means, log_scales), axis=-2)
+        return tf.reduce_sum(tf.reduce_logsumexp(joint, axis=-1), axis=[1, 2])
+
     def sample_channel(self, logits, pixel, c, seed):
         logits = tf.convert_to_tensor(logits, tf.float32)
         pixel = tf.cast(pixel, tf.float32)

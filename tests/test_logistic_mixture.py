@@ -75,6 +75,26 @@ def test_per_dimension_terms_are_the_chain_rule_conditionals():
             assert per_dim[rows, c].sum() == pytest.approx(1.0, abs=1e-5)
 
 
+def test_joint_log_prob_equals_the_sum_of_the_chain_rule_terms():
+    """log_prob's one log-sum-exp per pixel is the telescoped sum of the
+    per-channel conditionals, in value and in gradient."""
+    mixture = LogisticMixture(3, 256, 4)
+    rng = np.random.default_rng(7)
+    params = tf.constant(rng.normal(scale=2.0, size=(2, 3, 4, 40)), tf.float32)
+    images = tf.constant(rng.integers(0, 256, size=(2, 3, 4, 3)), tf.int32)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(params)
+        joint = mixture.log_prob(params, images)
+        chained = tf.reduce_sum(mixture.log_prob_per_dim(params, images), axis=[1, 2, 3])
+    np.testing.assert_allclose(joint.numpy(), chained.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        tape.gradient(joint, params).numpy(),
+        tape.gradient(chained, params).numpy(),
+        rtol=1e-3,
+        atol=1e-5,
+    )
+
+
 def test_256_levels_sum_to_one_per_channel_and_extremes_are_finite():
     mixture = LogisticMixture(1, 256, 2)
     values = np.arange(256, dtype=np.float32).reshape(256, 1, 1, 1)
