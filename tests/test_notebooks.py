@@ -4,7 +4,8 @@ Each notebook is executed in a fresh ``python3`` Jupyter kernel with
 ``PIXEL_MODELS_NOTEBOOK_SMALL=1``; a failing cell fails the test. Its last cell
 prints ``summary: {...}`` (JSON), which is checked against values worked out
 here independently (receptive fields from the mask shapes, the Row LSTM
-triangle, exact invariance, the labels of the test data, grid shapes).
+triangle, exact invariance, the labels of the test data, grid shapes, the
+logistic mixture's probabilities from its CDF).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ NAMES = (
     "pixel_rnn.ipynb",
     "invariant_convolutions.ipynb",
     "conditional_generation.ipynb",
+    "pixel_cnn_pp.ipynb",
 )
 CELL_TIMEOUT = 300  # seconds per cell; the small settings need a few seconds each
 
@@ -230,3 +232,51 @@ def test_conditional_generation_notebook(tmp_path, monkeypatch):
     assert summary["invariant_code_change"] < 1e-5
     assert summary["plain_code_change"] > 1e-3
     assert summary["invariant_reconstructions_equal"] is True
+
+
+def _discretized_logistic_mixture(weight_logits, means, log_scales, levels) -> np.ndarray:
+    """The probabilities of the values ``0 .. levels - 1`` under a one-channel
+    mixture, from the logistic CDF in float64 (the edge bins reach to infinity)."""
+    weights = np.exp(weight_logits - np.max(weight_logits))
+    weights /= weights.sum()
+    y = 2 * np.arange(levels)[:, None] / (levels - 1) - 1
+    half = 1 / (levels - 1)
+    scales = np.exp(np.maximum(log_scales, -7.0))
+
+    def cdf(t):
+        return 1 / (1 + np.exp(-(t - np.asarray(means)) / scales))
+
+    upper = np.where(y > 1 - half, 1.0, cdf(y + half))
+    lower = np.where(y < -1 + half, 0.0, cdf(y - half))
+    return (upper - lower) @ weights
+
+
+def test_pixel_cnn_pp_notebook(tmp_path, monkeypatch):
+    _, summary = _execute("pixel_cnn_pp.ipynb", tmp_path, monkeypatch)
+    size, levels = summary["image_size"], summary["levels"]
+    assert size == 8, "PIXEL_MODELS_NOTEBOOK_SMALL=1 must shrink the images to 8x8"
+    # The mixture's probabilities, worked out from the logistic CDF; the last
+    # bin holds the mass of the component centred beyond the right edge.
+    mixture = summary["mixture"]
+    expected = _discretized_logistic_mixture(
+        np.array(mixture["weight_logits"]), mixture["means"], mixture["log_scales"], 256
+    )
+    pmf = np.array(mixture["pmf"])
+    np.testing.assert_allclose(pmf, expected, atol=1e-6)
+    assert pmf.sum() == pytest.approx(1.0, abs=1e-5)
+    assert pmf[255] > 10 * pmf[254]
+    assert summary["rgb_total"] == pytest.approx(1.0, abs=1e-5)
+    # The output sees every earlier pixel and nothing else: no blind spot.
+    row, col = summary["pixel"]
+    assert summary["earlier_pixels"] == row * size + col
+    assert summary["seen_pixels"] == summary["earlier_pixels"]
+    assert summary["later_pixels_seen"] == 0
+    # A few steps already learn something; the cached sampler draws the
+    # reference loop's images; completion keeps what it is given.
+    assert summary["steps"] > 0
+    assert summary["test_bits_per_dim"] < summary["first_bits_per_dim"]
+    assert summary["uniform_bits_per_dim"] == pytest.approx(np.log2(levels))
+    assert summary["cached_equals_reference"] is True
+    assert summary["samples_shape"] == [4, size, size, 3]
+    assert 0 <= summary["sample_max"] < levels
+    assert summary["given_part_kept"] is True
