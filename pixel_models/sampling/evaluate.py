@@ -10,6 +10,8 @@ steps to its positions), and the constants of the batch.
 
 from __future__ import annotations
 
+import itertools
+
 import tensorflow as tf
 from keras import ops
 
@@ -62,37 +64,82 @@ class _Pass:
             return self.values[key]
         return self.carried[key][:, j]  # a row-rate slot at the current column
 
-    def store(self, key: int, value, active=None) -> None:
+    def store(self, key: int, value) -> None:
         # Buffers are float32; under a mixed precision policy the layers
         # return their compute dtype.
         if key in self.buffers or self.plan.is_graph(key):
             value = tf.cast(value, tf.float32)
         self.values[key] = value
         if key in self.buffers:
-            top, left = self.plan.pads[key][:2]
-            i, j = self._at(key)
-            if j is None:
-                start, value = [0, i + top, left, 0], value[:, None]
-            else:
-                start, value = [0, i + top, j + left, 0], value[:, None, None, :]
-            if active is not None:  # keep what is there where the step does not run
-                old = ops.slice(self.buffers[key], start, tf.shape(value))
-                value = tf.where(active, value, old)
-            self.buffers[key] = ops.slice_update(self.buffers[key], start, value)
+            value = value[:, None] if self.where.j is None else value[:, None, None, :]
+            self.buffers[key] = ops.slice_update(self.buffers[key], self._start(key), value)
+
+    def _start(self, key: int) -> list:
+        """Where this pass writes slot ``key`` in its buffer: its row (a row
+        pass) or its position."""
+        top, left = self.plan.pads[key][:2]
+        i, j = self._at(key)
+        return [0, i + top, left if j is None else j + left, 0]
+
+    def _stored(self, key: int):
+        """What slot ``key``'s buffer holds where this pass would write it, in
+        the shape of its step's output."""
+        buffer = self.buffers[key]
+        cols = self.plan.size(key)[1] if self.where.j is None else 1
+        size = [tf.shape(buffer)[0], 1, cols, buffer.shape[-1]]
+        value = ops.slice(buffer, self._start(key), size)
+        return value[:, 0] if self.where.j is None else value[:, 0, 0]
+
+    def _step(self, step, scale: int, given=None) -> None:
+        given = given or {}
+        arguments = {
+            name: given[name] if name in given else self.read(read)
+            for name, read in step.reads.items()
+        }
+        outputs = step(_scaled(self.where, scale), **arguments)
+        for slot, value in zip(step.writes, outputs, strict=True):
+            self.store(self.plan.key(slot), value)
+
+    def _on_grid(self, steps, scale: int) -> None:
+        """Consecutive steps at a coarser scale run at the positions of their
+        grid only (rows and columns that are multiples of the scale), under
+        one condition; elsewhere their buffers keep what they wrote when they
+        last ran."""
+        keys = [self.plan.key(slot) for step in steps for slot in step.writes]
+        # What the steps read of other steps' slots is sliced before the
+        # condition, so that only the buffers the steps write enter it.
+        given = [
+            {
+                name: self.read(read)
+                for name, read in step.reads.items()
+                if self.plan.key(read.slot) not in keys
+            }
+            for step in steps
+        ]
+
+        def run():
+            buffers, values = dict(self.buffers), dict(self.values)
+            for step, reads in zip(steps, given, strict=True):
+                self._step(step, scale, reads)
+            outputs = [self.values[key] for key in keys]
+            self.buffers, self.values = buffers, values  # stored below, out of the branch
+            return outputs
+
+        i, j = self.where
+        active = tf.equal(i % scale, 0)
+        if j is not None:
+            active = tf.logical_and(active, tf.equal(j % scale, 0))
+        outputs = tf.cond(active, run, lambda: [self._stored(key) for key in keys])
+        for key, value in zip(keys, outputs, strict=True):
+            self.store(key, value)
 
     def run(self, steps) -> None:
-        for step in steps:
-            scale = step.scale or 1
-            arguments = {name: self.read(read) for name, read in step.reads.items()}
-            where = _scaled(self.where, scale)
-            active = None
-            if scale > 1:
-                i, j = self.where
-                active = tf.equal(i % scale, 0)
-                if j is not None:
-                    active = tf.logical_and(active, tf.equal(j % scale, 0))
-            for slot, value in zip(step.writes, step(where, **arguments), strict=True):
-                self.store(self.plan.key(slot), value, active)
+        for scale, group in itertools.groupby(steps, key=lambda step: step.scale or 1):
+            if scale == 1:
+                for step in group:
+                    self._step(step, scale)
+            else:
+                self._on_grid(list(group), scale)
 
 
 def _scaled(where: Where, scale: int) -> Where:
