@@ -352,7 +352,7 @@ class LogisticMixture(Distribution):
         )
         matrix = tf.gather(coefficients, self._coefficient_index, axis=-2)
         matrix = tf.reshape(matrix, tf.concat([lead, [c, c, k]], 0))
-        means = means + tf.einsum("...cdk,...d->...ck", matrix, y)
+        means = means + tf.reduce_sum(matrix * y[..., None, :, None], axis=-2)
         return log_pi, means, log_scales
 
     def _scaled(self, values):

@@ -140,7 +140,8 @@ class GatedResnet(keras.layers.Layer):
         if condition is not None:
             bias = ops.matmul(ops.cast(condition, c2.dtype), self.condition_kernel)
             c2 = c2 + ops.reshape(bias, (-1,) + (1,) * (len(c2.shape) - 2) + (2 * self.filters,))
-        return x + c2[..., : self.filters] * ops.sigmoid(c2[..., self.filters :])
+        value, gate = ops.split(c2, 2, axis=-1)
+        return x + value * ops.sigmoid(gate)
 
     def call(self, inputs, aux=None, condition=None, training=None):
         self._check(aux, condition)

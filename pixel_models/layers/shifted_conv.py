@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from pixel_models.layers.checks import positive_int
@@ -72,6 +73,14 @@ def shifted_padding(kernel_size: Sequence[int], direction: str) -> tuple[int, in
     if direction == "down_right":
         return kh - 1, kw - 1, 0
     raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+
+
+def with_bias(outputs, bias):
+    """``outputs + bias`` on the last axis (``bias`` None: ``outputs``), as one
+    bias-add op, whose gradient is a single reduction."""
+    if bias is None:
+        return outputs
+    return tf.nn.bias_add(outputs, ops.cast(bias, outputs.dtype))
 
 
 def _pair(value, name: str) -> tuple[int, int]:
@@ -167,7 +176,7 @@ class ShiftedConv2D(keras.layers.Layer):
 
     def _conv(self, padded):
         outputs = ops.conv(padded, self.kernel, strides=self.strides, padding="valid")
-        return outputs + self.bias if self.use_bias else outputs
+        return with_bias(outputs, self.bias)
 
     def call(self, inputs):
         top, left, right = self.padding

@@ -10,7 +10,7 @@ from keras import ops
 
 from pixel_models.layers.checks import positive_int
 from pixel_models.layers.incremental import NotIncremental, Rate, Step, Window
-from pixel_models.layers.shifted_conv import _pair, shifted_padding
+from pixel_models.layers.shifted_conv import _pair, shifted_padding, with_bias
 
 
 @keras.saving.register_keras_serializable(package="pixel_models")
@@ -104,8 +104,7 @@ class ShiftedConv2DTranspose(keras.layers.Layer):
                 f"{self.name}: target_size {self.target_size} exceeds the upsampled "
                 f"{height * self.strides[0]}x{width * self.strides[1]}"
             )
-        outputs = full[:, :out_h, left : left + out_w]
-        return outputs + self.bias if self.use_bias else outputs
+        return with_bias(full[:, :out_h, left : left + out_w], self.bias)
 
     def compute_output_shape(self, input_shape):
         height, width = input_shape[1:3]
@@ -147,7 +146,7 @@ class ShiftedConv2DTranspose(keras.layers.Layer):
             full = ops.conv_transpose(window, kernel, strides=(1, sw), padding="valid")
             width = width or window.shape[2] * sw
             out = full[:, 0, left : left + width]
-            return [out + self.bias if self.use_bias else out]
+            return [with_bias(out, self.bias)]
 
         def position(where, window):
             b = where.j % sw
@@ -156,7 +155,7 @@ class ShiftedConv2DTranspose(keras.layers.Layer):
                 b < kw, kernel.dtype
             )
             out = ops.einsum("bf,of->bo", window[:, 0, 0], kernel)
-            return [out + self.bias if self.use_bias else out]
+            return [with_bias(out, self.bias)]
 
         call = row if x.rate is Rate.ROW else position
         return [Step(x.rate, {"window": Window(x, 0, 0, 0)}, outputs, call, scale=scale)]
