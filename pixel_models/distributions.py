@@ -391,6 +391,9 @@ class LogisticMixture(Distribution):
         before = tf.concat([tf.zeros_like(marginal[..., :1]), marginal[..., :-1]], axis=-1)
         return marginal - before
 
+    # A long chain of elementwise ops on (B, H, W, C, K) tensors: compiled
+    # with XLA, which fuses them into a few loops over the elements.
+    @tf.function(jit_compile=True, reduce_retracing=True)
     def log_prob(self, logits, images):
         """``log p(x)`` per image ``(B,)``: one log-sum-exp over the components
         per pixel, ``log sum_k pi_k prod_c P_k(x_c | x_<c)`` (the sum of
