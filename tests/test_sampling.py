@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import gc
 import math
+import os
+import re
 import weakref
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import pixel_models as pm
 from pixel_models.layers import GatedBlock, MaskedConv2D
 from pixel_models.layers.incremental import Here, Slot, Window
 from pixel_models.models import gated_pixel_cnn, pixel_cnn
+from pixel_models.sampling import loops
 from pixel_models.sampling.loops import plan_of
 from pixel_models.testing import all_images
 from pixel_models.testing import sharpen as _sharpen
@@ -586,3 +590,58 @@ def test_spatial_condition_falls_back_to_reference():
         pm.sample(model, 2, method="cached", condition=np.ones((2, 3, 3, 2)))
     maps = np.random.default_rng(0).normal(size=(2, 3, 3, 2))
     assert pm.sample(model, 2, seed=0, condition=maps).shape == (2, 3, 3, 1)
+
+
+def test_region_analysis_flag_is_added_once_and_leaves_the_users_choice():
+    flag = loops.REGION_ANALYSIS_FLAG
+    environ: dict = {}
+    assert loops.prefer_in_place_buffers(environ, "2.21.0")
+    assert environ["XLA_FLAGS"] == f"{flag}=true"
+    assert loops.prefer_in_place_buffers(environ, "2.21.0")
+    assert environ["XLA_FLAGS"] == f"{flag}=true"  # not added twice
+    environ = {"XLA_FLAGS": "--xla_dump_to=/tmp/dump"}
+    assert loops.prefer_in_place_buffers(environ, "2.21.1")
+    assert environ["XLA_FLAGS"] == f"--xla_dump_to=/tmp/dump {flag}=true"
+    environ = {"XLA_FLAGS": f"{flag}=false"}
+    assert not loops.prefer_in_place_buffers(environ, "2.21.0")
+    assert environ["XLA_FLAGS"] == f"{flag}=false"
+    environ = {}
+    assert not loops.prefer_in_place_buffers(environ, "2.20.0")  # not checked there
+    assert "XLA_FLAGS" not in environ
+
+
+def _copies_in_loop_bodies(hlo: str) -> list[str]:
+    """The array copies in the while-loop bodies of an optimised HLO module."""
+    computation, copies = "", []
+    for line in hlo.splitlines():
+        if not line.startswith(" ") and line.rstrip().endswith("{"):
+            computation = line
+        elif "while_body" in computation and " copy(" in line and re.search(r"= \w+\[\d", line):
+            copies.append(line.strip())
+    return copies
+
+
+@pytest.mark.skipif(
+    f"{loops.REGION_ANALYSIS_FLAG}=true" not in os.environ.get("XLA_FLAGS", ""),
+    reason="XLA's region analysis is not enabled for this TensorFlow version",
+)
+def test_cached_loop_updates_its_buffers_in_place():
+    """Every buffer of the cached loop (per resolution, of both streams) is
+    updated in place: no copy of an array at any step of the compiled loops."""
+    model = pm.build_model(
+        "pixel_cnn_pp",
+        image_shape=(8, 8, 3),
+        levels=256,
+        hidden_dims=8,
+        num_resnet=1,
+        num_resolutions=2,
+        num_mixtures=3,
+    )
+    run = loops.cached_loop(model, pm.distribution_of(model), collect_logits=False)
+    images = tf.zeros((4, 8, 8, 3))
+    known = tf.zeros((4, 8, 8, 3), tf.bool)
+    hlo = run.experimental_get_compiler_ir(images, known, tf.constant([0, 0]), ())(
+        stage="optimized_hlo"
+    )
+    assert "while_body" in hlo
+    assert _copies_in_loop_bodies(hlo) == []
