@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import math
-import os
 import re
 import weakref
 
@@ -622,7 +621,7 @@ def _copies_in_loop_bodies(hlo: str) -> list[str]:
 
 
 @pytest.mark.skipif(
-    f"{loops.REGION_ANALYSIS_FLAG}=true" not in os.environ.get("XLA_FLAGS", ""),
+    not loops.IN_PLACE_BUFFERS,
     reason="XLA's region analysis is not enabled for this TensorFlow version",
 )
 def test_cached_loop_updates_its_buffers_in_place():

@@ -84,11 +84,10 @@ class _Pass:
     def _stored(self, key: int):
         """What slot ``key``'s buffer holds where this pass would write it, in
         the shape of its step's output."""
-        buffer = self.buffers[key]
-        cols = self.plan.size(key)[1] if self.where.j is None else 1
-        size = [tf.shape(buffer)[0], 1, cols, buffer.shape[-1]]
-        value = ops.slice(buffer, self._start(key), size)
-        return value[:, 0] if self.where.j is None else value[:, 0, 0]
+        i, j = self._at(key)
+        if j is None:
+            return self._slice(key, i, 1, 0, self.plan.size(key)[1])[:, 0]
+        return self._slice(key, i, 1, j, 1)[:, 0, 0]
 
     def _step(self, step, scale: int, given=None) -> None:
         given = given or {}

@@ -46,7 +46,7 @@ def prefer_in_place_buffers(environ=os.environ, version: str = tf.__version__) -
     return True
 
 
-prefer_in_place_buffers()
+IN_PLACE_BUFFERS = prefer_in_place_buffers()
 
 
 def model_cache(model: keras.Model) -> dict:
