@@ -148,6 +148,35 @@ def test_attention_queries_at_a_position_change_only_that_position():
     np.testing.assert_array_equal(pairs, np.diag([False, False, True, True]))
 
 
+def test_recomputed_attention_has_the_gradients_of_the_stored_one():
+    # recompute=True keeps only the output of the attention for the backward
+    # pass and computes its weights again there: the same values and gradients.
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(2, 3, 4, 3)).astype(np.float32))
+    q = tf.constant(rng.normal(size=(2, 3, 4, 2)).astype(np.float32))
+    results = []
+    for recompute in (False, True):
+        keras.utils.set_random_seed(0)
+        layer = CausalAttention(2, 3, 2, recompute=recompute)
+        layer(x, queries=q)
+        weights = [np.asarray(w) for w in layer.get_weights()]
+        with tf.GradientTape() as tape:
+            tape.watch([x, q])
+            out = layer(x, queries=q)
+            loss = tf.reduce_sum(tf.sin(out))
+        grads = tape.gradient(loss, [x, q, *layer.trainable_variables])
+        results.append((weights, np.asarray(out), [np.asarray(g) for g in grads]))
+    (w0, out0, g0), (w1, out1, g1) = results
+    for a, b in zip(w0, w1, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(out0, out1)
+    assert all(np.abs(g).max() > 1e-3 for g in g0)  # every gradient is reached
+    for a, b in zip(g0, g1, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_attention_rejects_bad_sizes():
     with pytest.raises(ValueError, match="heads"):
         CausalAttention(heads=0)
@@ -217,9 +246,9 @@ def test_cached_logits_equal_the_full_network(channels, queries):
 
 
 def test_layers_round_trip_their_config():
-    attention = CausalAttention(3, 4, 5, name="attention")
+    attention = CausalAttention(3, 4, 5, recompute=False, name="attention")
     again = CausalAttention.from_config(attention.get_config())
-    assert (again.heads, again.key_dims, again.value_dims) == (3, 4, 5)
+    assert (again.heads, again.key_dims, again.value_dims, again.recompute) == (3, 4, 5, False)
     block = GatedResidual(4, 3, dropout=0.25)
     again = GatedResidual.from_config(block.get_config())
     assert (again.filters, again.kernel_size, again.dropout) == (4, 3, 0.25)

@@ -177,9 +177,11 @@ def pixel_snail(
 
 def _activation_elements(config: dict) -> int:
     """About how many numbers one image's forward pass keeps for the backward
-    pass: the features of every block at every position, and per attention
-    layer its ``heads x (H W) x (H W)`` scores and weights, which grow with
-    the square of the number of pixels."""
+    pass: the features of every block at every position, and the
+    ``heads x (H W) x (H W)`` scores and weights of one attention layer, which
+    grow with the square of the number of pixels (each layer computes its own
+    again in the backward pass, one layer at a time: ``CausalAttention``'s
+    ``recompute``)."""
     height, width, channels = config["image_shape"]
     pixels = height * width
     hidden = config.get("hidden_dims", 32)
@@ -188,7 +190,7 @@ def _activation_elements(config: dict) -> int:
     heads = config.get("attention_heads", 1)
     per_pixel = hidden * blocks * (6 * residual + 12) + 4 * config.get("out_hidden_dims", 32)
     logits = channels * (1 if config["levels"] == 2 else config["levels"])
-    return pixels * (per_pixel + logits) + blocks * 2 * heads * pixels * pixels
+    return pixels * (per_pixel + logits) + 4 * heads * pixels * pixels
 
 
 pixel_snail.activation_elements = _activation_elements
