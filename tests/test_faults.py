@@ -560,8 +560,9 @@ def test_the_memory_estimate_grows_with_the_image_and_the_batch():
 
 def test_attention_and_several_resolutions_are_in_the_memory_estimate(monkeypatch):
     """PixelSNAIL's attention needs ``heads x (H W)^2`` numbers per image (one
-    layer's weights at a time in the backward pass), which outgrow its features: doubling the image side multiplies the
-    estimate by far more than the 4 of a convolutional model."""
+    layer's weights at a time in the backward pass), which outgrow its
+    features: doubling the image side multiplies the estimate by far more
+    than the 4 of a convolutional model."""
     from pixel_models import data, devices, experiment
     from pixel_models.config import RunConfig, UsageError
 
