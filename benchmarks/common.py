@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -52,3 +53,38 @@ def publish(report: dict, output: str | None, show: bool = True) -> dict:
         print(json.dumps(report, indent=2))
     write_report(report, output)
     return report
+
+
+def time_in_turns(fns: dict, rounds: int) -> dict:
+    """Seconds of each call of the callables ``fns``, taken in turn, round
+    after round, so that a changing load on a shared machine falls on all of
+    them alike: ``{name: [seconds of each round]}``."""
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            tic = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - tic)
+    return times
+
+
+def train_in_turns(steps: dict, batches, seconds: float) -> tuple[dict, dict, dict]:
+    """Steps each of the training-step callables ``steps`` (``batch -> loss``)
+    for ``seconds`` of its own time, always the one with the least time so far.
+
+    Returns:
+      ``(spent, counts, curves)``: per name, the seconds spent, the steps
+      taken, and ``[step, seconds so far, loss]`` after each step.
+    """
+    spent = {name: 0.0 for name in steps}
+    counts = {name: 0 for name in steps}
+    curves = {name: [] for name in steps}
+    while min(spent.values()) < seconds:
+        name = min(spent, key=spent.get)
+        batch = next(batches)
+        tic = time.perf_counter()
+        loss = steps[name](batch)
+        spent[name] += time.perf_counter() - tic
+        counts[name] += 1
+        curves[name].append([counts[name], round(spent[name], 1), round(float(loss), 3)])
+    return spent, counts, curves

@@ -72,13 +72,7 @@ def separate_convolutions(layer: GroupConv2D):
 
 def timed_pair(fns: dict, repeats: int) -> dict:
     """Median seconds of each function, calls alternating between them."""
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            tic = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - tic)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return {name: statistics.median(t) for name, t in common.time_in_turns(fns, repeats).items()}
 
 
 def measure(group: str, input_kind: str, args: argparse.Namespace) -> dict:

@@ -55,7 +55,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from common import machine, write_report  # noqa: E402
+from common import machine, time_in_turns, train_in_turns, write_report  # noqa: E402
 
 import pixel_models  # noqa: E402
 from pixel_models import data, training  # noqa: E402
@@ -237,17 +237,6 @@ def count_tfp_parameters(distribution, masked: bool = False) -> int:
     return total
 
 
-def time_in_turns(fns: dict, rounds: int) -> dict:
-    """Seconds of each call, the callables taken in turn, round after round."""
-    times = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            tic = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - tic)
-    return times
-
-
 def measure_training(args, zoo_model, tfp_trainer) -> dict:
     rng = np.random.default_rng(args.seed)
     shape = (args.batch_size, args.image_size, args.image_size, 3)
@@ -362,18 +351,11 @@ def measure_quality(args, tfp, tf_keras) -> dict:
     first = next(batches)
     for trainer in trainers.values():
         trainer.train_step(first)  # trace and compile, not counted
-    budget = args.quality_minutes * 60.0
-    spent = {name: 0.0 for name in trainers}
-    steps = {name: 0 for name in trainers}
     # One step of the model with the least training time so far, until
     # every model has had its minutes: the load falls on all of them alike.
-    while min(spent.values()) < budget:
-        name = min(spent, key=spent.get)
-        batch = next(batches)
-        tic = time.perf_counter()
-        trainers[name].train_step(batch)
-        spent[name] += time.perf_counter() - tic
-        steps[name] += 1
+    spent, steps, _ = train_in_turns(
+        {name: t.train_step for name, t in trainers.items()}, batches, args.quality_minutes * 60.0
+    )
     result = {}
     for name, trainer in trainers.items():
         evaluation = trainer.evaluate(test_batches)
