@@ -110,3 +110,33 @@ def test_pixel_snail_learns_procedural_shapes():
     )
     assert before["nll"] > 0.8 * BASELINE
     assert after["nll"] < 0.5 * BASELINE
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+def test_xla_training_steps_reach_every_attention_weight(policy):
+    """The recomputed attention (``CausalAttention(recompute=True)``) in an
+    XLA-compiled training step, in float32 and under mixed precision (without
+    loss scaling, whose first steps would skip on overflow): finite losses
+    that fall, and each attention layer's weights move."""
+    from pixel_models.training import Trainer, make_optimizer
+
+    previous = keras.config.dtype_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        keras.utils.set_random_seed(0)
+        model = pixel_snail(
+            (6, 6, 1), hidden_dims=8, num_blocks=2, residual_blocks=1, key_dims=4, value_dims=4
+        )
+        attention = [layer for layer in model.layers if isinstance(layer, CausalAttention)]
+        assert len(attention) == 2 and all(layer.recompute for layer in attention)
+        before = [np.asarray(w) for layer in attention for w in layer.get_weights()]
+        trainer = Trainer(model, make_optimizer("adam", 1e-2, loss_scale=False), jit_compile=True)
+        batch = np.random.default_rng(0).integers(0, 2, (8, 6, 6, 1)).astype(np.uint8)
+        losses = [trainer.train_step(batch) for _ in range(3)]
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+    after = [np.asarray(w) for layer in attention for w in layer.get_weights()]
+    for old, new in zip(before, after, strict=True):
+        assert np.abs(new - old).max() > 0
