@@ -590,21 +590,9 @@ def _fit(trainer, train_dataset, test_dataset, config: TrainConfig, chief: bool)
             if test_dataset is not None and (step % config.test_step == 0 or last_step):
                 shown.append(("test_nll", _evaluate_and_log(trainer, test_dataset, metrics, step)))
             if step % config.save_step == 0 or last_step:
-                if manager is not None:
-                    _check_finite_state(trainer, step, manager)
-                    where = os.path.join(config.checkpoint_dir, f"ckpt-{step}")
-                    _written(where, manager, _save, manager, step, chief)
-                    if chief and config.keras_files:
-                        keras_path = runs.keras_file(where)
-                        _written(keras_path, manager, _save_keras, trainer.model, keras_path)
-                if config.num_samples > 0 and (config.sample_dir or config.log_dir):
-                    kind = trainer.kind
-                    if kind.preview_needs_images and originals is None:
-                        originals = _first_images(test_dataset, config.num_samples)
-                    if originals is not None or not kind.preview_needs_images:
-                        target = config.sample_dir or config.log_dir
-                        preview = (trainer, originals, config, step, chief)
-                        _written(target, manager, _write_preview, *preview)
+                originals = _save_and_preview(
+                    trainer, manager, config, chief, test_dataset, originals
+                )
                 # Events up to the checkpoint survive a crash that follows it.
                 writer.flush()
             if progbar is not None:
@@ -619,6 +607,28 @@ def _fit(trainer, train_dataset, test_dataset, config: TrainConfig, chief: bool)
         ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())),
     )
     return metrics
+
+
+def _save_and_preview(trainer, manager, config: TrainConfig, chief: bool, test_dataset, originals):
+    """Saves the checkpoint of the trainer's step (and its ``.keras`` file
+    with ``keras_files``) and writes the kind's preview; returns the test
+    images a preview shows (read once, on the first call that needs them)."""
+    step = trainer.step
+    if manager is not None:
+        _check_finite_state(trainer, step, manager)
+        where = os.path.join(config.checkpoint_dir, f"ckpt-{step}")
+        _written(where, manager, _save, manager, step, chief)
+        if chief and config.keras_files:
+            keras_path = runs.keras_file(where)
+            _written(keras_path, manager, _save_keras, trainer.model, keras_path)
+    if config.num_samples > 0 and (config.sample_dir or config.log_dir):
+        kind = trainer.kind
+        if kind.preview_needs_images and originals is None:
+            originals = _first_images(test_dataset, config.num_samples)
+        if originals is not None or not kind.preview_needs_images:
+            target = config.sample_dir or config.log_dir
+            _written(target, manager, _write_preview, trainer, originals, config, step, chief)
+    return originals
 
 
 def _lost_worker(err: tf.errors.OpError, step: int, folder: str) -> str:
