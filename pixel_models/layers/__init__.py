@@ -9,6 +9,7 @@ from pixel_models.layers.causal_attention import (
 from pixel_models.layers.gated import GatedBlock, horizontal_mask, shift_down
 from pixel_models.layers.gated_residual import GatedResidual
 from pixel_models.layers.gated_resnet import GatedResnet, concat_elu
+from pixel_models.layers.grid_subsample import GridSubsample, grid_mask
 from pixel_models.layers.invariant import (
     GroupBatchNormalization,
     GroupConv2D,
@@ -26,6 +27,8 @@ from pixel_models.layers.shifted_conv_transpose import ShiftedConv2DTranspose
 __all__ = [
     "CausalAttention",
     "GatedResidual",
+    "GridSubsample",
+    "grid_mask",
     "coordinate_background",
     "masked_attention",
     "strict_causal_mask",

@@ -17,6 +17,7 @@ from keras import ops
 
 from pixel_models.layers.checks import positive_int
 from pixel_models.layers.incremental import Here, NotIncremental, Rate, Slot, Step, Window
+from pixel_models.layers.serialization import constructor_config
 
 
 def strict_causal_mask(height: int, width: int) -> np.ndarray:
@@ -389,18 +390,7 @@ class CausalAttention(keras.layers.Layer):
         return (*shape[:3], self.heads * self.value_dims)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "heads": self.heads,
-                "key_dims": self.key_dims,
-                "value_dims": self.value_dims,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "recompute": self.recompute,
-            }
-        )
-        return config
+        return {**super().get_config(), **constructor_config(self)}
 
 
 def _is_shape(value) -> bool:

@@ -24,6 +24,7 @@ from keras import ops
 from pixel_models.layers.checks import check_mask_type, odd_positive_int, positive_int
 from pixel_models.layers.incremental import Here, NotIncremental, Rate, Slot, Step, Whole, Window
 from pixel_models.layers.masked_conv import channel_groups, make_mask
+from pixel_models.layers.serialization import constructor_config
 
 
 def shift_down(x, rows: int = 1):
@@ -440,15 +441,4 @@ class GatedBlock(keras.layers.Layer):
         ]
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "filters": self.filters,
-                "kernel_size": self.kernel_size,
-                "mask_type": self.mask_type,
-                "color_channels": self.color_channels,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-            }
-        )
-        return config
+        return {**super().get_config(), **constructor_config(self)}

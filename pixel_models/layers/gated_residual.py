@@ -9,6 +9,7 @@ from pixel_models.layers.checks import dropout_rate, positive_int
 from pixel_models.layers.gated_resnet import concat_elu
 from pixel_models.layers.incremental import Here, NotIncremental, Rate, Slot, Step, Whole, Window
 from pixel_models.layers.masked_conv import MaskedConv2D
+from pixel_models.layers.serialization import constructor_config
 
 
 @keras.saving.register_keras_serializable(package="pixel_models")
@@ -201,14 +202,4 @@ class GatedResidual(keras.layers.Layer):
         return tuple(inputs_shape)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "filters": self.filters,
-                "kernel_size": self.kernel_size,
-                "dropout": self.dropout,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-            }
-        )
-        return config
+        return {**super().get_config(), **constructor_config(self)}

@@ -9,6 +9,7 @@ from keras import ops
 
 from pixel_models.layers.checks import dropout_rate
 from pixel_models.layers.incremental import Here, NotIncremental, Rate, Slot, Step, Whole, Window
+from pixel_models.layers.serialization import constructor_config
 from pixel_models.layers.shifted_conv import ShiftedConv2D
 
 
@@ -193,8 +194,4 @@ class GatedResnet(keras.layers.Layer):
         return [Step(rate, reads, [hidden], first), Step(rate, second_reads, outputs, second)]
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {"direction": self.direction, "kernel_size": self.kernel_size, "dropout": self.dropout}
-        )
-        return config
+        return {**super().get_config(), **constructor_config(self)}

@@ -39,6 +39,7 @@ import numpy as np
 from keras import ops
 
 from pixel_models.layers.checks import positive_int
+from pixel_models.layers.serialization import constructor_config
 
 GROUPS = ("C4", "D4")
 INPUT_KINDS = ("image", "group")
@@ -536,22 +537,7 @@ class GroupConv2D(keras.layers.Layer):
         return (input_shape[0], height, width, self.filters * self.order)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "filters": self.filters,
-                "kernel_size": self.kernel_size,
-                "group": self.group,
-                "input_kind": self.input_kind,
-                "strides": self.strides,
-                "padding": self.padding,
-                "activation": keras.activations.serialize(self.activation),
-                "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-            }
-        )
-        return config
+        return {**super().get_config(), **constructor_config(self, GroupConv2D)}
 
 
 @keras.saving.register_keras_serializable(package="pixel_models")
@@ -601,9 +587,7 @@ class GroupPooling(keras.layers.Layer):
         return (*input_shape[:-1], int(input_shape[-1]) // self.order)
 
     def get_config(self):
-        config = super().get_config()
-        config.update({"group": self.group, "reduction": self.reduction})
-        return config
+        return {**super().get_config(), **constructor_config(self)}
 
 
 @keras.saving.register_keras_serializable(package="pixel_models")
@@ -741,14 +725,4 @@ class GroupBatchNormalization(keras.layers.Layer):
         return tuple(input_shape)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "group": self.group,
-                "momentum": self.momentum,
-                "epsilon": self.epsilon,
-                "center": self.center,
-                "scale": self.scale,
-            }
-        )
-        return config
+        return {**super().get_config(), **constructor_config(self)}

@@ -18,6 +18,7 @@ from keras import ops
 
 from pixel_models.layers.checks import check_mask_type, positive_int
 from pixel_models.layers.incremental import NotIncremental, Rate, Step, Whole, Window
+from pixel_models.layers.serialization import constructor_config
 
 
 def channel_groups(num_features: int, color_channels: int) -> np.ndarray:
@@ -306,17 +307,4 @@ class MaskedConv2D(keras.layers.Layer):
         return (*input_shape[:-1], self.filters)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "filters": self.filters,
-                "kernel_size": self.kernel_size,
-                "mask_type": self.mask_type,
-                "color_channels": self.color_channels,
-                "activation": keras.activations.serialize(self.activation),
-                "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-            }
-        )
-        return config
+        return {**super().get_config(), **constructor_config(self)}

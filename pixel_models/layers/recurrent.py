@@ -74,6 +74,7 @@ from keras import ops
 from pixel_models.layers.checks import check_mask_type, odd_positive_int, positive_int
 from pixel_models.layers.incremental import Here, NotIncremental, Rate, Slot, Step, Whole, Window
 from pixel_models.layers.masked_conv import MaskedConv2D, channel_groups
+from pixel_models.layers.serialization import constructor_config
 
 GATES = ("i", "f", "o", "g")
 
@@ -353,19 +354,6 @@ def _diagonal_lstm(layers, mirrored: Sequence[bool], inputs, condition=None):
     return ops.reshape(pixels, (directions, -1, height, width, units))
 
 
-def _lstm_config(layer) -> dict:
-    """The constructor arguments shared by every LSTM layer, for ``get_config``."""
-    return {
-        "units": layer.units,
-        "mask_type": layer.mask_type,
-        "color_channels": layer.color_channels,
-        "unit_forget_bias": layer.unit_forget_bias,
-        "kernel_initializer": keras.initializers.serialize(layer.kernel_initializer),
-        "recurrent_initializer": keras.initializers.serialize(layer.recurrent_initializer),
-        "bias_initializer": keras.initializers.serialize(layer.bias_initializer),
-    }
-
-
 class _GatedInput(keras.layers.Layer):
     """Shared parts of the LSTM layers: arguments and masked input-to-state."""
 
@@ -443,9 +431,7 @@ class _GatedInput(keras.layers.Layer):
         return (*input_shape[:-1], self.units)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(_lstm_config(self))
-        return config
+        return {**super().get_config(), **constructor_config(self)}
 
 
 def _recurrent_steps(layer, inputs, outputs, link_features: int | None) -> list[Step]:
@@ -692,12 +678,6 @@ class RowLSTM(_GatedInput):
         per pixel, one LSTM step (see the module docstring)."""
         return _recurrent_steps(self, inputs, outputs, link_features=5 * self.units)
 
-    def get_config(self):
-        config = super().get_config()
-        config["kernel_size"] = self.kernel_size
-        config["learn_initial_state"] = self.learn_initial_state
-        return config
-
 
 @keras.saving.register_keras_serializable(package="pixel_models")
 class DiagonalLSTM(_GatedInput):
@@ -924,7 +904,7 @@ class DiagonalBiLSTM(keras.layers.Layer):
         self.bias_initializer = keras.initializers.get(bias_initializer)
 
         def direction(name):
-            return DiagonalLSTM(**_lstm_config(self), dtype=self.dtype_policy, name=name)
+            return DiagonalLSTM(**constructor_config(self), dtype=self.dtype_policy, name=name)
 
         self.forward_lstm = direction("left_to_right")
         self.backward_lstm = direction("right_to_left")
@@ -1002,6 +982,4 @@ class DiagonalBiLSTM(keras.layers.Layer):
         return (*input_shape[:-1], self.units)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(_lstm_config(self))
-        return config
+        return {**super().get_config(), **constructor_config(self)}

@@ -19,6 +19,7 @@ from keras import ops
 
 from pixel_models.layers.checks import positive_int
 from pixel_models.layers.incremental import NotIncremental, Rate, Step, Window
+from pixel_models.layers.serialization import constructor_config
 
 DIRECTIONS = ("down", "down_right")
 
@@ -255,17 +256,4 @@ class ShiftedConv2D(keras.layers.Layer):
         return [Step(Rate.POSITION, reads, outputs, position, scale=scale)]
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "filters": self.filters,
-                "kernel_size": self.kernel_size,
-                "direction": self.direction,
-                "strides": self.strides,
-                "shift": self.shift,
-                "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-            }
-        )
-        return config
+        return {**super().get_config(), **constructor_config(self)}

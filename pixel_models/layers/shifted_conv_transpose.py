@@ -10,6 +10,7 @@ from keras import ops
 
 from pixel_models.layers.checks import positive_int
 from pixel_models.layers.incremental import NotIncremental, Rate, Step, Window
+from pixel_models.layers.serialization import constructor_config
 from pixel_models.layers.shifted_conv import _pair, shifted_padding, with_bias
 
 
@@ -161,17 +162,4 @@ class ShiftedConv2DTranspose(keras.layers.Layer):
         return [Step(x.rate, {"window": Window(x, 0, 0, 0)}, outputs, call, scale=scale)]
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "filters": self.filters,
-                "kernel_size": self.kernel_size,
-                "direction": self.direction,
-                "strides": self.strides,
-                "target_size": self.target_size,
-                "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-            }
-        )
-        return config
+        return {**super().get_config(), **constructor_config(self)}

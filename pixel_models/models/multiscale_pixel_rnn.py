@@ -6,12 +6,12 @@ import math
 from collections.abc import Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
 
 from pixel_models.distributions import PixelHead, default_kind
 from pixel_models.kinds import MULTI_STAGE
+from pixel_models.layers.grid_subsample import GridSubsample, grid_mask
 from pixel_models.models.common import (
     RNN_TYPES,
     FunctionalShapes,
@@ -54,77 +54,6 @@ def small_image_strides(image_shape: Sequence[int], small_image_size: int) -> tu
             f"got {small_image_size}"
         )
     return height // size, width // size
-
-
-def grid_mask(image_shape: Sequence[int], strides: Sequence[int]) -> np.ndarray:
-    """``(H, W)`` booleans: True at the pixels ``(i, j)`` of the subsample grid.
-
-    The grid holds the pixels with ``i % strides[0] == 0`` and
-    ``j % strides[1] == 0``; the small image is ``x[:, ::sh, ::sw]``.
-
-    Example:
-
-    >>> grid_mask((4, 4, 1), (2, 2)).astype(int).tolist()
-    [[1, 0, 1, 0], [0, 0, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]]
-    """
-    height, width = int(image_shape[0]), int(image_shape[1])
-    rows = np.arange(height) % int(strides[0]) == 0
-    cols = np.arange(width) % int(strides[1]) == 0
-    return rows[:, None] & cols[None, :]
-
-
-@keras.saving.register_keras_serializable(package="pixel_models")
-class GridSubsample(keras.layers.Layer):
-    """Keeps every ``strides[0]``-th row and ``strides[1]``-th column, from the first.
-
-    ``(B, H, W, C) -> (B, H / sh, W / sw, C)``: the pixels of the subsample
-    grid, unchanged (binary stays binary, 8-bit stays 8-bit).
-
-    Args:
-      strides: ``(sh, sw)``, positive ints dividing ``H`` and ``W``.
-      **kwargs: forwarded to ``keras.layers.Layer``.
-
-    Example:
-
-    >>> import numpy as np
-    >>> x = np.arange(16, dtype="float32").reshape(1, 4, 4, 1)
-    >>> np.asarray(GridSubsample((2, 2))(x))[0, ..., 0].tolist()
-    [[0.0, 2.0], [8.0, 10.0]]
-    """
-
-    def __init__(self, strides: Sequence[int], **kwargs):
-        super().__init__(**kwargs)
-        strides = tuple(int(v) for v in strides)
-        if len(strides) != 2 or min(strides) < 1:
-            raise ValueError(f"strides must be two positive ints, got {strides}")
-        self.strides = strides
-
-    def call(self, inputs):
-        return inputs[:, :: self.strides[0], :: self.strides[1], :]
-
-    def pixels_read(self, height: int, width: int) -> np.ndarray:
-        """``(H, W)`` booleans: the only pixels of its input the output depends on.
-
-        (The :class:`~pixel_models.layers.incremental.ReadsGivenPixels`
-        protocol.) The cached sampler computes such a layer once, before the loop, when
-        every one of these pixels is given (the second stage of a
-        Multi-Scale PixelRNN, whose grid holds the small image).
-        """
-        return grid_mask((height, width, 1), self.strides)
-
-    def compute_output_shape(self, input_shape):
-        height, width = input_shape[1], input_shape[2]
-        return (
-            input_shape[0],
-            None if height is None else height // self.strides[0],
-            None if width is None else width // self.strides[1],
-            input_shape[3],
-        )
-
-    def get_config(self):
-        config = super().get_config()
-        config["strides"] = list(self.strides)
-        return config
 
 
 def _conditional_pixel_rnn(
@@ -227,6 +156,7 @@ class MultiScalePixelRNN(FunctionalShapes, keras.Model):
 
     Example:
 
+    >>> import numpy as np
     >>> model = MultiScalePixelRNN((4, 4, 1), hidden_dims=2, recurrent_length=1,
     ...                            out_recurrent_length=0, small_image_size=2)
     >>> model.strides, model.small_model.input_shape
