@@ -212,6 +212,44 @@ def all_images(image_shape: tuple[int, int, int], levels: int) -> np.ndarray:
     return values.reshape(-1, *image_shape)
 
 
+def random_images(model: keras.Model, num: int, seed: int = 0, dtype=np.float32) -> np.ndarray:
+    """``num`` images of the shape a model reads, each value drawn uniformly
+    from its head's ``[0, levels)``.
+
+    Example:
+
+    >>> from pixel_models.models import pixel_cnn
+    >>> model = pixel_cnn((3, 4, 1), levels=4, hidden_dims=2, recurrent_length=1)
+    >>> x = random_images(model, 2, seed=1)
+    >>> x.shape, x.dtype.name, sorted(set(x.ravel().tolist())) == [0.0, 1.0, 2.0, 3.0]
+    ((2, 3, 4, 1), 'float32', True)
+    """
+    from pixel_models.sampling import image_shape
+
+    levels = distribution_of(model).levels
+    values = np.random.default_rng(seed).integers(0, levels, (num, *image_shape(model)))
+    return values.astype(dtype)
+
+
+def log_prob_of_every_image(model: keras.Model) -> np.ndarray:
+    """``log p(x)`` of each image of :func:`all_images` for a model's (tiny,
+    unconditional) input shape, in that order.
+
+    Example:
+
+    >>> from pixel_models.models import pixel_cnn
+    >>> model = pixel_cnn((2, 2, 1), hidden_dims=2, recurrent_length=1, out_recurrent_length=0)
+    >>> log_p = log_prob_of_every_image(model)
+    >>> log_p.shape, bool(abs(np.exp(log_p.astype(np.float64)).sum() - 1.0) < 1e-5)
+    ((16,), True)
+    """
+    from pixel_models.sampling import image_shape
+
+    distribution = distribution_of(model)
+    images = all_images(image_shape(model), distribution.levels)
+    return np.asarray(distribution.log_prob(model(images), images))
+
+
 def total_probability(model: keras.Model, batch_size: int = 1024, condition=None) -> float:
     """Sum of ``p(x)`` over all images of the model's (tiny) input shape.
 

@@ -13,7 +13,7 @@ import pixel_models as pm
 from pixel_models import data, training
 from pixel_models.layers.invariant import group_table, transform_images
 from pixel_models.models import PixelAutoencoder, autoencoder
-from pixel_models.testing import assert_causal, sharpen, total_probability
+from pixel_models.testing import assert_causal, random_images, sharpen, total_probability
 
 
 def _sharpen(model, seed=0):
@@ -35,12 +35,6 @@ def _small(image_shape, levels=2, seed=0, **kwargs):
     )
     config.update(kwargs)
     return autoencoder(image_shape, levels=levels, **config)
-
-
-def _images(model, num, seed=0):
-    levels = pm.distribution_of(model).levels
-    shape = pm.sampling.image_shape(model)
-    return np.random.default_rng(seed).integers(0, levels, (num, *shape)).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------
@@ -73,7 +67,7 @@ def test_decoder_is_normalised_for_a_fixed_code():
     for code in codes:
         assert total_probability(model.decoder, condition=code) == pytest.approx(1.0, abs=1e-4)
     # Different codes, different distributions.
-    x = _images(model, 8)
+    x = random_images(model, 8)
     dist = pm.distribution_of(model)
     log_p = [
         dist.log_prob(model.decoder([x, np.repeat(code[None], 8, 0)]), x).numpy() for code in codes
@@ -83,7 +77,7 @@ def test_decoder_is_normalised_for_a_fixed_code():
 
 def test_call_is_the_decoder_given_the_images_own_codes():
     model = _small((4, 4, 3), levels=4)
-    x = tf.constant(_images(model, 3))
+    x = tf.constant(random_images(model, 3))
     expected = model.decoder([x, model.encode(x)]).numpy()
     np.testing.assert_allclose(model(x).numpy(), expected, rtol=1e-6, atol=1e-6)
     assert model.output_shape == (None, 4, 4, 3, 4)
@@ -98,7 +92,7 @@ def test_call_is_the_decoder_given_the_images_own_codes():
 @pytest.mark.parametrize("group", ["C4", "D4"])
 def test_invariant_encoder_gives_one_code_to_every_turn_and_flip(group):
     model = _small((8, 8, 1), encoder="invariant", group=group)
-    x = _images(model, 2, seed=2)
+    x = random_images(model, 2, seed=2)
     code = model.encode(x, training=False).numpy()
     for element in range(group_table(group).order):
         turned = model.encode(transform_images(x, element, group), training=False).numpy()
@@ -111,7 +105,7 @@ def test_invariant_encoder_gives_one_code_to_every_turn_and_flip(group):
 
 def test_plain_encoder_is_not_invariant():
     model = _small((8, 8, 1))
-    x = _images(model, 2, seed=3)
+    x = random_images(model, 2, seed=3)
     code = model.encode(x).numpy()
     turned = model.encode(transform_images(x, 1, "C4")).numpy()
     assert np.abs(turned - code).max() > 1e-3
@@ -139,7 +133,7 @@ def test_invalid_arguments_raise(kwargs, message):
 @pytest.mark.parametrize("encoder", ["conv", "invariant"])
 def test_round_trips_give_identical_outputs(tmp_path, encoder):
     model = _small((8, 8, 1), encoder=encoder, group="C4")
-    x = _images(model, 3)
+    x = random_images(model, 3)
     expected = model(x).numpy()
     clone = PixelAutoencoder.from_config(model.get_config())
     clone.set_weights(model.get_weights())
@@ -158,7 +152,7 @@ def test_round_trips_give_identical_outputs(tmp_path, encoder):
 
 def test_reconstruct_uses_the_codes_and_the_cached_decoder():
     model = _sharpen(_small((4, 4, 1)), seed=2)
-    x = _images(model, 5, seed=4)
+    x = random_images(model, 5, seed=4)
     first = pm.reconstruct(model, x, seed=3)
     assert first.shape == (5, 4, 4, 1) and first.dtype == np.uint8
     np.testing.assert_array_equal(first, pm.reconstruct(model, x, seed=3))

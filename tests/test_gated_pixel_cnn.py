@@ -24,6 +24,7 @@ from pixel_models.testing import (
     all_images,
     assert_causal,
     dependencies,
+    random_images,
     raster_allowed,
     total_probability,
 )
@@ -44,12 +45,6 @@ def _small(image_shape, levels=2, hidden_dims=6, seed=0, **kwargs):
     )
     config.update(kwargs)
     return gated_pixel_cnn(**config)
-
-
-def _random_images(model, num, seed=0):
-    levels = distribution_of(model).levels
-    shape = model.inputs[0].shape[1:]
-    return np.random.default_rng(seed).integers(0, levels, (num, *shape)).astype(np.float32)
 
 
 def _conditional_log_probs(model, label):
@@ -191,7 +186,7 @@ def test_labels_change_the_logits_but_not_causality():
     image_shape = (3, 3, 3)
     model = _small(image_shape, levels=4, num_classes=3)
     assert [x.name for x in model.inputs] == ["images", "labels"]
-    x = _random_images(model, 3)
+    x = random_images(model, 3)
     logits = [model([x, np.full((3,), label, np.int32)]).numpy() for label in range(3)]
     assert not np.allclose(logits[0], logits[1]) and not np.allclose(logits[1], logits[2])
     for label in (0, 2):
@@ -205,7 +200,7 @@ def test_latent_and_class_conditioning_together():
     image_shape = (3, 3, 1)
     model = _small(image_shape, num_classes=2, latent_dims=4)
     assert [x.name for x in model.inputs] == ["images", "labels", "latents"]
-    x = _random_images(model, 2)
+    x = random_images(model, 2)
     labels = np.array([0, 1], np.int32)
     z = np.random.default_rng(0).normal(size=(2, 4)).astype(np.float32)
     base = model([x, labels, z]).numpy()
@@ -241,7 +236,7 @@ def test_output_shapes_and_heads(image_shape, levels, head_type, logits_shape):
     assert isinstance(dist, head_type)
     assert (dist.channels, dist.levels) == (image_shape[-1], levels)
     assert head_of(model).name == "head"
-    x = _random_images(model, 2)
+    x = random_images(model, 2)
     logits = model(x)
     assert tuple(logits.shape) == (2, *logits_shape) and logits.dtype == tf.float32
     assert dist.log_prob(logits, x).shape == (2,)
@@ -315,7 +310,7 @@ SERIAL_IDS = ["binary", "rgb256", "class-conditional"]
 
 
 def _serial_inputs(model, num_classes):
-    x = _random_images(model, 3)
+    x = random_images(model, 3)
     return x if num_classes is None else [x, np.array([0, 2, 1], np.int32)]
 
 

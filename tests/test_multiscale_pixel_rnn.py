@@ -27,6 +27,7 @@ from pixel_models.testing import (
     all_images,
     assert_causal,
     dependencies,
+    random_images,
     raster_allowed,
     total_probability,
 )
@@ -50,12 +51,6 @@ def _model(image_shape, small_image_size, levels=2, rnn_type="row_lstm", seed=0,
     )
     config.update(kwargs)
     return multiscale_pixel_rnn(**config)
-
-
-def _random_images(model, num, seed=0):
-    rng = np.random.default_rng(seed)
-    levels = distribution_of(model).levels
-    return rng.integers(0, levels, (num, *model.input_shape[1:])).astype(np.float32)
 
 
 def _allowed(image_shape, strides):
@@ -139,7 +134,7 @@ def test_structure_shapes_and_heads(rnn_type, lstm_type, levels, head_type, logi
     assert all(layer.filters == 4 * 6 and layer.kernel_size == (1, 1) for layer in biases)
     upsample = conditional.get_layer("upsample")
     assert upsample.kernel_size == upsample.strides == (4, 2)
-    logits = model(_random_images(model, 2))
+    logits = model(random_images(model, 2))
     assert tuple(logits.shape) == (2, *logits_shape) and logits.dtype == tf.float32
 
 
@@ -246,7 +241,7 @@ def test_total_probability_is_one_on_4x4_with_a_2x2_small_image(rnn_type):
 @pytest.mark.parametrize("rnn_type", RNN_TYPES)
 def test_nll_is_the_sum_of_its_two_terms(rnn_type):
     model = _sharpen(_model((4, 4, 3), 2, 4, rnn_type, hidden_dims=6))
-    x = _random_images(model, 5)
+    x = random_images(model, 5)
     dist = distribution_of(model)
     terms = model.nll_terms(x)
     assert sorted(terms) == ["nll_full_given_small", "nll_small"]
@@ -330,7 +325,7 @@ SERIAL_IDS = ["binary-diagonal-residual", "rgb256-row"]
 )
 def test_get_config_from_config_round_trip(image_shape, levels, size, rnn_type, residual):
     model = _sharpen(_model(image_shape, size, levels, rnn_type, use_residual=residual))
-    x = _random_images(model, 3)
+    x = random_images(model, 3)
     clone = MultiScalePixelRNN.from_config(model.get_config())
     assert clone.get_config() == model.get_config()
     clone.set_weights(model.get_weights())
@@ -342,7 +337,7 @@ def test_get_config_from_config_round_trip(image_shape, levels, size, rnn_type, 
 )
 def test_keras_save_load_round_trip(tmp_path, image_shape, levels, size, rnn_type, residual):
     model = _sharpen(_model(image_shape, size, levels, rnn_type, use_residual=residual))
-    x = _random_images(model, 3)
+    x = random_images(model, 3)
     path = tmp_path / "multiscale.keras"
     keras.saving.save_model(model, path)
     loaded = keras.saving.load_model(path)
@@ -416,7 +411,7 @@ def test_checkpoint_holds_and_restores_every_weight(tmp_path, rnn_type):
     saved = [name for name, _ in tf.train.list_variables(path) if "VARIABLE_VALUE" in name]
     fresh = _model((4, 4, 1), 2, rnn_type=rnn_type, seed=2)
     tf.train.Checkpoint(model=fresh).read(path).assert_existing_objects_matched()
-    x = _random_images(model, 4)
+    x = random_images(model, 4)
     np.testing.assert_array_equal(fresh(x).numpy(), model(x).numpy())
     assert len(saved) == len(model.weights)
     for restored, original in zip(fresh.weights, model.weights, strict=True):

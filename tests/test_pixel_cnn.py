@@ -18,6 +18,8 @@ from pixel_models.testing import (
     all_images,
     assert_causal,
     dependencies,
+    log_prob_of_every_image,
+    random_images,
     raster_allowed,
     sharpen,
     total_probability,
@@ -41,18 +43,6 @@ def _small(image_shape, levels=2, use_residual=False, hidden_dims=6, seed=0, **k
     )
     config.update(kwargs)
     return pixel_cnn(**config)
-
-
-def _log_probs(model):
-    dist = distribution_of(model)
-    images = all_images(tuple(model.input_shape[1:]), dist.levels)
-    return dist.log_prob(model(images), images).numpy()
-
-
-def _random_images(model, num, seed=0):
-    levels = distribution_of(model).levels
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, levels, (num, *pm.sampling.image_shape(model))).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------
@@ -106,7 +96,7 @@ def test_rgb_dependencies_equal_raster_order_exactly():
 )
 def test_total_probability_is_one(image_shape, levels, use_residual):
     model = _sharpen(_small(image_shape, levels, use_residual, hidden_dims=8))
-    log_p = _log_probs(model)
+    log_p = log_prob_of_every_image(model)
     assert len(log_p) == levels ** int(np.prod(image_shape))
     # The distribution is far from uniform, so the sum is a real check.
     assert log_p.max() - log_p.min() > 0.5
@@ -157,10 +147,10 @@ def test_output_shapes_and_heads(image_shape, levels, head_type, logits_shape):
     assert isinstance(dist, head_type)
     assert (dist.channels, dist.levels) == (image_shape[-1], levels)
     assert pm.head_of(model).name == "head"
-    logits = model(_random_images(model, 2))
+    logits = model(random_images(model, 2))
     assert tuple(logits.shape) == (2, *logits_shape)
     assert logits.dtype == tf.float32
-    assert dist.log_prob(logits, _random_images(model, 2)).shape == (2,)
+    assert dist.log_prob(logits, random_images(model, 2)).shape == (2,)
 
 
 def test_layer_stack_follows_the_paper():
@@ -199,7 +189,7 @@ def test_residual_adds_connections_without_new_weights():
     assert not any(isinstance(layer, keras.layers.Add) for layer in plain.layers)
     assert plain.count_params() == residual.count_params()
     residual.set_weights(plain.get_weights())
-    x = _random_images(plain, 2)
+    x = random_images(plain, 2)
     assert not np.allclose(plain(x).numpy(), residual(x).numpy())
 
 
@@ -257,7 +247,7 @@ SERIAL_IDS = ["binary", "rgb256-residual"]
 @pytest.mark.parametrize("image_shape, levels, use_residual", SERIAL_CASES, ids=SERIAL_IDS)
 def test_get_config_from_config_round_trip(image_shape, levels, use_residual):
     model = _small(image_shape, levels, use_residual)
-    x = _random_images(model, 3)
+    x = random_images(model, 3)
     clone = keras.Model.from_config(model.get_config())
     assert [layer.name for layer in clone.layers] == [layer.name for layer in model.layers]
     clone.set_weights(model.get_weights())
@@ -269,7 +259,7 @@ def test_get_config_from_config_round_trip(image_shape, levels, use_residual):
 @pytest.mark.parametrize("image_shape, levels, use_residual", SERIAL_CASES, ids=SERIAL_IDS)
 def test_keras_save_load_round_trip(tmp_path, image_shape, levels, use_residual):
     model = _small(image_shape, levels, use_residual)
-    x = _random_images(model, 3)
+    x = random_images(model, 3)
     path = tmp_path / "pixel_cnn.keras"
     keras.saving.save_model(model, path)
     loaded = keras.saving.load_model(path)
@@ -330,7 +320,7 @@ def test_the_condition_changes_the_distribution():
 
 def test_conditional_pixel_cnn_round_trips(tmp_path):
     model = _sharpen(_small((4, 4, 1), num_classes=3, latent_dims=2), seed=4)
-    x = _random_images(model, 3)
+    x = random_images(model, 3)
     labels = np.array([0, 2, 1], np.int32)
     codes = np.random.default_rng(0).normal(size=(3, 2)).astype(np.float32)
     expected = model([x, labels, codes]).numpy()

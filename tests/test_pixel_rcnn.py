@@ -10,7 +10,7 @@ import pytest
 import pixel_models as pm
 from pixel_models import data, training
 from pixel_models.models import pixel_rcnn
-from pixel_models.testing import assert_causal, total_probability
+from pixel_models.testing import assert_causal, random_images, total_probability
 from pixel_models.testing import sharpen as _sharpen
 
 
@@ -26,12 +26,6 @@ def _small(image_shape, levels=2, color_dependence="dependent", seed=0, **kwargs
     )
     config.update(kwargs)
     return pixel_rcnn(image_shape, levels=levels, **config)
-
-
-def _images(model, num, seed=0):
-    levels = pm.distribution_of(model).levels
-    shape = model.input_shape[1:]
-    return np.random.default_rng(seed).integers(0, levels, (num, *shape)).astype(np.float32)
 
 
 def _same_pixel(found):
@@ -107,7 +101,7 @@ def test_invalid_arguments_raise(kwargs, message):
 @pytest.mark.parametrize("color_dependence", ["dependent", "independent"])
 def test_round_trips_give_identical_outputs(tmp_path, color_dependence):
     model = _sharpen(_small((4, 4, 3), 256, color_dependence), seed=3)
-    x = _images(model, 3)
+    x = random_images(model, 3)
     expected = model(x, training=False).numpy()
     clone = keras.Model.from_config(model.get_config())
     clone.set_weights(model.get_weights())
@@ -122,7 +116,7 @@ def test_round_trips_give_identical_outputs(tmp_path, color_dependence):
 def test_cached_sampling_matches_the_full_network_and_the_reference(color_dependence):
     model = _sharpen(_small((3, 4, 3), 4, color_dependence), seed=4)
     assert pm.sampling.supports_cached(model)
-    x = _images(model, 3, seed=5)
+    x = random_images(model, 3, seed=5)
     np.testing.assert_allclose(
         pm.sampling.cached_logits(model, x), model(x, training=False).numpy(), atol=1e-4
     )

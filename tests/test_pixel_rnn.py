@@ -17,9 +17,10 @@ from pixel_models.layers.recurrent import DiagonalBiLSTM, RowLSTM
 from pixel_models.models.common import model_input
 from pixel_models.models.pixel_rnn import RNN_TYPES, pixel_rnn
 from pixel_models.testing import (
-    all_images,
     assert_causal,
     dependencies,
+    log_prob_of_every_image,
+    random_images,
     raster_allowed,
     total_probability,
 )
@@ -42,18 +43,6 @@ def _small(image_shape, levels=2, rnn_type="diagonal_bilstm", use_residual=False
     )
     config.update(kwargs)
     return pixel_rnn(**config)
-
-
-def _log_probs(model):
-    dist = distribution_of(model)
-    images = all_images(tuple(model.input_shape[1:]), dist.levels)
-    return dist.log_prob(model(images), images).numpy()
-
-
-def _random_images(model, num, seed=0):
-    levels = distribution_of(model).levels
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, levels, (num, *model.input_shape[1:])).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------
@@ -193,7 +182,7 @@ def test_row_lstm_model_reaches_exactly_its_triangular_field():
 )
 def test_total_probability_is_one(image_shape, levels, use_residual, rnn_type):
     model = _sharpen(_small(image_shape, levels, rnn_type, use_residual, hidden_dims=6))
-    log_p = _log_probs(model)
+    log_p = log_prob_of_every_image(model)
     assert len(log_p) == levels ** int(np.prod(image_shape))
     # The distribution is far from uniform, so the sum is a real check.
     assert log_p.max() - log_p.min() > 0.5
@@ -248,7 +237,7 @@ def test_output_shapes_and_heads(image_shape, levels, head_type, logits_shape, r
     assert isinstance(dist, head_type)
     assert (dist.channels, dist.levels) == (image_shape[-1], levels)
     assert head_of(model).name == "head"
-    logits = model(_random_images(model, 2))
+    logits = model(random_images(model, 2))
     assert tuple(logits.shape) == (2, *logits_shape)
     assert logits.dtype == tf.float32
 
@@ -342,7 +331,7 @@ SERIAL_IDS = ["binary-diagonal-residual", "rgb256-row"]
 )
 def test_get_config_from_config_round_trip(image_shape, levels, rnn_type, use_residual):
     model = _sharpen(_small(image_shape, levels, rnn_type, use_residual))
-    x = _random_images(model, 3)
+    x = random_images(model, 3)
     clone = keras.Model.from_config(model.get_config())
     assert [layer.name for layer in clone.layers] == [layer.name for layer in model.layers]
     clone.set_weights(model.get_weights())
@@ -355,7 +344,7 @@ def test_get_config_from_config_round_trip(image_shape, levels, rnn_type, use_re
 )
 def test_keras_save_load_round_trip(tmp_path, image_shape, levels, rnn_type, use_residual):
     model = _sharpen(_small(image_shape, levels, rnn_type, use_residual))
-    x = _random_images(model, 3)
+    x = random_images(model, 3)
     path = tmp_path / "pixel_rnn.keras"
     keras.saving.save_model(model, path)
     loaded = keras.saving.load_model(path)

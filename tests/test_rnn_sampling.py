@@ -9,6 +9,7 @@ import pytest
 import pixel_models as pm
 from pixel_models.layers import DiagonalLSTM, MaskedConv2D, RowLSTM
 from pixel_models.models import pixel_rnn
+from pixel_models.testing import random_images
 from pixel_models.testing import sharpen_every_weight as _sharpen
 
 
@@ -28,12 +29,6 @@ def _rnn(image_shape, levels=2, rnn_type="row_lstm", seed=0, **kwargs):
     model = pixel_rnn(image_shape, levels=levels, **config)
     _sharpen(model, seed)
     return model
-
-
-def _random_images(model, num, seed=0):
-    levels = pm.distribution_of(model).levels
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, levels, (num, *model.input_shape[1:])).astype(np.float32)
 
 
 # Each Row LSTM and Diagonal BiLSTM, binary and RGB, with and without
@@ -61,7 +56,7 @@ def test_cached_logits_equal_full_network_logits(rnn_case):
     model = rnn_case
     assert pm.sampling.supports_cached(model)
     for seed in (1, 2):
-        images = _random_images(model, 3, seed=seed)
+        images = random_images(model, 3, seed=seed)
         full = model(images).numpy()
         cached = pm.sampling.cached_logits(model, images)
         assert cached.shape == full.shape
@@ -81,7 +76,7 @@ def test_cached_samples_equal_reference_samples(rnn_case):
 
 def test_cached_completion_matches_reference(rnn_case):
     model = rnn_case
-    images = _random_images(model, 5, seed=5).astype(np.uint8)
+    images = random_images(model, 5, seed=5).astype(np.uint8)
     known = np.random.default_rng(6).uniform(size=images.shape) < 0.5
     cached = pm.complete(model, images, known, seed=7, batch_size=5, method="cached")
     np.testing.assert_array_equal(cached[known], images[known])
@@ -105,7 +100,7 @@ def test_cached_logits_of_single_direction_lstm_layers():
     row.initial_h.assign(rng.normal(size=row.initial_h.shape).astype(np.float32))
     row.initial_c.assign(rng.normal(size=row.initial_c.shape).astype(np.float32))
     assert pm.sampling.supports_cached(model)
-    images = _random_images(model, 3)
+    images = random_images(model, 3)
     np.testing.assert_allclose(
         pm.sampling.cached_logits(model, images), model(images).numpy(), rtol=1e-5, atol=1e-4
     )
@@ -153,14 +148,14 @@ def test_multiscale_second_stage_cached_logits_equal_full_network_logits(multisc
     small, full, (sh, sw) = multiscale_case.multiscale_stages()
     assert pm.sampling.supports_cached(small) and pm.sampling.supports_cached(full)
     for seed in (1, 2):
-        images = _random_images(full, 3, seed=seed)
+        images = random_images(full, 3, seed=seed)
         reference = full(images).numpy()
         np.testing.assert_allclose(
             pm.sampling.cached_logits(full, images), reference, rtol=1e-5, atol=1e-4
         )
         # The small image matters: other grid pixels, other logits off the grid.
         other = images.copy()
-        other[:, ::sh, ::sw] = _random_images(small, 3, seed=seed + 10)
+        other[:, ::sh, ::sw] = random_images(small, 3, seed=seed + 10)
         changed = pm.sampling.cached_logits(full, other)
         assert np.abs(changed - reference).max() > 1e-2
 
@@ -172,7 +167,7 @@ def test_multiscale_cached_samples_and_completions_equal_reference(multiscale_ca
     np.testing.assert_array_equal(cached, reference)
     assert len({image.tobytes() for image in cached}) > 1
     np.testing.assert_array_equal(pm.sample(model, 4, seed=1, batch_size=4), cached)
-    images = _random_images(model.conditional_model, 4, seed=4).astype(np.uint8)
+    images = random_images(model.conditional_model, 4, seed=4).astype(np.uint8)
     known = np.random.default_rng(5).uniform(size=images.shape) < 0.5
     cached = pm.complete(model, images, known, seed=6, method="cached")
     np.testing.assert_array_equal(cached[known], images[known])
@@ -182,7 +177,7 @@ def test_multiscale_cached_samples_and_completions_equal_reference(multiscale_ca
 
 def test_second_stage_alone_needs_its_small_image_for_the_cached_sampler(multiscale_case):
     _, full, (sh, sw) = multiscale_case.multiscale_stages()
-    images = _random_images(full, 2, seed=7).astype(np.uint8)
+    images = random_images(full, 2, seed=7).astype(np.uint8)
     known = np.zeros(images.shape, bool)
     known[:, ::sh, ::sw] = True
     known[0, 0, 0, -1] = False  # one channel of one grid pixel unknown

@@ -18,7 +18,7 @@ from pixel_models.layers.incremental import Here, Slot, Window
 from pixel_models.models import gated_pixel_cnn, pixel_cnn
 from pixel_models.sampling import loops
 from pixel_models.sampling.loops import plan_of
-from pixel_models.testing import all_images
+from pixel_models.testing import all_images, random_images
 from pixel_models.testing import sharpen as _sharpen
 
 
@@ -212,14 +212,8 @@ def test_sample_frequencies_match_model_probabilities(make):
 # ---------------------------------------------------------------------------
 
 
-def _random_images(model, num, seed=0):
-    levels = pm.distribution_of(model).levels
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, levels, (num, *model.inputs[0].shape[1:])).astype(np.uint8)
-
-
 def test_complete_keeps_known_values(model):
-    images = _random_images(model, 8)
+    images = random_images(model, 8, dtype=np.uint8)
     known = np.random.default_rng(1).random(images.shape) < 0.5
     out = pm.complete(model, images, known, seed=0)
     assert out.shape == images.shape
@@ -235,7 +229,7 @@ def test_complete_keeps_known_values(model):
 
 
 def test_complete_broadcasts_known(binary_model):
-    images = _random_images(binary_model, 6, seed=2)
+    images = random_images(binary_model, 6, seed=2, dtype=np.uint8)
     top_rows = np.zeros((1, 4, 4, 1), bool)
     top_rows[:, :2] = True
     out = pm.complete(binary_model, images, top_rows, seed=1)
@@ -244,14 +238,14 @@ def test_complete_broadcasts_known(binary_model):
 
 
 def test_complete_fully_known_image_is_unchanged(model):
-    images = _random_images(model, 5, seed=3)
+    images = random_images(model, 5, seed=3, dtype=np.uint8)
     np.testing.assert_array_equal(pm.complete(model, images, True, seed=4), images)
 
 
 def test_complete_with_nothing_known_is_sampling(model):
     # The unknown values given (random here) are overwritten before anything reads
     # them, as the model is causal: completing nothing is sampling with that seed.
-    images = _random_images(model, 7, seed=5)
+    images = random_images(model, 7, seed=5, dtype=np.uint8)
     out = pm.complete(model, images, False, seed=6)
     np.testing.assert_array_equal(out, pm.sample(model, 7, seed=6))
     split = pm.complete(model, images, np.zeros(images.shape, bool), seed=6, batch_size=3)
@@ -455,7 +449,7 @@ def gated_case(request):
 def test_gated_cached_logits_equal_full_network_logits(gated_case):
     model = gated_case
     assert pm.sampling.supports_cached(model)
-    images = _random_images(model, 3, seed=1).astype(np.float32)
+    images = random_images(model, 3, seed=1, dtype=np.uint8).astype(np.float32)
     full = model(images).numpy()
     cached = pm.sampling.cached_logits(model, images)
     assert cached.shape == full.shape
@@ -474,7 +468,7 @@ def test_gated_cached_samples_equal_reference_samples(gated_case, seed):
 
 def test_gated_cached_completion_matches_reference():
     model = _gated((3, 4, 3), levels=4, seed=2)
-    images = _random_images(model, 5, seed=3)
+    images = random_images(model, 5, seed=3, dtype=np.uint8)
     known = np.random.default_rng(4).uniform(size=images.shape) < 0.5
     cached = pm.complete(model, images, known, seed=4, method="cached")
     np.testing.assert_array_equal(cached[known], images[known])
@@ -492,7 +486,7 @@ def class_model(request):
 
 
 def test_conditional_cached_logits_equal_full_network_logits(class_model):
-    images = _random_images(class_model, 3, seed=5).astype(np.float32)
+    images = random_images(class_model, 3, seed=5, dtype=np.uint8).astype(np.float32)
     labels = np.array([0, 2, 1], np.int32)
     full = class_model([images, labels]).numpy()
     np.testing.assert_allclose(
@@ -546,7 +540,7 @@ def test_latent_and_class_conditional_cached_samples_equal_reference(build):
     np.testing.assert_array_equal(
         cached, pm.sample(model, 5, seed=2, condition=condition, method="reference")
     )
-    images = _random_images(model, 5, seed=6)
+    images = random_images(model, 5, seed=6, dtype=np.uint8)
     known = np.zeros(images.shape, bool)
     known[:, 0] = True
     completed = pm.complete(model, images, known, seed=3, condition=condition)
