@@ -12,8 +12,14 @@ import tensorflow as tf
 import pixel_models as pm
 from pixel_models import data, training
 from pixel_models.layers.invariant import group_table, transform_images
-from pixel_models.models import PixelAutoencoder, autoencoder
-from pixel_models.testing import assert_causal, random_images, sharpen, total_probability
+from pixel_models.models import autoencoder
+from pixel_models.testing import (
+    assert_causal,
+    random_images,
+    round_trips,
+    sharpen,
+    total_probability,
+)
 
 
 def _sharpen(model, seed=0):
@@ -133,16 +139,8 @@ def test_invalid_arguments_raise(kwargs, message):
 @pytest.mark.parametrize("encoder", ["conv", "invariant"])
 def test_round_trips_give_identical_outputs(tmp_path, encoder):
     model = _small((8, 8, 1), encoder=encoder, group="C4")
-    x = random_images(model, 3)
-    expected = model(x).numpy()
-    clone = PixelAutoencoder.from_config(model.get_config())
-    clone.set_weights(model.get_weights())
-    np.testing.assert_array_equal(clone(x).numpy(), expected)
-    path = tmp_path / "autoencoder.keras"
-    keras.saving.save_model(model, path)
-    loaded = keras.saving.load_model(path)
-    assert isinstance(loaded, PixelAutoencoder) and loaded.encoder_kind == encoder
-    np.testing.assert_array_equal(loaded(x).numpy(), expected)
+    _, loaded = round_trips(model, random_images(model, 3), tmp_path)
+    assert loaded.encoder_kind == encoder
 
 
 # ---------------------------------------------------------------------------
