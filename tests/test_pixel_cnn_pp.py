@@ -152,31 +152,21 @@ def test_builder_arguments_are_checked():
 
 @pytest.mark.slow
 def test_pixel_cnn_pp_learns_colored_shapes():
-    from pixel_models import data, training
+    from shapes_learning import train_on_colored_shapes
 
-    keras.utils.set_random_seed(0)
-    model = pm.build_model(
-        "pixel_cnn_pp",
-        image_shape=(8, 8, 3),
-        levels=4,
-        hidden_dims=16,
-        num_resnet=1,
-        num_resolutions=2,
-        num_mixtures=3,
-        dropout=0.0,
-    )
-    trainer = training.Trainer(model, training.make_optimizer("adam", 3e-3))
-    load = dict(image_size=8, color_levels=4, seed=0)
-    train = data.pipeline(data.load("colored_shapes", "train", **load), 32, training=True)
-    test = data.pipeline(
-        data.load("colored_shapes", "test", num_examples=500, **load), 250, training=False
-    )
-    before = trainer.evaluate(test)["bits_per_dim"]
-    batches = iter(train)
-    for _ in range(300):
-        trainer.train_step(next(batches))
-    after = trainer.evaluate(test)["bits_per_dim"]
-    print(f"pixel_cnn_pp on colored_shapes: {before:.3f} -> {after:.3f} bits/dim (uniform 2)")
+    def build():
+        return pm.build_model(
+            "pixel_cnn_pp",
+            image_shape=(8, 8, 3),
+            levels=4,
+            hidden_dims=16,
+            num_resnet=1,
+            num_resolutions=2,
+            num_mixtures=3,
+            dropout=0.0,
+        )
+
+    _, after = train_on_colored_shapes(build, 300, "pixel_cnn_pp")
     assert after < 0.6 * 2.0
 
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import pixel_models as pm
-from pixel_models import data, training
 from pixel_models.models import pixel_rcnn
 from pixel_models.testing import assert_causal, random_images, round_trips, total_probability
 from pixel_models.testing import sharpen as _sharpen
@@ -127,18 +126,12 @@ def test_cached_sampling_matches_the_full_network_and_the_reference(color_depend
 
 @pytest.mark.slow
 def test_pixel_rcnn_learns_colored_shapes():
-    keras.utils.set_random_seed(0)
-    model = pixel_rcnn((8, 8, 3), levels=4, hidden_dims=24, recurrent_length=2, out_hidden_dims=24)
-    trainer = training.Trainer(model, training.make_optimizer("adam", 3e-3))
-    load = dict(image_size=8, color_levels=4, seed=0)
-    train = data.pipeline(data.load("colored_shapes", "train", **load), 32, training=True)
-    test = data.pipeline(
-        data.load("colored_shapes", "test", num_examples=500, **load), 250, training=False
-    )
-    before = trainer.evaluate(test)["bits_per_dim"]
-    batches = iter(train)
-    for _ in range(300):
-        trainer.train_step(next(batches))
-    after = trainer.evaluate(test)["bits_per_dim"]
-    print(f"pixel_rcnn on colored_shapes: {before:.3f} -> {after:.3f} bits/dim (uniform 2)")
+    from shapes_learning import train_on_colored_shapes
+
+    def build():
+        return pixel_rcnn(
+            (8, 8, 3), levels=4, hidden_dims=24, recurrent_length=2, out_hidden_dims=24
+        )
+
+    _, after = train_on_colored_shapes(build, 300, "pixel_rcnn")
     assert after < 0.6 * 2.0
