@@ -18,12 +18,14 @@ from pixel_models.data import make_shapes, pipeline
 BASELINE = 64 * math.log(2.0)  # nats per 8x8 binary image under the uniform model
 
 
-def train_on_shapes(build: Callable[[], keras.Model], steps: int, label: str) -> tuple[dict, dict]:
+def train_on_shapes(
+    build: Callable[[], keras.Model], steps: int, label: str, test_images: int = 512
+) -> tuple[dict, dict]:
     """Builds ``build()`` from seed 0, trains it ``steps`` Adam steps (3e-3,
-    batch 32) on 2048 training shapes, and returns the test metrics on 512
-    other shapes before and after, printing both."""
+    batch 32) on 2048 training shapes, and returns the test metrics on
+    ``test_images`` other shapes before and after, printing both."""
     train = make_shapes(2048, 8, seed=0).astype(np.float32)
-    test = make_shapes(512, 8, seed=1).astype(np.float32)
+    test = make_shapes(test_images, 8, seed=1).astype(np.float32)
     keras.utils.set_random_seed(0)
     model = build()
     trainer = training.Trainer(model, training.make_optimizer("adam", 3e-3))

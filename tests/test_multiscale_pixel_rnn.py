@@ -413,34 +413,19 @@ def test_checkpoint_holds_and_restores_every_weight(tmp_path, rnn_type):
 
 @pytest.mark.slow
 def test_multiscale_pixel_rnn_learns_procedural_shapes():
-    train = data.make_shapes(2048, 8, seed=0).astype(np.float32)
-    test = data.make_shapes(256, 8, seed=1).astype(np.float32)
-    model = _model(
-        (8, 8, 1),
-        4,
-        hidden_dims=16,
-        out_hidden_dims=32,
-        use_residual=True,
-        upsample_length=2,
-    )
-    trainer = training.Trainer(model, training.make_optimizer("adam", 3e-3))
-    batches = iter(
-        data.pipeline(tf.data.Dataset.from_tensor_slices(train), 32, training=True, seed=0)
-    )
-    test_batches = data.pipeline(tf.data.Dataset.from_tensor_slices(test), 256, training=False)
-    baseline = 64 * math.log(2.0)
-    start = trainer.evaluate(test_batches)
-    steps = 200
-    for _ in range(steps):
-        trainer.train_step(next(batches))
-    final = trainer.evaluate(test_batches)
+    from shapes_learning import BASELINE, train_on_shapes
+
+    def build():
+        return _model(
+            (8, 8, 1), 4, hidden_dims=16, out_hidden_dims=32, use_residual=True, upsample_length=2
+        )
+
+    start, final = train_on_shapes(build, 200, "multi-scale, s=4,", test_images=256)
     print(
-        f"multi-scale shapes 8x8, s=4: test NLL {start['nll']:.2f} -> {final['nll']:.2f} nats "
-        f"(small {start['nll_small']:.2f} -> {final['nll_small']:.2f}, full given small "
-        f"{start['nll_full_given_small']:.2f} -> {final['nll_full_given_small']:.2f}) after "
-        f"{steps} steps; uniform baseline {baseline:.2f} nats"
+        f"small {start['nll_small']:.2f} -> {final['nll_small']:.2f}, full given small "
+        f"{start['nll_full_given_small']:.2f} -> {final['nll_full_given_small']:.2f} nats"
     )
-    assert start["nll"] > 0.9 * baseline
-    assert final["nll"] < 0.5 * baseline
+    assert start["nll"] > 0.9 * BASELINE
+    assert final["nll"] < 0.5 * BASELINE
     assert final["nll_small"] < 0.7 * start["nll_small"]
     assert final["nll_full_given_small"] < 0.5 * start["nll_full_given_small"]

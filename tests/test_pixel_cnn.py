@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import time
-
 import keras
 import numpy as np
 import pytest
@@ -323,60 +320,19 @@ def test_masked_conv_condition_must_be_used_consistently():
 # ---------------------------------------------------------------------------
 
 
-def _make_shapes():
-    """pixel_models.data.make_shapes, waiting a little if the module is being written."""
-    for _ in range(30):
-        try:
-            from pixel_models.data import make_shapes
-
-            return make_shapes
-        except ImportError:
-            time.sleep(2)
-    from pixel_models.data import make_shapes
-
-    return make_shapes
-
-
 @pytest.mark.slow
 def test_pixel_cnn_learns_procedural_shapes():
-    make_shapes = _make_shapes()
-    train = make_shapes(2048, 8, seed=0).astype(np.float32)
-    test = make_shapes(512, 8, seed=1).astype(np.float32)
-    assert train.shape == (2048, 8, 8, 1) and set(np.unique(train)) <= {0.0, 1.0}
-    keras.utils.set_random_seed(0)
-    model = pixel_cnn(
-        (8, 8, 1),
-        hidden_dims=16,
-        recurrent_length=3,
-        out_hidden_dims=32,
-        out_recurrent_length=1,
-    )
-    dist = distribution_of(model)
-    optimizer = keras.optimizers.Adam(3e-3)
+    from shapes_learning import BASELINE, train_on_shapes
 
-    @tf.function
-    def train_step(x):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(dist.nll(model(x, training=True), x))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        return loss
+    def build():
+        return pixel_cnn(
+            (8, 8, 1),
+            hidden_dims=16,
+            recurrent_length=3,
+            out_hidden_dims=32,
+            out_recurrent_length=1,
+        )
 
-    def test_nll():
-        return float(np.mean(dist.nll(model(test, training=False), test).numpy()))
-
-    baseline = 64 * math.log(2.0)
-    start_nll = test_nll()
-    rng = np.random.default_rng(0)
-    start = time.perf_counter()
-    steps, batch = 300, 32
-    for _ in range(steps):
-        train_step(train[rng.integers(0, len(train), batch)])
-    final_nll = test_nll()
-    print(
-        f"shapes 8x8: test NLL {start_nll:.2f} -> {final_nll:.2f} nats after {steps} steps "
-        f"({time.perf_counter() - start:.1f} s); uniform baseline {baseline:.2f} nats, "
-        f"{pm.bits_per_dim(final_nll, 64):.3f} bits/dim"
-    )
-    assert start_nll > 0.9 * baseline
-    assert final_nll < 0.6 * baseline
+    before, after = train_on_shapes(build, 300, "pixel_cnn")
+    assert before["nll"] > 0.9 * BASELINE
+    assert after["nll"] < 0.6 * BASELINE

@@ -3,14 +3,12 @@ sampling and learning."""
 
 from __future__ import annotations
 
-import math
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from pixel_models import data, sampling, training
+from pixel_models import sampling
 from pixel_models.distributions import Bernoulli, Categorical, PixelHead, distribution_of, head_of
 from pixel_models.layers.masked_conv import MaskedConv2D
 from pixel_models.layers.recurrent import DiagonalBiLSTM, RowLSTM
@@ -365,33 +363,19 @@ def test_sample_works_and_is_reproducible(rnn_type, image_shape, levels):
 @pytest.mark.slow
 @pytest.mark.parametrize("rnn_type", RNN_TYPES)
 def test_pixel_rnn_learns_procedural_shapes(rnn_type):
-    train = data.make_shapes(2048, 8, seed=0).astype(np.float32)
-    test = data.make_shapes(256, 8, seed=1).astype(np.float32)
-    keras.utils.set_random_seed(0)
-    model = pixel_rnn(
-        (8, 8, 1),
-        hidden_dims=16,
-        recurrent_length=1,
-        out_hidden_dims=32,
-        out_recurrent_length=1,
-        use_residual=True,
-        rnn_type=rnn_type,
-    )
-    trainer = training.Trainer(model, training.make_optimizer("adam", 3e-3))
-    batches = iter(
-        data.pipeline(tf.data.Dataset.from_tensor_slices(train), 32, training=True, seed=0)
-    )
-    test_batches = data.pipeline(tf.data.Dataset.from_tensor_slices(test), 256, training=False)
-    baseline = 64 * math.log(2.0)
-    start_nll = trainer.evaluate(test_batches)["nll"]
-    steps = 200
-    for _ in range(steps):
-        trainer.train_step(next(batches))
-    final = trainer.evaluate(test_batches)
-    print(
-        f"{rnn_type} shapes 8x8: test NLL {start_nll:.2f} -> {final['nll']:.2f} nats after "
-        f"{steps} steps; uniform baseline {baseline:.2f} nats, "
-        f"{final['bits_per_dim']:.3f} bits/dim"
-    )
-    assert start_nll > 0.9 * baseline
-    assert final["nll"] < 0.5 * baseline
+    from shapes_learning import BASELINE, train_on_shapes
+
+    def build():
+        return pixel_rnn(
+            (8, 8, 1),
+            hidden_dims=16,
+            recurrent_length=1,
+            out_hidden_dims=32,
+            out_recurrent_length=1,
+            use_residual=True,
+            rnn_type=rnn_type,
+        )
+
+    before, after = train_on_shapes(build, 200, rnn_type, test_images=256)
+    assert before["nll"] > 0.9 * BASELINE
+    assert after["nll"] < 0.5 * BASELINE
