@@ -150,8 +150,10 @@ def assert_causal(
     out_channels: int | None = None,
     strict: bool = True,
     joint_channels: bool = False,
+    reaches: float = 0.0,
 ) -> np.ndarray:
-    """Asserts that ``fn`` only depends on what raster order allows.
+    """Asserts that ``fn`` only depends on what raster order allows, and on
+    at least a share ``reaches`` of it (a function of nothing is causal too).
 
     Returns the dependencies (see :func:`dependencies`) so that callers can
     also check what must be seen (e.g. no blind spot).
@@ -161,10 +163,12 @@ def assert_causal(
       image_shape: ``(H, W, C)`` of its input.
       out_channels: as in :func:`raster_allowed` (default: ``fn``'s).
       strict, joint_channels: as in :func:`raster_allowed`.
+      reaches: the share of the allowed dependencies that must be found, in
+        ``[0, 1]``.
 
     Raises:
       AssertionError: naming the number of forbidden dependencies and one of
-        them.
+        them, or how few of the allowed ones were found.
 
     Example:
 
@@ -178,6 +182,10 @@ def assert_causal(
     Traceback (most recent call last):
       ...
     AssertionError: 9 forbidden dependencies, e.g. output (row 0, col 0, channel 0) ...
+    >>> _ = assert_causal(MaskedConv2D(1, 3, mask_type="A"), (3, 3, 1), reaches=0.6)
+    Traceback (most recent call last):
+      ...
+    AssertionError: 20 of the 36 allowed dependencies found, fewer than the share 0.6 asked for
     """
     found = dependencies(fn, image_shape)
     allowed = raster_allowed(image_shape, out_channels or found.shape[2], strict, joint_channels)
@@ -187,6 +195,11 @@ def assert_causal(
         raise AssertionError(
             f"{len(leaks)} forbidden dependencies, e.g. output (row {i}, col {j}, "
             f"channel {c}) depends on input (row {k}, col {col}, channel {d})"
+        )
+    if found.sum() < reaches * allowed.sum():
+        raise AssertionError(
+            f"{int(found.sum())} of the {int(allowed.sum())} allowed dependencies found, "
+            f"fewer than the share {reaches} asked for"
         )
     return found
 
