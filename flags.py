@@ -121,6 +121,12 @@ flags.DEFINE_integer("max_epoch", 100000, "Stop after this many passes over the 
 flags.DEFINE_integer("test_step", 100, "Evaluate on the test set every this many steps.")
 flags.DEFINE_integer("save_step", 1000, "Checkpoint and write a sample grid every this many steps.")
 flags.DEFINE_float("learning_rate", 1e-3, "Learning rate.")
+flags.DEFINE_integer(
+    "warmup_steps",
+    0,
+    "Raise the learning rate linearly from learning_rate / warmup_steps to learning_rate "
+    "over the first this many steps; 0: no warmup.",
+)
 flags.DEFINE_float("grad_clip", 1.0, "Clip each gradient entry to [-grad_clip, grad_clip]; 0: off.")
 flags.DEFINE_boolean("use_gpu", True, "Use GPUs if there are any; False hides them.")
 
@@ -315,6 +321,9 @@ flags.register_validator(
     message="--image_size must be an integer >= 4",
 )
 flags.register_validator("learning_rate", lambda v: v > 0, message="--learning_rate must be > 0")
+flags.register_validator(
+    "warmup_steps", lambda v: v >= 0, message="--warmup_steps must be an integer >= 0"
+)
 flags.register_validator(
     "temperature",
     lambda v: 0 < v < float("inf"),

@@ -78,6 +78,7 @@ class RunConfig:
     test_step: int = 100
     save_step: int = 1000
     learning_rate: float = 1e-3
+    warmup_steps: int = 0
     grad_clip: float = 1.0
     optimizer: str = "rmsprop"
     # What to do.

@@ -151,7 +151,9 @@ def _trainer(run: _Run, model=None) -> training.Trainer:
     with run.strategy.scope():
         if model is None:
             model = MODELS[config.model](**run.model_config)
-        optimizer = training.make_optimizer(config.optimizer, config.learning_rate)
+        optimizer = training.make_optimizer(
+            config.optimizer, config.learning_rate, warmup_steps=config.warmup_steps
+        )
         return training.Trainer(
             model, optimizer, run.strategy, config.grad_clip, jit_compile=config.jit_compile
         )

@@ -103,11 +103,48 @@ class TrainConfig:
     keras_files: bool = True
 
 
+@keras.saving.register_keras_serializable(package="pixel_models")
+class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
+    """A learning rate that rises linearly to ``learning_rate`` over the first
+    ``warmup_steps`` steps, then stays there::
+
+        lr(step) = learning_rate * min(1, (step + 1) / warmup_steps)
+
+    (``step`` counts from 0, so the first update already moves.) Large
+    attention models overshoot in their first Adam steps at the full rate;
+    a warmup of a few hundred steps is the usual remedy (Vaswani et al.,
+    2017, Section 5.3). The optimizer's step counter is checkpointed, so a
+    resumed run continues the warmup where it stopped.
+
+    Example:
+
+    >>> schedule = LinearWarmup(1e-3, warmup_steps=4)
+    >>> [round(float(schedule(step)), 6) for step in range(6)]
+    [0.00025, 0.0005, 0.00075, 0.001, 0.001, 0.001]
+    """
+
+    def __init__(self, learning_rate: float, warmup_steps: int):
+        if not learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+        if int(warmup_steps) != warmup_steps or warmup_steps < 1:
+            raise ValueError(f"warmup_steps must be an integer >= 1, got {warmup_steps}")
+        self.learning_rate = float(learning_rate)
+        self.warmup_steps = int(warmup_steps)
+
+    def __call__(self, step):
+        progress = (keras.ops.cast(step, "float32") + 1.0) / float(self.warmup_steps)
+        return self.learning_rate * keras.ops.minimum(1.0, progress)
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "warmup_steps": self.warmup_steps}
+
+
 def make_optimizer(
     name: str,
     learning_rate: float,
     loss_scale: bool | None = None,
     clipvalue: float | None = None,
+    warmup_steps: int = 0,
 ) -> keras.optimizers.Optimizer:
     """RMSProp (as in carpedm20/pixel-rnn-tensorflow) or Adam.
 
@@ -121,6 +158,9 @@ def make_optimizer(
       clipvalue: the optimizer clips each gradient to ``[-clipvalue,
         clipvalue]`` (for ``model.fit``: :class:`Trainer` clips by itself,
         with its ``grad_clip``, the same way); None or 0: no clipping.
+      warmup_steps: with a positive number, the learning rate is a
+        :class:`LinearWarmup` to ``learning_rate`` over that many steps; 0:
+        constant.
 
     Example:
 
@@ -129,9 +169,15 @@ def make_optimizer(
     ('Adam', 0.001)
     >>> type(make_optimizer("rmsprop", 1e-3, loss_scale=True)).__name__
     'LossScaleOptimizer'
+    >>> round(float(make_optimizer("adam", 1e-3, warmup_steps=10).learning_rate), 6)
+    0.0001
     """
     if learning_rate <= 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+    if int(warmup_steps) != warmup_steps or warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup_steps}")
+    if warmup_steps:
+        learning_rate = LinearWarmup(learning_rate, warmup_steps)
     clip = {"clipvalue": float(clipvalue)} if clipvalue else {}
     if name == "rmsprop":
         optimizer = keras.optimizers.RMSprop(learning_rate, **clip)
@@ -390,13 +436,16 @@ def restore_latest(
     """
     checkpoint = trainer.checkpoint()
     # The optimizer's state is restored, but the learning rate is the one it
-    # was built with (the command line of this run, not of the last).
+    # was built with (the command line of this run, not of the last). A
+    # schedule (a warmup) holds no variable: it follows the restored step.
+    scheduled = isinstance(_inner_optimizer(trainer.optimizer).get_config()["learning_rate"], dict)
     learning_rate = float(trainer.optimizer.learning_rate.numpy())
     try:
         path = runs.restore_checkpoint(checkpoint, checkpoint_dir, partial=False, repair=repair)
     except runs.CheckpointError as err:
         raise TrainingError(str(err)) from None
-    trainer.optimizer.learning_rate = learning_rate
+    if not scheduled:
+        trainer.optimizer.learning_rate = learning_rate
     manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=max_to_keep)
     return manager, path
 

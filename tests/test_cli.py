@@ -328,6 +328,7 @@ BAD_FLAGS = [
     ("--image_size=2", "--image_size"),
     ("--learning_rate=0", "--learning_rate"),
     ("--grad_clip=-1", "--grad_clip"),
+    ("--warmup_steps=-5", "--warmup_steps must be an integer >= 0"),
     ("--optimizer=sgd_unknown", "--optimizer"),
     ("--strategy=tpu_pod", "--strategy"),
     ("--small_image_size=-1", "--small_image_size"),

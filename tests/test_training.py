@@ -180,6 +180,46 @@ def test_make_optimizer_rejects_bad_values():
         training.make_optimizer("sgdx", 1e-3)
     with pytest.raises(ValueError, match="learning_rate"):
         training.make_optimizer("adam", 0.0)
+    for bad in (-1, 2.5):
+        with pytest.raises(ValueError, match=f"warmup_steps must be an integer >= 0, got {bad}"):
+            training.make_optimizer("adam", 1e-3, warmup_steps=bad)
+
+
+def test_warmup_rises_linearly_then_stays():
+    schedule = training.LinearWarmup(2e-3, warmup_steps=4)
+    values = [float(schedule(step)) for step in range(7)]
+    np.testing.assert_allclose(values, [5e-4, 1e-3, 1.5e-3, 2e-3, 2e-3, 2e-3, 2e-3], rtol=1e-6)
+    again = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
+    assert isinstance(again, training.LinearWarmup) and again.get_config() == schedule.get_config()
+    with pytest.raises(ValueError, match="warmup_steps must be an integer >= 1, got 0"):
+        training.LinearWarmup(1e-3, 0)
+
+
+def _warmup_trainer(warmup_steps=8, lr=1e-2):
+    optimizer = training.make_optimizer("adam", lr, warmup_steps=warmup_steps)
+    return training.Trainer(tiny_model(), optimizer)
+
+
+def test_warmup_steps_follow_the_schedule_and_resume_where_they_stopped(tmp_path):
+    train, test, _ = datasets()
+    trainer = _warmup_trainer()
+    # The first update moves the weights by about lr / 8 (Adam's steps are lr-sized).
+    before = [w.numpy() for w in trainer.model.trainable_weights]
+    trainer.train_step(next(iter(train)))
+    moved = max(
+        float(np.max(np.abs(w.numpy() - b)))
+        for w, b in zip(trainer.model.trainable_weights, before, strict=True)
+    )
+    assert 0.5e-2 / 8 < moved <= 1.01e-2 / 8
+    training.fit(trainer, train, test, config(tmp_path, max_steps=3))
+    assert float(trainer.optimizer.learning_rate) == pytest.approx(1e-2 * 4 / 8)
+    # A resumed run keeps the schedule (not a constant rate) at the restored step.
+    resumed = _warmup_trainer()
+    _, path = training.restore_latest(resumed, str(tmp_path / "ckpt"))
+    assert path.endswith("ckpt-3") and resumed.step == 3
+    assert float(resumed.optimizer.learning_rate) == pytest.approx(1e-2 * 4 / 8)
+    training.fit(resumed, train, test, config(tmp_path, max_steps=10))
+    assert float(resumed.optimizer.learning_rate) == pytest.approx(1e-2)
 
 
 def test_restore_model_loads_weights_only(tmp_path):
