@@ -100,6 +100,20 @@ def only(pattern: str) -> list[str]:
     return sorted(glob.glob(pattern, recursive=True))
 
 
+def saved_steps(checkpoint_root: Path) -> list[int]:
+    """The steps of the intact checkpoints of every run below
+    ``checkpoint_root``, oldest first. Older checkpoints are deleted as new
+    ones come (max_to_keep), so a test that waits for training to pass step N
+    looks for any of these at or past N, not for ckpt-N itself."""
+    from pixel_models import runs
+
+    return sorted(
+        runs.checkpoint_step(prefix)
+        for folder in glob.glob(f"{checkpoint_root}/*/")
+        for prefix in runs.checkpoint_files(folder)
+    )
+
+
 @pytest.mark.slow
 def test_train_resume_generate(tmp_path, capfd):
     args = [*TINY, *dirs(tmp_path)]
