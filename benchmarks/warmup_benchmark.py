@@ -47,13 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def first_steps(config, args) -> dict:
     """The training NLL of each step of both runs, stepped in turn."""
-    info = data.info(
-        config.data,
-        image_size=config.image_size,
-        color_levels=config.color_levels,
-        data_dir=config.data_dir,
-        binarize=config.binarize,
-    )
+    info = experiment.run_info(config)
     train = experiment.run_dataset(config, "train")
     batches = iter(data.pipeline(train, args.batch_size, training=True, seed=config.random_seed))
     trainers = {}

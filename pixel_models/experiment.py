@@ -67,13 +67,7 @@ def _open(config: RunConfig) -> _Run:
     if config.model not in MODELS:
         raise UsageError(f"--model={config.model!r}: choose one of {', '.join(sorted(MODELS))}")
     try:
-        info = data.info(
-            config.data,
-            image_size=config.image_size,
-            color_levels=config.color_levels,
-            data_dir=config.data_dir,
-            binarize=config.binarize,
-        )
+        info = run_info(config)
     except data.DataError as err:
         raise UsageError(str(err)) from None
     identity = {"data": config.data, "model": config.model, "config": model_config(config, info)}
@@ -98,6 +92,25 @@ def setup(config: RunConfig) -> None:
     # are for debugging it: shown with --log_level=DEBUG only.
     tf.get_logger().setLevel("DEBUG" if config.log_level == "DEBUG" else "WARNING")
     devices.setup(config.use_gpu, config.mixed_precision, config.random_seed, config.deterministic)
+
+
+def run_info(config: RunConfig) -> data.DatasetInfo:
+    """The shape, levels and classes of the run's data, as :func:`run_dataset`
+    reads it (raises :class:`pixel_models.data.DataError` on data that cannot be read).
+
+    Example:
+
+    >>> info = run_info(RunConfig(data="shapes", image_size=8))
+    >>> info.image_shape, info.levels
+    ((8, 8, 1), 2)
+    """
+    return data.info(
+        config.data,
+        image_size=config.image_size,
+        color_levels=config.color_levels,
+        data_dir=config.data_dir,
+        binarize=config.binarize,
+    )
 
 
 def run_dataset(config: RunConfig, split: str, num_examples: int | None = None) -> tf.data.Dataset:
