@@ -38,6 +38,17 @@ def settings(args: argparse.Namespace, leave_out: tuple[str, ...] = ("output",))
     return {k: v for k, v in vars(args).items() if k not in leave_out}
 
 
+def require_at_least(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, low: int, names
+) -> None:
+    """Exits through ``parser.error`` (status 2, one line naming the option) on
+    the first option of ``names`` whose value is below ``low``."""
+    for name in names:
+        value = getattr(args, name)
+        if value < low:
+            parser.error(f"--{name} must be an integer >= {low}, got {value}")
+
+
 def write_report(report: dict, output: str | None) -> None:
     """Writes a benchmark report as JSON (atomically) when ``output`` is given."""
     if output:

@@ -55,7 +55,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from common import machine, time_in_turns, train_in_turns, write_report  # noqa: E402
+from common import (  # noqa: E402
+    machine,
+    require_at_least,
+    time_in_turns,
+    train_in_turns,
+    write_report,
+)
 
 import pixel_models  # noqa: E402
 from pixel_models import data, training  # noqa: E402
@@ -134,9 +140,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "quality_batch_size",
         "gated_blocks",
     )
-    for name in positive:
-        if getattr(args, name) < 1:
-            p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    require_at_least(p, args, 1, positive)
     if args.tfp_sample_images is None:
         args.tfp_sample_images = args.sample_images if args.image_size <= 16 else 2
     if args.tfp_sample_images < 1:

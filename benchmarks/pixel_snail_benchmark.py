@@ -37,7 +37,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from common import machine, time_in_turns, train_in_turns, write_report  # noqa: E402
+from common import (  # noqa: E402
+    machine,
+    require_at_least,
+    time_in_turns,
+    train_in_turns,
+    write_report,
+)
 
 import pixel_models  # noqa: E402
 from pixel_models import data, training  # noqa: E402
@@ -74,12 +80,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="JSON report",
     )
     args = p.parse_args(argv)
-    for name in ("hidden_dims", "num_blocks", "key_dims", "value_dims", "gated_blocks"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name} must be at least 1, got {getattr(args, name)}")
-    for name in ("batch_size", "rounds", "sample_images", "sample_rounds", "test_images"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    require_at_least(p, args, 1, "hidden_dims num_blocks key_dims value_dims gated_blocks".split())
+    require_at_least(
+        p, args, 1, "batch_size rounds sample_images sample_rounds test_images".split()
+    )
     if args.residual_blocks < 0 or args.minutes < 0:
         p.error("--residual_blocks and --minutes must not be negative")
     return args

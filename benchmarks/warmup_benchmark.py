@@ -20,7 +20,7 @@ import sys
 
 import keras
 import numpy as np
-from common import publish, settings
+from common import publish, require_at_least, settings
 from reproduce import ReproduceError, missing_data, parse_flagfile
 
 from pixel_models import data, experiment, training
@@ -37,9 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--tail", type=int, default=10, help="last steps averaged in the summary")
     p.add_argument("--output", default="benchmarks/results/warmup_pixel_snail.json")
     args = p.parse_args(argv)
-    for name in ("batch_size", "steps", "warmup_steps", "tail"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name} must be an integer >= 1, got {getattr(args, name)}")
+    require_at_least(p, args, 1, ("batch_size", "steps", "warmup_steps", "tail"))
     if args.tail > args.steps:
         p.error(f"--tail must be at most --steps ({args.steps}), got {args.tail}")
     return args

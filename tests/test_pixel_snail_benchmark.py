@@ -58,7 +58,7 @@ def test_bad_arguments_are_refused_in_one_line(bench, capsys):
     with pytest.raises(SystemExit) as exit_info:
         bench.parse_args(["--key_dims=0"])
     assert exit_info.value.code == 2
-    assert "--key_dims must be at least 1, got 0" in capsys.readouterr().err
+    assert "--key_dims must be an integer >= 1, got 0" in capsys.readouterr().err
 
 
 @pytest.mark.slow
