@@ -248,6 +248,23 @@ def test_model_checkpoint_and_backup_and_restore_resume(tmp_path):
     assert np.isclose(evaluated["nll"], expected["nll"], rtol=1e-6)
 
 
+def test_a_warmup_schedule_compiles_fits_and_is_saved_with_its_step(tmp_path):
+    model = build("pixel_cnn")
+    model.compile(
+        training.make_optimizer("adam", 1e-2, warmup_steps=10),
+        loss=pm.PixelNLL.for_model(model),
+        jit_compile=False,
+    )
+    model.fit(pm.fit_data(shapes()), epochs=2, verbose=0)  # 2 batches an epoch
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-2 * 5 / 10)
+    model.save(tmp_path / "warm.keras")
+    loaded = keras.saving.load_model(tmp_path / "warm.keras")
+    assert int(loaded.optimizer.iterations) == 4
+    assert float(loaded.optimizer.learning_rate) == pytest.approx(1e-2 * 5 / 10)
+    config = loaded.optimizer.get_config()["learning_rate"]
+    assert config["class_name"] == "LinearWarmup", config
+
+
 def test_early_stopping_and_tensorboard(tmp_path):
     model = compiled(build("pixel_cnn"))
     batches = pm.fit_data(shapes())
