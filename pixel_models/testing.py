@@ -7,7 +7,8 @@ Shared by the test suite and usable by anyone adding a model:
 - :func:`raster_allowed`: which dependencies raster order allows.
 - :func:`assert_causal`: no output depends on its own or a later dimension.
 - :func:`total_probability`: the sum of ``p(x)`` over every image of a tiny
-  shape, which is 1 exactly for a correctly normalised causal model.
+  shape, which is 1 exactly for a correctly normalised causal model (from
+  :func:`log_prob_of_every_image`).
 - :func:`sharpen`: weights far from the near-uniform initial model, so that
   normalisation and sampling checks are real ones.
 """
@@ -244,9 +245,12 @@ def random_images(model: keras.Model, num: int, seed: int = 0, dtype=np.float32)
     return values.astype(dtype)
 
 
-def log_prob_of_every_image(model: keras.Model) -> np.ndarray:
-    """``log p(x)`` of each image of :func:`all_images` for a model's (tiny,
-    unconditional) input shape, in that order.
+def log_prob_of_every_image(
+    model: keras.Model, batch_size: int = 1024, condition=None
+) -> np.ndarray:
+    """``log p(x)`` (or ``log p(x | condition)``) of each image of
+    :func:`all_images` for a model's (tiny) input shape, in that order, in
+    inference mode; the arguments are those of :func:`total_probability`.
 
     Example:
 
@@ -260,7 +264,14 @@ def log_prob_of_every_image(model: keras.Model) -> np.ndarray:
 
     distribution = distribution_of(model)
     images = all_images(image_shape(model), distribution.levels)
-    return np.asarray(distribution.log_prob(model(images), images))
+    conditions = [] if condition is None else list(_as_tuple(condition))
+    log_p = []
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size]
+        extra = [np.repeat(np.asarray(c)[None], len(x), axis=0) for c in conditions]
+        logits = model([x, *extra] if extra else x, training=False)
+        log_p.append(np.asarray(distribution.log_prob(logits, x)))
+    return np.concatenate(log_p)
 
 
 def round_trips(model: keras.Model, inputs, directory) -> tuple[keras.Model, keras.Model]:
@@ -337,18 +348,8 @@ def total_probability(model: keras.Model, batch_size: int = 1024, condition=None
     >>> abs(total - 1.0) < 1e-4
     True
     """
-    from pixel_models.sampling import image_shape
-
-    distribution = distribution_of(model)
-    images = all_images(image_shape(model), distribution.levels)
-    conditions = [] if condition is None else list(_as_tuple(condition))
-    total = 0.0
-    for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size]
-        extra = [np.repeat(np.asarray(c)[None], len(x), axis=0) for c in conditions]
-        log_p = distribution.log_prob(model([x, *extra] if extra else x, training=False), x)
-        total += float(np.sum(np.exp(np.asarray(log_p, np.float64))))
-    return total
+    log_p = log_prob_of_every_image(model, batch_size, condition)
+    return float(np.sum(np.exp(log_p.astype(np.float64))))
 
 
 def _as_tuple(condition) -> tuple:
