@@ -133,26 +133,28 @@ def test_every_exported_layer_has_a_case():
     assert set(EXPORTED) <= set(CASES), sorted(set(EXPORTED) - set(CASES))
 
 
-def _arguments(layer) -> set[str]:
+def _arguments(layer) -> dict[str, inspect.Parameter]:
+    """The named arguments of the layer's constructor (not ``*args``, ``**kwargs``)."""
     skipped = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    parameters = inspect.signature(type(layer).__init__).parameters.items()
-    return {n for n, p in parameters if n != "self" and p.kind not in skipped}
+    parameters = inspect.signature(type(layer).__init__).parameters
+    return {n: p for n, p in parameters.items() if n != "self" and p.kind not in skipped}
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_config_is_the_constructor_arguments(name):
     layer = CASES[name][0]()
     config = layer.get_config()
-    assert _arguments(layer) <= set(config), sorted(_arguments(layer) - set(config))
+    arguments = _arguments(layer)
+    assert set(arguments) <= set(config), sorted(set(arguments) - set(config))
     rebuilt = type(layer).from_config(config)
     assert rebuilt.get_config() == config
-    # Every argument was set away from its default, so a forgotten one differs here.
-    defaults = {
-        n: p.default
-        for n, p in inspect.signature(type(layer).__init__).parameters.items()
-        if n in _arguments(layer) and p.default is not inspect.Parameter.empty
-    }
-    same = [n for n, d in defaults.items() if constructor_config(layer)[n] == d]
+    # The case sets every argument away from its default, so that an argument
+    # the config forgot would come back as the default and differ above.
+    same = [
+        n
+        for n, p in arguments.items()
+        if p.default is not inspect.Parameter.empty and config[n] == p.default
+    ]
     assert not same, f"{name}'s case leaves {same} at the default"
 
 
