@@ -142,3 +142,29 @@ def test_config_and_saved_file_give_the_same_outputs(name, tmp_path):
     x = np.random.default_rng(0).integers(0, 2, (2, *shape)).astype("float32")
     inputs = [x, *conditions(model, 2)] if len(model.inputs) > 1 else x
     round_trips(model, inputs, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (dict(levels=300), "levels must be an int in \\[2, 256\\], got 300"),
+        (dict(levels=2.5), "levels must be an int in \\[2, 256\\], got 2.5"),
+        (dict(levels="2"), "levels must be an int in \\[2, 256\\], got '2'"),
+        (dict(levels=1), "levels must be an int in \\[2, 256\\], got 1"),
+        (dict(image_shape=(4, 4)), "image_shape must be three positive ints"),
+        (dict(image_shape=(4.5, 4, 1)), "image_shape must be three positive ints"),
+        (dict(image_shape=(4, 0, 1)), "image_shape must be three positive ints"),
+    ],
+    ids=["levels_300", "levels_float", "levels_str", "levels_1", "rank_2", "float_side", "zero"],
+)
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_images_the_models_cannot_take_are_refused_by_name(name, arguments, message):
+    """Images are uint8 in their data form: more than 256 levels would wrap
+    around when drawn, so every builder refuses them before building."""
+    parameters = inspect.signature(MODELS[name]).parameters
+    sizes = {k: v for k, v in TINY.items() if k in parameters}
+    if "num_classes" in parameters and kind_for_builder(name).needs_labels:
+        sizes["num_classes"] = 3
+    settings = {"image_shape": (4, 4, 1), "levels": 2, **sizes, **arguments}
+    with pytest.raises(ValueError, match=message):
+        pm.build_model(name, **settings)

@@ -14,6 +14,8 @@ from pixel_models.kinds import AUTOENCODER
 from pixel_models.models.common import (
     FunctionalShapes,
     builder_signature,
+    check_image_shape,
+    check_levels,
     check_sizes,
     model_input,
 )
@@ -113,8 +115,8 @@ class PixelAutoencoder(FunctionalShapes, keras.Model):
             raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}, got {encoder!r}")
         if encoder == "invariant" and group not in ("C4", "D4"):
             raise ValueError(f"an invariant encoder needs group 'C4' or 'D4', got {group!r}")
-        self.image_shape = tuple(int(v) for v in image_shape)
-        self.levels = int(levels)
+        self.image_shape = check_image_shape(image_shape)
+        self.levels = check_levels(levels)
         self.latent_dims = int(latent_dims)
         self.encoder_kind = encoder
         self.encoder_dims = int(encoder_dims)

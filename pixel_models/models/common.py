@@ -37,14 +37,42 @@ def model_input(image_shape: Sequence[int], levels: int, name: str = "images"):
     Returns:
       ``(inputs, scaled)``: the ``keras.Input`` and the rescaled tensor.
     """
-    height, width, channels = (int(v) for v in image_shape)
-    if min(height, width, channels) < 1:
-        raise ValueError(f"image_shape must be three positive ints (H, W, C), got {image_shape}")
-    if levels < 2:
-        raise ValueError(f"levels must be >= 2, got {levels}")
+    height, width, channels = check_image_shape(image_shape)
+    levels = check_levels(levels)
     inputs = keras.Input(shape=(height, width, channels), dtype="float32", name=name)
     scaled = keras.layers.Rescaling(2.0 / (levels - 1), offset=-1.0, name="rescale")(inputs)
     return inputs, scaled
+
+
+MAX_LEVELS = 256  # images are uint8 in their data form
+
+
+def _whole(value) -> bool:
+    """True for an int or a NumPy integer (or a float with a whole value), not a bool."""
+    try:
+        return not isinstance(value, (bool, str)) and int(value) == value
+    except (TypeError, ValueError):
+        return False
+
+
+def check_image_shape(image_shape) -> tuple[int, int, int]:
+    """``image_shape`` as ``(H, W, C)`` ints, unless it is not three positive
+    whole numbers (ValueError naming ``image_shape``)."""
+    try:
+        values = tuple(image_shape)
+    except TypeError:
+        values = ()
+    if len(values) != 3 or not all(_whole(v) and int(v) >= 1 for v in values):
+        raise ValueError(f"image_shape must be three positive ints (H, W, C), got {image_shape!r}")
+    return tuple(int(v) for v in values)
+
+
+def check_levels(levels) -> int:
+    """``levels`` as an int, unless it is not a whole number in ``[2, 256]``:
+    the models take and draw uint8 images."""
+    if not _whole(levels) or not 2 <= int(levels) <= MAX_LEVELS:
+        raise ValueError(f"levels must be an int in [2, {MAX_LEVELS}], got {levels!r}")
+    return int(levels)
 
 
 def check_sizes(**sizes: tuple[int, int]) -> None:

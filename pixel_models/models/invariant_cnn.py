@@ -15,7 +15,7 @@ from pixel_models.layers.invariant import (
     group_table,
     windows_are_symmetric,
 )
-from pixel_models.models.common import model_input
+from pixel_models.models.common import check_image_shape, model_input
 
 MODEL_GROUPS = ("none", "C4", "D4")
 
@@ -137,7 +137,7 @@ def invariant_cnn(
         raise ValueError(f"stages must start with a positive count, got {stages}")
     if int(kernel_size) < 1 or int(kernel_size) % 2 == 0:
         raise ValueError(f"kernel_size must be odd (symmetric 'same' padding), got {kernel_size}")
-    height, width = int(image_shape[0]), int(image_shape[1])
+    height, width, _ = check_image_shape(image_shape)
     if group != "none" and height != width:
         raise ValueError(f"{group} needs square images, got {height}x{width}")
 

@@ -17,6 +17,8 @@ from pixel_models.models.common import (
     FunctionalShapes,
     builder_signature,
     builder_start,
+    check_image_shape,
+    check_levels,
     masked_conv_factory,
     output_stack,
     recurrent_layer,
@@ -210,11 +212,8 @@ class MultiScalePixelRNN(FunctionalShapes, keras.Model):
                         else ""
                     )
                 )
-        self.image_shape = tuple(int(v) for v in image_shape)
-        if len(self.image_shape) != 3 or min(self.image_shape) < 1:
-            raise ValueError(
-                f"image_shape must be three positive ints (H, W, C), got {image_shape}"
-            )
+        self.image_shape = check_image_shape(image_shape)
+        arguments["levels"] = check_levels(levels)
         # An attribute for every constructor argument, as get_config returns them.
         for name, value in arguments.items():
             if name != "image_shape":
