@@ -38,6 +38,48 @@ HEAD_KINDS = ("bernoulli", "categorical", "logistic_mixture")
 RNG_ALG = "philox"
 
 
+def check_values(images, levels: int, name: str = "images") -> tf.Tensor:
+    """``images`` as a tensor, unless a value is not an integer in ``[0, levels)``.
+
+    A log-likelihood of values outside the support is meaningless (a
+    Bernoulli "probability" of 255 is above 1), so every log-probability
+    checks them: eagerly with a one-line ValueError, in a graph with an
+    assertion that fails the step (XLA drops assertions, so a compiled step
+    does not check).
+
+    Example:
+
+    >>> check_values([[0.0, 3.0]], levels=4).shape
+    TensorShape([1, 2])
+    """
+    x = tf.convert_to_tensor(images)
+    if not (x.dtype.is_floating or x.dtype.is_integer):
+        raise TypeError(f"{name} must be numbers, got dtype {x.dtype.name}")
+    ok = (x >= 0) & (x <= levels - 1)
+    if x.dtype.is_floating:
+        ok &= tf.equal(x, tf.round(x))  # NaN fails here and above
+    allowed = f"{name} must hold integers in [0, {levels - 1}] (the data form of {levels} levels)"
+    if tf.executing_eagerly():
+        good = ok.numpy()
+        if not good.all():
+            bad = x.numpy()[~good]
+            raise ValueError(f"{allowed}, got {bad.size} other values, e.g. {bad.flat[0].item()!r}")
+        return x
+    with tf.control_dependencies([tf.debugging.Assert(tf.reduce_all(ok), [allowed])]):
+        return tf.identity(x)
+
+
+def check_temperature(value) -> float:
+    """``value`` as a float, unless it is not a finite number ``> 0``."""
+    try:
+        number = float(value) if not isinstance(value, bool | str) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {value!r}")
+    return number
+
+
 class Distribution:
     """Reads logits of a :class:`PixelHead`: log-probabilities and sampling.
 
@@ -85,14 +127,21 @@ class Distribution:
 
     def with_temperature(self, temperature: float) -> Distribution:
         """The same distribution sampled at ``temperature`` (1: exact samples)."""
-        if float(temperature) == 1.0:
+        if check_temperature(temperature) == 1.0:
             return self
         raise ValueError(
             f"temperature applies to categorical and logistic mixture heads, not {self.kind}"
         )
 
     def log_prob_per_dim(self, logits: tf.Tensor, images: tf.Tensor) -> tf.Tensor:
-        """``log p(x_ijc | past)`` for every dimension: shape ``(B, H, W, C)``."""
+        """``log p(x_ijc | past)`` for every dimension: shape ``(B, H, W, C)``.
+
+        ``images`` must hold integers in ``[0, levels)`` (see :func:`check_values`).
+        """
+        return self._log_prob_per_dim(logits, check_values(images, self.levels))
+
+    def _log_prob_per_dim(self, logits: tf.Tensor, images: tf.Tensor) -> tf.Tensor:
+        """:meth:`log_prob_per_dim` of images already checked."""
         raise NotImplementedError
 
     def sample(self, logits: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -110,8 +159,15 @@ class Distribution:
         raise NotImplementedError
 
     def log_prob(self, logits: tf.Tensor, images: tf.Tensor) -> tf.Tensor:
-        """Log-likelihood of each image in nats, shape ``(B,)``."""
-        return tf.reduce_sum(self.log_prob_per_dim(logits, images), axis=[1, 2, 3])
+        """Log-likelihood of each image in nats, shape ``(B,)``.
+
+        ``images`` must hold integers in ``[0, levels)`` (see :func:`check_values`).
+        """
+        return self._log_prob(logits, check_values(images, self.levels))
+
+    def _log_prob(self, logits: tf.Tensor, images: tf.Tensor) -> tf.Tensor:
+        """:meth:`log_prob` of images already checked."""
+        return tf.reduce_sum(self._log_prob_per_dim(logits, images), axis=[1, 2, 3])
 
     def nll(self, logits: tf.Tensor, images: tf.Tensor) -> tf.Tensor:
         """Negative log-likelihood of each image in nats, shape ``(B,)``."""
@@ -161,7 +217,7 @@ class Bernoulli(Distribution):
     def logit_shape(self) -> tuple[int, ...]:
         return (self.channels,)
 
-    def log_prob_per_dim(self, logits, images):
+    def _log_prob_per_dim(self, logits, images):
         logits = tf.convert_to_tensor(logits, tf.float32)
         x = tf.cast(images, logits.dtype)
         # log sigmoid(l) if x == 1, log sigmoid(-l) if x == 0.
@@ -206,15 +262,14 @@ class Categorical(Distribution):
     def __init__(self, channels: int, levels: int = 256, temperature: float = 1.0):
         if levels < 2:
             raise ValueError(f"a categorical head needs levels >= 2, got {levels}")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        temperature = check_temperature(temperature)
         super().__init__(channels, levels)
         self.temperature = float(temperature)
 
     def with_temperature(self, temperature: float) -> Categorical:
         return Categorical(self.channels, self.levels, temperature)
 
-    def log_prob_per_dim(self, logits, images):
+    def _log_prob_per_dim(self, logits, images):
         logits = tf.convert_to_tensor(logits, tf.float32)
         labels = tf.cast(images, tf.int32)
         return -tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
@@ -310,8 +365,7 @@ class LogisticMixture(Distribution):
             raise ValueError(f"a logistic mixture head needs levels >= 2, got {levels}")
         if isinstance(num_mixtures, bool) or int(num_mixtures) != num_mixtures or num_mixtures < 1:
             raise ValueError(f"num_mixtures must be a positive int, got {num_mixtures!r}")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        temperature = check_temperature(temperature)
         super().__init__(channels, levels)
         self.num_mixtures = int(num_mixtures)
         self.temperature = float(temperature)
@@ -382,7 +436,7 @@ class LogisticMixture(Distribution):
         out = tf.where(x < 0.5, first, inside)
         return tf.where(x > self.levels - 1.5, last, out)
 
-    def log_prob_per_dim(self, logits, images):
+    def _log_prob_per_dim(self, logits, images):
         logits = tf.convert_to_tensor(logits, tf.float32)
         values = tf.cast(images, tf.float32)
         log_pi, means, log_scales = self._parameters(logits, self._scaled(values))
@@ -394,7 +448,7 @@ class LogisticMixture(Distribution):
     # A long chain of elementwise ops on (B, H, W, C, K) tensors: compiled
     # with XLA, which fuses them into a few loops over the elements.
     @tf.function(jit_compile=True, reduce_retracing=True)
-    def log_prob(self, logits, images):
+    def _log_prob(self, logits, images):
         """``log p(x)`` per image ``(B,)``: one log-sum-exp over the components
         per pixel, ``log sum_k pi_k prod_c P_k(x_c | x_<c)`` (the sum of
         :meth:`log_prob_per_dim` over the channels, which telescopes to it,

@@ -12,6 +12,7 @@ import tensorflow as tf
 from pixel_models.distributions import (
     Bernoulli,
     Categorical,
+    LogisticMixture,
     PixelHead,
     bits_per_dim,
     default_kind,
@@ -182,6 +183,47 @@ def test_categorical_high_temperature_flattens_the_distribution():
     logits = np.tile(np.array([0.0, 3.0, -3.0, 1.0], np.float32), (n, 1))
     draws = Categorical(1, 4, temperature=1000.0).sample(logits, _seed(7)).numpy()
     _assert_frequencies(draws, [0.25] * 4)
+
+
+OUTSIDE_THE_SUPPORT = {"255": 255.0, "minus_1": -1.0, "half": 0.5, "nan": np.nan}
+HEADS = {
+    "bernoulli": (Bernoulli(1), (1, 2, 2, 1)),
+    "categorical": (Categorical(1, levels=4), (1, 2, 2, 1, 4)),
+    "mixture": (LogisticMixture(1, levels=4, num_mixtures=2), (1, 2, 2, 6)),
+}
+
+
+@pytest.mark.parametrize("value", OUTSIDE_THE_SUPPORT.values(), ids=OUTSIDE_THE_SUPPORT)
+@pytest.mark.parametrize("head", HEADS, ids=HEADS)
+def test_log_probabilities_refuse_values_outside_the_support(head, value):
+    distribution, logits_shape = HEADS[head]
+    logits = np.zeros(logits_shape, np.float32)
+    images = np.zeros((1, 2, 2, 1), np.float32)
+    assert np.all(np.isfinite(distribution.log_prob(logits, images)))
+    images[0, 1, 0, 0] = value
+    allowed = f"images must hold integers in \\[0, {distribution.levels - 1}\\]"
+    with pytest.raises(ValueError, match=allowed + ".*got 1 other values"):
+        distribution.log_prob(logits, images)
+    with pytest.raises(ValueError, match=allowed):
+        distribution.log_prob_per_dim(logits, images)
+    with pytest.raises(ValueError, match=allowed):
+        distribution.nll(logits, images.astype(np.float64))
+
+    @tf.function
+    def in_a_graph(x):
+        return distribution.nll(logits, x)
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match=allowed):
+        in_a_graph(tf.constant(images))
+
+
+def test_log_probabilities_take_integer_images_of_any_dtype():
+    logits = np.zeros((1, 2, 2, 1), np.float32)
+    for dtype in (np.uint8, np.int32, np.int64, np.float16):
+        nll = Bernoulli(1).nll(logits, np.ones((1, 2, 2, 1), dtype))
+        np.testing.assert_allclose(nll, [4 * math.log(2)], rtol=1e-6)
+    with pytest.raises(TypeError, match="images must be numbers, got dtype string"):
+        Bernoulli(1).nll(logits, np.full((1, 2, 2, 1), "1"))
 
 
 @pytest.mark.parametrize(

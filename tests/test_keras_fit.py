@@ -92,6 +92,16 @@ def test_pixel_nll_reads_bernoulli_and_categorical_heads():
         pm.PixelNLL("gaussian")
 
 
+def test_fit_refuses_targets_outside_the_heads_support():
+    # 8-bit images given to a binary model: a Bernoulli "likelihood" of 255
+    # is above 1 and its loss falls without bound, so the step fails instead.
+    model = compiled(build("pixel_cnn"))
+    images = np.full((4, SIZE, SIZE, 1), 255.0, np.float32)
+    allowed = "images must hold integers in \\[0, 1\\]"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=allowed):
+        model.fit(images, images, epochs=1, verbose=0)
+
+
 @pytest.mark.parametrize("name", DENSITY_MODELS)
 def test_pixel_nll_is_the_loss_the_trainer_minimises(name):
     # The composite models need no loss of their own: the multi-scale
