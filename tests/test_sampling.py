@@ -122,6 +122,16 @@ def test_sample_bad_arguments_raise(binary_model, rgb_model):
         pm.sample(binary_model, 2, temperature=0.5)  # Bernoulli heads have no temperature
     with pytest.raises(ValueError):
         pm.sample(rgb_model, 2, temperature=0.0)
+    for temperature in (math.nan, math.inf, "hot", -2):
+        with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+            pm.sample(rgb_model, 2, temperature=temperature)
+    for num_samples in (2.7, "3"):
+        with pytest.raises(ValueError, match="num_samples must be a positive int"):
+            pm.sample(binary_model, num_samples)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        pm.sample(binary_model, 2, batch_size=1.5)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        pm.complete(binary_model, np.zeros((1, 4, 4, 1)), True, batch_size=0)
 
 
 @pytest.mark.parametrize("bias, expected", [(30.0, 1), (-30.0, 0)])
@@ -279,8 +289,16 @@ def test_complete_bad_inputs_raise(binary_model, rgb_model):
         pm.complete(binary_model, good.astype(np.int64) - 1, True)
     with pytest.raises(ValueError):
         pm.complete(rgb_model, np.full((1, 3, 3, 3), 4), True)  # levels = 4
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="known must have the images' shape"):
         pm.complete(binary_model, good, np.zeros((3, 4, 4, 1), bool))  # known not broadcastable
+    # Known values must be the integers of the data form: a NaN or a 0.5
+    # would be changed by the rounding of the result, and condition the rest.
+    for value in (np.nan, 0.5):
+        with pytest.raises(ValueError, match="images must hold integers in \\[0, 1\\]"):
+            pm.complete(binary_model, np.full((1, 4, 4, 1), value), True)
+    with pytest.raises(ValueError, match="known must hold booleans"):
+        pm.complete(binary_model, good, np.full((1, 4, 4, 1), 0.3))
+    np.testing.assert_array_equal(pm.complete(binary_model, good, 1), good)  # 0/1 known
 
 
 # ---------------------------------------------------------------------------
@@ -569,6 +587,14 @@ def test_condition_errors(class_model, binary_model):
         pm.sample(both, 2, condition=np.array([0, 1]))  # labels only
     with pytest.raises(ValueError, match="takes 2 conditions"):
         pm.sample(both, 2, condition=([0, 1], np.zeros((2, 3)), 0))
+    # A list of two numbers is two labels, not a label and a code to broadcast.
+    with pytest.raises(ValueError, match="takes 2 conditions: pass the tuple"):
+        pm.sample(both, 2, condition=[0, 1])
+    labels, codes = np.array([0, 1]), np.ones((2, 3), np.float32)
+    np.testing.assert_array_equal(
+        pm.sample(both, 2, seed=4, condition=[labels, codes]),
+        pm.sample(both, 2, seed=4, condition=(labels, codes)),
+    )
 
 
 def test_spatial_condition_falls_back_to_reference():

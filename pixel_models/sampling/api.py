@@ -19,8 +19,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pixel_models.distributions import RNG_ALG, Distribution, distribution_of
+from pixel_models.distributions import RNG_ALG, Distribution, check_values, distribution_of
 from pixel_models.kinds import kind_of
+from pixel_models.layers.checks import positive_int
 from pixel_models.progress import progress
 from pixel_models.sampling.graph import image_shape, model_inputs, model_nodes
 from pixel_models.sampling.loops import cached_loop, plan_of, reference_loop
@@ -101,14 +102,47 @@ def _label_count(model: keras.Model, tensor) -> int | None:
     return None
 
 
+def _known(known, shape: tuple[int, ...]) -> np.ndarray:
+    """``known`` as booleans of ``shape``, unless it is not booleans (or 0 and
+    1) that broadcast to it."""
+    given = np.asarray(known)
+    if given.dtype != bool and not (
+        np.issubdtype(given.dtype, np.integer) and np.isin(given, (0, 1)).all()
+    ):
+        raise ValueError(
+            f"known must hold booleans (True where a value is given), got {given.dtype}"
+        )
+    try:
+        return np.broadcast_to(given.astype(bool), shape)
+    except ValueError:
+        raise ValueError(
+            f"known must have the images' shape {shape} (or broadcast to it), got {given.shape}"
+        ) from None
+
+
+def _one_per_input(condition, count: int) -> bool:
+    """Whether ``condition`` gives each of ``count`` conditioning inputs its
+    own value: a tuple of ``count`` values, or a list of ``count`` arrays. A
+    list of numbers (``[0, 1]``) is one array of labels, not a label and a
+    code."""
+    if isinstance(condition, tuple):
+        return len(condition) == count
+    return (
+        isinstance(condition, list)
+        and len(condition) == count
+        and all(np.ndim(value) > 0 for value in condition)
+    )
+
+
 def _conditions(model: keras.Model, condition, num: int) -> list[np.ndarray]:
     """The conditioning inputs of ``num`` images, checked, one per model input
     after the images.
 
     A model with one conditioning input (labels or latent codes) takes one
-    array; a model with several takes a sequence of arrays in the order of its
-    inputs. Each array is broadcast to ``(num, *input shape)``, so one label or
-    one code serves every image.
+    array; a model with several takes a tuple of arrays in the order of its
+    inputs (or a list of arrays, see :func:`_one_per_input`). Each array is
+    broadcast to ``(num, *input shape)``, so one label or one code serves
+    every image.
     """
     extra = model_inputs(model)[1:]
     if not extra:
@@ -122,11 +156,12 @@ def _conditions(model: keras.Model, condition, num: int) -> list[np.ndarray]:
         )
     if len(extra) == 1:
         given = [condition]
-    elif isinstance(condition, list | tuple) and len(condition) == len(extra):
+    elif _one_per_input(condition, len(extra)):
         given = list(condition)
     else:
         raise ValueError(
-            f"model {model.name!r} takes {len(extra)} conditions: pass condition=({names})"
+            f"model {model.name!r} takes {len(extra)} conditions: pass the tuple "
+            f"condition=({names})"
         )
     arrays = []
     for tensor, value in zip(extra, given, strict=True):
@@ -293,11 +328,9 @@ def sample(
     (2, 4, 4, 1)
     """
     _check_samples(model)
-    if int(num_samples) < 1:
-        raise ValueError(f"num_samples must be a positive int, got {num_samples}")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size}")
-    shape = (int(num_samples), *image_shape(model))
+    num_samples = positive_int("num_samples", num_samples)
+    batch_size = positive_int("batch_size", batch_size)
+    shape = (num_samples, *image_shape(model))
     conditions = _conditions(model, condition, shape[0])
     blank = np.zeros(shape, np.float32)
     if _stages(model) is not None:  # generated in stages: complete a blank image
@@ -368,10 +401,9 @@ def complete(
         raise ValueError(
             f"images must have shape (N, {height}, {width}, {channels}), got {images.shape}"
         )
-    levels = distribution_of(model).levels
-    if images.size and (images.min() < 0 or images.max() >= levels):
-        raise ValueError(f"image values must lie in [0, {levels - 1}]")
-    known = np.broadcast_to(np.asarray(known, bool), images.shape)
+    check_values(images, distribution_of(model).levels)
+    known = _known(known, images.shape)
+    batch_size = positive_int("batch_size", batch_size)
     conditions = _conditions(model, condition, len(images))
     stages = _stages(model)
     if stages is not None:
@@ -443,9 +475,8 @@ def reconstruct(
         )
     if len(images) == 0:
         raise ValueError("images must hold at least one image")
-    levels = distribution_of(model).levels
-    if images.min() < 0 or images.max() >= levels:
-        raise ValueError(f"image values must lie in [0, {levels - 1}]")
+    check_values(images, distribution_of(model).levels)
+    batch_size = positive_int("batch_size", batch_size)
     decoder, codes = kind.decoder_and_codes(model, images, batch_size=int(batch_size))
     return sample(
         decoder,
