@@ -24,10 +24,10 @@ The pixels are then brought to one form, in this order:
 1. **Size.** With ``image_size``, every image is cropped to its central
    square and resized (bilinear, antialiased) to ``image_size`` x
    ``image_size``; without it, all images must have one size, kept as is.
-2. **Values.** Images whose values are all 0 or 1 are binary data already:
-   their levels are 2. Otherwise a pixel value :math:`v \\in [0, 255]` becomes
-   :math:`\\mathrm{round}(v (L - 1) / 255)` for ``color_levels`` :math:`L`
-   (256: unchanged).
+2. **Values.** Images whose values are all 0 or 1 (and folders of 1-bit
+   images) are binary data already: their levels are 2. Otherwise a pixel
+   value :math:`v \\in [0, 255]` becomes :math:`\\mathrm{round}(v (L - 1) / 255)`
+   for ``color_levels`` :math:`L` (256: unchanged).
 3. **Binarization** (``binarize``, levels 2): ``threshold`` sets a value to 1
    when :math:`v \\ge 128`; ``stochastic`` sets it to 1 with probability
    :math:`v / 255`, with fresh draws on every pass through the training
@@ -101,6 +101,9 @@ class _Source:
     cached: bool = True
     # Side to resize to (0: keep the images' own size).
     resize_to: int = 0
+    # Folders and arrays: the modification time and size of their files, so
+    # that files written again are decoded again.
+    stamp: tuple = ()
 
 
 def kind_of(spec: str) -> str:
@@ -266,10 +269,13 @@ def _is_grey(image: Image.Image, file: str) -> bool:
 def _inspect_folder(folder: str, shown: str, stamp: tuple, image_size: int | None) -> _Source:
     files = [entry[0] for entry in stamp]
     sizes, kinds = {}, {}
+    binary = True  # until an image holds a value other than 0 and 1 (1-bit images: 0 and 255)
     for file in files:
         try:
             with Image.open(file) as image:
                 size, grey = image.size, _is_grey(image, file)
+                if binary and image.mode != "1":
+                    binary = _highest(image.convert("L" if grey else "RGB")) <= 1
         except DataError:
             raise
         except Exception as exc:
@@ -302,13 +308,20 @@ def _inspect_folder(folder: str, shown: str, stamp: tuple, image_size: int | Non
         kind="folder",
         where=shown,
         image_shape=shape,
-        binary=False,
+        binary=binary,
         num_classes=num_classes,
         memory_bytes=2 * len(files) * math.prod(shape),
         files=tuple(files),
         labels=labels,
         resize_to=image_size or 0,
+        stamp=stamp,
     )
+
+
+def _highest(image: Image.Image) -> int:
+    """The largest value of any channel of a decoded grey or RGB image."""
+    extrema = image.getextrema()
+    return max(high for _, high in extrema) if isinstance(extrema[0], tuple) else extrema[1]
 
 
 def _open_array_file(path: str, shown: str):
@@ -392,6 +405,7 @@ def _inspect_array(path: str, shown: str, stamp: tuple, image_size: int | None) 
         image_key=image_key,
         label_key=label_key,
         resize_to=image_size or 0,
+        stamp=stamp,
     )
 
 
@@ -517,6 +531,8 @@ def _decoded(source: _Source) -> tuple[np.ndarray, np.ndarray]:
                     f"cannot read image {file}: {first_line(exc, with_type=True)}"
                 ) from None
             array = array.reshape(*array.shape[:2], source.image_shape[-1])
+            if source.binary:  # 0 and 1 (or a 1-bit image's 0 and 255) read as 0 and 255
+                array = np.where(array > 0, 255, 0).astype(np.uint8)
             if source.resize_to:
                 array = _fit(array[None], source.resize_to)[0]
             images.append(array)

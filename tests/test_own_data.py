@@ -238,6 +238,39 @@ def test_folder_without_subfolders_has_no_labels_and_grey_images_one_channel(tmp
     assert meta.image_shape == (5, 5, 1) and meta.num_classes is None
 
 
+@pytest.mark.parametrize("mode", ["L", "RGB", "1"])
+def test_folder_of_binary_images_keeps_two_levels(tmp_path, mode):
+    rng = np.random.default_rng(7)
+    channels = 3 if mode == "RGB" else 1
+    images = rng.integers(0, 2, (10, 4, 4, channels), dtype=np.uint8)
+    for k, image in enumerate(images):
+        picture = Image.fromarray(image.squeeze(-1) if channels == 1 else image)
+        if mode == "1":  # a 1-bit PNG: read back as 0 and 255
+            picture = Image.fromarray(image.squeeze(-1) * 255).convert("1")
+        picture.save(tmp_path / f"{k}.png")
+    meta = data.info(str(tmp_path))
+    assert meta.levels == 2 and meta.image_shape == (4, 4, channels)
+    loaded = np.concatenate([images_of(data.load(str(tmp_path), s)) for s in ("train", "test")])
+    assert rows(loaded) == rows(images)
+    # One image of other values makes the folder 8-bit again.
+    save(tmp_path / "z.png", np.full((4, 4, channels), 2, np.uint8))
+    assert data.info(str(tmp_path)).levels == 256
+
+
+def test_files_written_again_are_read_again(tmp_path):
+    """The decoded images of a source are kept for the process, until its files change."""
+    path = tmp_path / "a.npy"
+    folder = tmp_path / "folder"
+    for value, time_ns in ((7, 10**18), (200, 2 * 10**18)):
+        np.save(path, np.full((10, 4, 4), value, np.uint8))
+        for k in range(3):
+            save(folder / f"{k}.png", np.full((4, 4, 1), value, np.uint8))
+        for file in (path, *folder.iterdir()):
+            os.utime(file, ns=(time_ns, time_ns))  # distinct times on any file system
+        for source in (str(path), str(folder)):
+            assert images_of(data.load(source, "train")).max() == value, source
+
+
 def test_binarize_threshold_and_stochastic(tmp_path):
     level = np.full((20, 6, 6), 64, np.uint8)
     level[:, 0, 0] = 128
