@@ -67,9 +67,12 @@ def main(argv) -> int:
 
 
 def _main_with_errors(argv) -> None:
+    import tensorflow as tf
+
     from pixel_models.config import UsageError
     from pixel_models.data import DataError
     from pixel_models.devices import DeviceError
+    from pixel_models.errors import first_line
     from pixel_models.runs import RunError
     from pixel_models.training import TrainingError
 
@@ -78,6 +81,9 @@ def _main_with_errors(argv) -> None:
         sys.exit(main(argv))
     except errors as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    except tf.errors.OpError as err:  # TensorFlow's own: the first line of the message
+        print(f"error: {first_line(err, with_type=True)}", file=sys.stderr, flush=True)
         sys.exit(1)
 
 

@@ -230,7 +230,7 @@ def train_and_evaluate(config: RunConfig) -> dict:
     # Refused before any work: outputs that cannot be written, a folder of
     # another run or of another optimizer.
     for flag in ("checkpoint_dir", "log_dir", "sample_dir"):
-        runs.check_output_folder(flag, getattr(config, flag))
+        runs.check_output_folder(flag, getattr(config, flag), run.paths.name)
     checked = {"optimizer": config.optimizer}
     runs.check_run_config(run.paths.checkpoint_dir, run.identity, record=False, checked=checked)
     train_ds, test_ds = run_dataset(config, "train"), run_dataset(config, "test")
@@ -353,7 +353,7 @@ def generate(config: RunConfig) -> str:
     shows (samples, one row per class for a class-conditional model; an
     autoencoder's reconstructions)."""
     run = _open(config)
-    runs.check_output_folder("sample_dir", config.sample_dir)
+    runs.check_output_folder("sample_dir", config.sample_dir, run.paths.name)
     model, step = _restored(run)
     options = dict(batch_size=config.batch_size, temperature=config.temperature, verbose=True)
     if config.complete != "none":

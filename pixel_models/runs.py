@@ -450,8 +450,9 @@ class RunLock:
         self.release()
 
 
-def check_output_folder(flag: str, path: str) -> None:
-    """Refuses an output folder that names a file or cannot be written.
+def check_output_folder(flag: str, path: str, run: str = "") -> None:
+    """Refuses an output folder that names a file or cannot be written, or
+    whose folder of the run ``run`` (when given) does.
 
     Raises:
       RunError: naming ``--flag``.
@@ -465,7 +466,7 @@ def check_output_folder(flag: str, path: str) -> None:
     ...         print(str(err).startswith(f"--log_dir={f.name}: "), "is a file" in str(err))
     True True
     """
-    probe = os.path.abspath(path)
+    probe = os.path.abspath(os.path.join(path, run))
     while not os.path.exists(probe):
         parent = os.path.dirname(probe)
         if parent == probe:

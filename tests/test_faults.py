@@ -391,6 +391,33 @@ def test_an_output_folder_that_is_a_file_is_refused(tmp_path, capfd, flag):
     assert sorted(os.listdir(tmp_path)) == ["file"]
 
 
+@pytest.mark.parametrize("flag", ["checkpoint_dir", "log_dir", "sample_dir"])
+def test_a_run_folder_that_is_a_file_is_refused_before_any_work(tmp_path, capfd, flag):
+    folders = {name: tmp_path / name for name in ("checkpoint_dir", "log_dir", "sample_dir")}
+    arguments = (*TINY, *(f"--{k}={v}" for k, v in folders.items()))
+    assert run_in_process(capfd, *arguments, "--max_steps=2").returncode == 0
+    (name,) = os.listdir(folders["checkpoint_dir"])
+    shutil.rmtree(folders[flag] / name)
+    (folders[flag] / name).write_text("not a folder")
+    before = snapshot(tmp_path)
+    # Generating writes below the sample folder only.
+    for mode in ("--max_steps=4", "--is_train=False")[: 2 if flag == "sample_dir" else 1]:
+        result = run_in_process(capfd, *arguments, mode)
+        assert_error(result, f"--{flag}={folders[flag]}: ", f"{name} is a file")
+        assert snapshot(tmp_path) == before, mode
+
+
+def test_a_tensorflow_error_is_one_line(tmp_path, capfd, monkeypatch):
+    from pixel_models import experiment
+
+    def fail(config):
+        raise tf.errors.FailedPreconditionError(None, None, "Not a directory\n\t [[{{node a}}]]")
+
+    monkeypatch.setattr(experiment, "run", fail)
+    result = run_in_process(capfd, *TINY, f"--checkpoint_dir={tmp_path}")
+    assert_error(result, "error: FailedPreconditionError: Not a directory")
+
+
 def unwritable_folder(tmp_path: Path) -> Path:
     """A folder that this process cannot write into: a read-only one, or, for
     root (who writes into those), one of the kernel's own file systems."""
