@@ -154,8 +154,9 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_string(
     "data_dir",
-    "data",
-    "tensorflow-datasets folder. When not given on the command line, TFDS_DATA_DIR is used if set.",
+    None,
+    "tensorflow-datasets folder. When not given: TFDS_DATA_DIR if set, else "
+    "tensorflow-datasets' own default (~/tensorflow_datasets).",
 )
 flags.DEFINE_string("sample_dir", "samples", "Where sample grids (PNG) are written.")
 flags.DEFINE_boolean("is_train", True, "Train (True) or generate samples (False).")
@@ -321,6 +322,11 @@ flags.register_validator(
     message="--image_size must be an integer >= 4",
 )
 flags.register_validator("learning_rate", lambda v: v > 0, message="--learning_rate must be > 0")
+flags.register_validator(
+    "random_seed",
+    lambda v: 0 <= v < 2**32,
+    message="--random_seed must be an integer from 0 to 2**32 - 1",
+)
 flags.register_validator(
     "warmup_steps", lambda v: v >= 0, message="--warmup_steps must be an integer >= 0"
 )

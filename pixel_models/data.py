@@ -167,6 +167,19 @@ def info(
             f"binarize={binarize!r} applies to the user's own images (tfds:NAME, a folder, a "
             f".npy/.npz file), not to dataset {name!r}; e.g. use tfds:mnist with it"
         )
+    meta = _named_info(name, image_size, color_levels)
+    if name not in ("shapes", "colored_shapes") and image_size not in (None, meta.image_shape[0]):
+        side = meta.image_shape[0]
+        raise DataError(
+            f"image_size={image_size} applies to shapes, colored_shapes and the user's own "
+            f"images; {name} images are {side}x{side} (tfds:NAME reads a tensorflow-datasets "
+            "dataset at any size)"
+        )
+    return meta
+
+
+def _named_info(name: str, image_size: int | None, color_levels: int) -> DatasetInfo:
+    """:func:`info` of a name of ``DATASETS``."""
     if name == "mnist":
         return DatasetInfo("mnist", (28, 28, 1), 2, 10, ("train", "test"), True)
     if name == "binarized_mnist":

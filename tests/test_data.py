@@ -58,8 +58,11 @@ def test_info_describes_each_dataset(name, shape, levels, classes, splits, downl
 def test_info_shapes_follows_image_size():
     assert data.info("shapes", image_size=16).image_shape == (16, 16, 1)
     assert data.info("shapes", image_size=4).image_shape == (4, 4, 1)
-    # image_size only matters for procedural data.
-    assert data.info("mnist", image_size=16).image_shape == (28, 28, 1)
+    # The named tfds datasets have one size: any other is refused, not ignored.
+    assert data.info("mnist", image_size=28).image_shape == (28, 28, 1)
+    for name, side in (("mnist", 28), ("cifar10", 32), ("imagenet64", 64)):
+        with pytest.raises(data.DataError, match=f"image_size=16 applies to .*{side}x{side}"):
+            data.info(name, image_size=16)
 
 
 def test_color_levels_set_the_levels_of_the_coloured_datasets():
