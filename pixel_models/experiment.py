@@ -63,6 +63,15 @@ class _Run:
         return self.identity["config"]
 
 
+def _data_identity(spec: str) -> str:
+    """The data of a run as its identity holds it: a folder or file path in
+    normal form (``own/``, ``./own`` and ``own`` are one run; a relative path
+    stays relative), a dataset name or ``tfds:NAME`` as given."""
+    if spec in data.DATASETS or spec.startswith("tfds:"):
+        return spec
+    return os.path.normpath(spec)
+
+
 def _open(config: RunConfig) -> _Run:
     if config.model not in MODELS:
         raise UsageError(f"--model={config.model!r}: choose one of {', '.join(sorted(MODELS))}")
@@ -70,7 +79,11 @@ def _open(config: RunConfig) -> _Run:
         info = run_info(config)
     except data.DataError as err:
         raise UsageError(str(err)) from None
-    identity = {"data": config.data, "model": config.model, "config": model_config(config, info)}
+    identity = {
+        "data": _data_identity(config.data),
+        "model": config.model,
+        "config": model_config(config, info),
+    }
     if config.binarize != "none":  # the two binarizations give other data at the same levels
         identity["binarize"] = config.binarize
     paths = runs.run_paths(identity, config.checkpoint_dir, config.log_dir, config.sample_dir)

@@ -360,6 +360,18 @@ def test_a_run_reads_the_folder_at_its_size_and_builds_a_model_of_that_shape(fol
     assert tuple(image.shape) == (8, 8, 3) and int(label) in (0, 1)
 
 
+def test_one_folder_spelled_in_other_ways_is_one_run(folder, monkeypatch):
+    root, _ = folder
+    monkeypatch.chdir(root.parent)
+
+    def run_of(spec: str) -> str:
+        return experiment._open(RunConfig(data=spec, image_size=8)).paths.name
+
+    assert len({run_of(s) for s in (str(root), f"{root}/", f"{root}/../{root.name}/.")}) == 1
+    # A relative path stays relative (a project moved elsewhere keeps its runs).
+    assert len({run_of(s) for s in ("pictures", "./pictures/", "pictures//")}) == 1
+
+
 def test_the_memory_check_counts_the_images_held_in_memory(folder, monkeypatch):
     root, _ = folder
     config = RunConfig(data=str(root), batch_size=1, hidden_dims=1)
