@@ -40,7 +40,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="pixel_cnn", choices=sorted(pixel_models.MODELS))
     p.add_argument("--data", default="shapes", choices=list(data.DATASETS))
     p.add_argument("--data_dir", default=None)
-    p.add_argument("--image_size", type=int, default=28)
+    p.add_argument(
+        "--image_size", type=int, default=None, help="side of procedural data (default 28)"
+    )
     p.add_argument("--batch_size", type=int, default=100)
     p.add_argument("--hidden_dims", type=int, default=16)
     p.add_argument("--recurrent_length", type=int, default=7)

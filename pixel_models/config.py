@@ -146,9 +146,17 @@ def model_config(config: RunConfig, info: DatasetInfo) -> dict:
             )
         keywords["num_classes"] = info.num_classes
     if config.conditional:
+        if kind_for_builder(config.model).needs_labels:
+            raise UsageError(
+                f"--conditional: --model={config.model} classifies its images, it is not a "
+                "conditional density model; drop --conditional"
+            )
         if "num_classes" not in parameters:
             takes_labels = sorted(
-                n for n, b in MODELS.items() if "num_classes" in inspect.signature(b).parameters
+                n
+                for n, b in MODELS.items()
+                if "num_classes" in inspect.signature(b).parameters
+                and not kind_for_builder(n).needs_labels
             )
             raise UsageError(
                 f"--conditional: --model={config.model} takes no class labels; "

@@ -312,7 +312,12 @@ def test_class_conditional_training_and_generation(tmp_path, capfd, model):
         return
     for flags, message in [
         (["--model=pixel_rnn"], "--conditional: --model=pixel_rnn takes no class labels"),
-        (["--data=binarized_mnist"], "--conditional: --data=binarized_mnist has no class"),
+        (["--model=pixel_rnn"], "use one of gated_pixel_cnn, pixel_cnn, pixel_cnn_pp, pixel_snail"),
+        (["--model=invariant_cnn"], "--model=invariant_cnn classifies its images"),
+        (
+            ["--data=binarized_mnist", "--image_size=28"],
+            "--conditional: --data=binarized_mnist has no class",
+        ),
         ([f"--score={tmp_path}"], "--score: scoring images under a --conditional model"),
     ]:
         bad = run_in_process(capfd, *args, *flags)
@@ -572,8 +577,11 @@ def test_deterministic_runs_give_identical_losses(tmp_path):
             ["--data=colored_shapes"],
             "--model=invariant_cnn classifies: --data=colored_shapes has no labels",
         ),
-        (["--data=mnist", "--complete=top_half", "--is_train=False"], "is a classifier"),
-        (["--data=mnist", "--group=C8"], "--group"),
+        (
+            ["--data=mnist", "--image_size=28", "--complete=top_half", "--is_train=False"],
+            "is a classifier",
+        ),
+        (["--data=mnist", "--image_size=28", "--group=C8"], "--group"),
     ],
 )
 def test_classifier_flags_are_checked(tmp_path, capfd, flags, message):
