@@ -440,6 +440,12 @@ def run(config: RunConfig) -> str:
     setup(config)
     if config.complete != "none":
         _refuse(config, "complete", "--complete")
+        if config.score or config.is_train:
+            mode = f"--score={config.score}" if config.score else "training (--is_train=True)"
+            raise UsageError(
+                f"--complete={config.complete} applies to generating with --is_train=False, "
+                f"not to {mode}"
+            )
     if config.score:
         return json.dumps(score(config), indent=2)
     if config.is_train:

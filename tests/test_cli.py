@@ -270,6 +270,18 @@ def test_autoencoder_trains_resumes_and_reconstructs(tmp_path, capfd, encoder):
         assert bad.returncode == 1 and message in bad.stderr, bad.stderr[-2000:]
 
 
+def test_complete_outside_generation_is_refused(tmp_path, capfd):
+    for flags, mode in [
+        (["--complete=top_half"], "not to training (--is_train=True)"),
+        ([f"--score={tmp_path}", "--complete=top_half"], f"not to --score={tmp_path}"),
+    ]:
+        bad = run_in_process(capfd, *TINY, *dirs(tmp_path), *flags)
+        assert bad.returncode == 1, bad.stderr[-2000:]
+        assert "--complete=top_half applies to generating with --is_train=False" in bad.stderr
+        assert mode in bad.stderr
+    assert not (tmp_path / "ckpt").exists()
+
+
 def _shapes_test(num: int):
     sys.path.insert(0, str(ROOT))
     from pixel_models import data
