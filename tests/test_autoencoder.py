@@ -169,7 +169,7 @@ def test_an_autoencoder_has_no_prior_to_sample_from():
         pm.complete(model, np.zeros((1, 4, 4, 1)), False)
     with pytest.raises(ValueError, match="not an autoencoder"):
         pm.reconstruct(model.decoder, np.zeros((1, 4, 4, 1)))
-    with pytest.raises(ValueError, match="image values"):
+    with pytest.raises(ValueError, match="images must hold integers in \\[0, 1\\]"):
         pm.reconstruct(model, np.full((1, 4, 4, 1), 2.0))
 
 
