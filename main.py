@@ -79,11 +79,13 @@ def _main_with_errors(argv) -> None:
     errors = (UsageError, DataError, DeviceError, RunError, TrainingError, ValueError, OSError)
     try:
         sys.exit(main(argv))
-    except errors as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        sys.exit(1)
-    except tf.errors.OpError as err:  # TensorFlow's own: the first line of the message
-        print(f"error: {first_line(err, with_type=True)}", file=sys.stderr, flush=True)
+    except (*errors, tf.errors.OpError) as err:
+        # The one line says it all: TensorFlow's warnings about the objects
+        # then deleted (e.g. each value a refused checkpoint did not restore)
+        # would bury it.
+        tf.get_logger().setLevel("ERROR")
+        message = first_line(err, with_type=True) if isinstance(err, tf.errors.OpError) else err
+        print(f"error: {message}", file=sys.stderr, flush=True)
         sys.exit(1)
 
 

@@ -265,32 +265,58 @@ def restore_checkpoint(
         )
     failures = []
     for path in candidates:
+        status = None
         try:
             status = checkpoint.restore(path)
             if partial:
                 status = status.expect_partial()
             status.assert_existing_objects_matched()
         except Exception as err:  # noqa: BLE001  (a damaged file raises many kinds)
-            failures.append(f"{os.path.basename(path)}: {first_line(err)}")
+            reason = first_line(err)
+        else:
+            reason = None
+        if reason is not None:
+            _forget_failed_restore(status)
+            failures.append(f"{os.path.basename(path)}: {reason}")
             logging.warning(
-                "cannot restore checkpoint %s (%s); trying the one before it",
-                path,
-                first_line(err),
+                "cannot restore checkpoint %s (%s); trying the one before it", path, reason
             )
             continue
         if failures or problem is not None:
             logging.warning("restored %s, the newest intact checkpoint", path)
         if repair and latest != path:
             older = [p for p in reversed(candidates) if checkpoint_step(p) < checkpoint_step(path)]
-            tf.compat.v1.train.update_checkpoint_state(
-                checkpoint_dir, path, all_model_checkpoint_paths=[*older, path]
-            )
+            write_checkpoint_state(checkpoint_dir, [*older, path])
         return path
     raise CheckpointError(
         f"no checkpoint in {checkpoint_dir} can be restored ({'; '.join(failures)}); each was "
         "written by another model or is damaged: use the flags the run was trained with or "
         "another --checkpoint_dir"
     )
+
+
+def _forget_failed_restore(status) -> None:
+    """Marks a failed restore as partial, so that TensorFlow does not warn,
+    when it is deleted, of each value it did not restore (dozens of lines
+    after the one error that says the checkpoint is of another model)."""
+    if status is not None:
+        status.expect_partial()
+
+
+def write_checkpoint_state(checkpoint_dir: str, paths: list[str]) -> None:
+    """Rewrites the ``checkpoint`` file to name ``paths`` (oldest first; the
+    last is the latest), as ``tf.train.CheckpointManager`` writes it.
+
+    Each checkpoint is stamped with the time of its files, so that the next
+    manager deletes the older ones in turn as it saves new ones (a checkpoint
+    without a time is kept for ever).
+    """
+    lines = [f'model_checkpoint_path: "{os.path.basename(paths[-1])}"']
+    lines += [f'all_model_checkpoint_paths: "{os.path.basename(p)}"' for p in paths]
+    lines += [f"all_model_checkpoint_timestamps: {os.path.getmtime(p + '.index')!r}" for p in paths]
+    lines.append("last_preserved_timestamp: 0.0")
+    state = os.path.join(checkpoint_dir, STATE_FILE)
+    write_atomic(state, lambda f: f.write("\n".join(lines) + "\n"))
 
 
 _KERAS_FILE = re.compile(r"^ckpt-(\d+)\.keras$")

@@ -63,6 +63,8 @@ def run_in_process(capfd, *args: str) -> subprocess.CompletedProcess:
     import main
 
     argv = ["main.py", *args]
+    tf_logger = python_logging.getLogger("tensorflow")
+    tf_level = tf_logger.level
     capfd.readouterr()  # what came before is not this run's
     flags.FLAGS.unparse_flags()
     logged = io.StringIO()  # absl's log lines, which go to stderr in a process of their own
@@ -84,6 +86,7 @@ def run_in_process(capfd, *args: str) -> subprocess.CompletedProcess:
         logging.get_absl_logger().removeHandler(handler)
         keras.config.set_dtype_policy("float32")
         logging.set_verbosity(logging.WARNING)
+        tf_logger.setLevel(tf_level)  # an error quiets TensorFlow's logger for the exit
     out, err = capfd.readouterr()
     return subprocess.CompletedProcess(argv, code, out, logged.getvalue() + err)
 

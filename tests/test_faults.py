@@ -239,6 +239,45 @@ def test_generation_and_scoring_use_the_newest_intact_checkpoint(run, how):
     assert_kept(before, run.root)
 
 
+def test_a_repaired_checkpoint_file_keeps_rotating_the_old_checkpoints(tmp_path, caplog):
+    train, test, _ = datasets()
+    trainer = training.Trainer(tiny_model(), training.make_optimizer("adam", 1e-3))
+    settings = dict(save_step=1, test_step=100, num_samples=0)
+    training.fit(trainer, train, test, config(tmp_path, max_steps=3, **settings))
+    (tmp_path / "ckpt" / "checkpoint").write_bytes(b"\x00\xffnot a text proto {{")
+    trainer = training.Trainer(tiny_model(), training.make_optimizer("adam", 1e-3))
+    training.fit(trainer, train, test, config(tmp_path, max_steps=7, **settings))
+    kept = [os.path.basename(p) for p in runs.checkpoint_files(str(tmp_path / "ckpt"))]
+    assert kept == ["ckpt-7", "ckpt-6", "ckpt-5"]  # max_to_keep, as without the repair
+    assert tf.train.latest_checkpoint(str(tmp_path / "ckpt")).endswith("ckpt-7")
+    assert "deprecated" not in caplog.text
+
+
+def test_a_checkpoint_of_another_model_is_refused_in_one_line(tmp_path):
+    """The error line is the last thing said: TensorFlow's warnings about each
+    value the refused checkpoint did not restore would follow it otherwise."""
+    flags = [
+        *TINY,
+        f"--checkpoint_dir={tmp_path / 'ckpt'}",
+        f"--log_dir={tmp_path / 'logs'}",
+        f"--sample_dir={tmp_path / 'samples'}",
+        "--max_steps=2",
+    ]
+    assert run_main(*flags).returncode == 0
+    (other,) = (tmp_path / "ckpt").iterdir()
+    assert run_main(*flags, "--hidden_dims=6").returncode == 0
+    (run,) = {*(tmp_path / "ckpt").iterdir()} - {other}
+    for name in os.listdir(run):  # this run's checkpoints replaced by the other model's
+        os.remove(run / name)
+    for name in os.listdir(other):
+        if name.startswith(("ckpt-", "checkpoint")) and not name.endswith(".keras"):
+            shutil.copy(other / name, run / name)
+    result = run_main(*flags, "--hidden_dims=6", "--max_steps=4")
+    assert_error(result, "can be restored")
+    assert result.stderr.rstrip().splitlines()[-1].startswith("error: "), result.stderr[-3000:]
+    assert "could not be found" not in result.stderr
+
+
 @pytest.mark.parametrize("content", [b"", b"\x00\xffnot a text proto {{", None])
 def test_restore_model_reads_the_files_when_the_checkpoint_file_is_bad(tmp_path, content, caplog):
     train, test, _ = datasets()
