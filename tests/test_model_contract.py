@@ -168,3 +168,16 @@ def test_images_the_models_cannot_take_are_refused_by_name(name, arguments, mess
     settings = {"image_shape": (4, 4, 1), "levels": 2, **sizes, **arguments}
     with pytest.raises(ValueError, match=message):
         pm.build_model(name, **settings)
+
+
+COLOUR_GROUPED = ["gated_pixel_cnn", "multiscale_pixel_rnn", "pixel_cnn", "pixel_rcnn", "pixel_rnn"]
+
+
+@pytest.mark.parametrize("argument", ["hidden_dims", "out_hidden_dims"])
+@pytest.mark.parametrize("name", COLOUR_GROUPED)
+def test_too_few_features_for_the_colour_groups_are_refused_by_name(name, argument):
+    parameters = inspect.signature(MODELS[name]).parameters
+    sizes = {k: v for k, v in TINY.items() if k in parameters}
+    sizes[argument] = 2
+    with pytest.raises(ValueError, match=f"^{argument} must be at least the 3 colour channels"):
+        pm.build_model(name, image_shape=(4, 4, 3), levels=4, **sizes)

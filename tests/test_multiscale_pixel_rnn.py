@@ -87,8 +87,16 @@ def test_small_image_strides_and_grid():
     [((4, 4, 1), 3, "1, 2, 4"), ((6, 9, 1), 2, "1, 3"), ((5, 5, 1), 0, "1, 5")],
 )
 def test_small_image_size_must_divide_the_image(image_shape, size, allowed):
-    with pytest.raises(ValueError, match=rf"small_image_size must divide .* one of {allowed},"):
+    with pytest.raises(ValueError, match=rf"small_image_size must divide .* one of {allowed}[,;]"):
         _model(image_shape, size)
+
+
+def test_the_default_small_image_size_is_offered_only_where_it_divides_the_image():
+    with pytest.raises(ValueError) as err:
+        _model((5, 5, 1), 0)
+    assert "one of 1, 5; got 0 (2, half the image size, does not divide it)" in str(err.value)
+    with pytest.raises(ValueError, match="one of 1, 2, 4, or 0 for half the image size; got 3$"):
+        _model((4, 4, 1), 3)
 
 
 @pytest.mark.parametrize(

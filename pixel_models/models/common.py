@@ -208,9 +208,23 @@ def apply(layer, x, condition=None):
     return layer(x) if condition is None else layer(x, condition=condition)
 
 
-def masked_conv_factory(channels: int):
+def check_colour_features(channels: int, **features: int | None) -> None:
+    """Raises ValueError naming the argument unless each of ``features`` (a
+    builder's argument and its value; None: unused) gives every one of the
+    ``channels`` colour groups a feature."""
+    for name, value in features.items():
+        if value is not None and int(value) < channels:
+            raise ValueError(
+                f"{name} must be at least the {channels} colour channels (a feature per "
+                f"colour group), got {value}"
+            )
+
+
+def masked_conv_factory(channels: int, **features: int | None):
     """``conv(filters, kernel, mask_type, activation, name)``: masked convolutions
-    with the colour groups of ``channels`` colour channels."""
+    with the colour groups of ``channels`` colour channels, once ``features``
+    are checked (:func:`check_colour_features`)."""
+    check_colour_features(channels, **features)
 
     def conv(filters, kernel, mask_type, activation, layer_name):
         return MaskedConv2D(

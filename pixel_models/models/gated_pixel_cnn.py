@@ -11,6 +11,7 @@ from pixel_models.layers.checks import odd_positive_int
 from pixel_models.layers.gated import GatedBlock
 from pixel_models.models.common import (
     builder_start,
+    check_colour_features,
     check_sizes,
     masked_conv_factory,
     output_stack,
@@ -127,6 +128,7 @@ def gated_pixel_cnn(
     odd_positive_int("kernel_size", kernel_size)
     odd_positive_int("first_kernel_size", first_kernel_size)
     start = builder_start(image_shape, levels, num_classes, latent_dims)
+    check_colour_features(start.channels, hidden_dims=hidden_dims)
     x, condition = start.x, start.condition
 
     def block(size, mask_type, layer_name):
@@ -139,7 +141,9 @@ def gated_pixel_cnn(
         v, h, _ = block(kernel_size, "B", f"gated_b{i}")((v, h), condition=condition)
     y = keras.layers.ReLU(name="relu")(h)
     # The 1x1 output layers read the features only, not the condition.
-    conv = masked_conv_factory(start.channels)
+    conv = masked_conv_factory(
+        start.channels, out_hidden_dims=out_hidden_dims if out_recurrent_length else None
+    )
     return start.model(
         output_stack(y, conv, out_hidden_dims, out_recurrent_length, start.head), name
     )

@@ -45,15 +45,17 @@ def small_image_strides(image_shape: Sequence[int], small_image_size: int) -> tu
     """
     height, width = int(image_shape[0]), int(image_shape[1])
     size = int(small_image_size)
+    half = min(height, width) // 2
     if size == 0:
-        size = min(height, width) // 2
+        size = half
     common = math.gcd(height, width)
     allowed = [d for d in range(1, common + 1) if common % d == 0]
     if size < 1 or height % size or width % size:
+        default = "" if half in allowed else f" ({half}, half the image size, does not divide it)"
+        zero = ", or 0 for half the image size" if half in allowed else ""
         raise ValueError(
             f"small_image_size must divide the image height and width ({height}, {width}): "
-            f"one of {', '.join(map(str, allowed))}, or 0 for half the image size; "
-            f"got {small_image_size}"
+            f"one of {', '.join(map(str, allowed))}{zero}; got {small_image_size}{default}"
         )
     return height // size, width // size
 

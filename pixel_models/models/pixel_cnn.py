@@ -102,7 +102,11 @@ def pixel_cnn(
     )
     start = builder_start(image_shape, levels, num_classes, latent_dims)
     x, condition = start.x, start.condition
-    conv = masked_conv_factory(start.channels)
+    conv = masked_conv_factory(
+        start.channels,
+        hidden_dims=hidden_dims,
+        out_hidden_dims=out_hidden_dims if out_recurrent_length else None,
+    )
 
     x = apply(conv(hidden_dims, first_kernel_size, "A", "relu", "conv_a"), x, condition)
     for i in range(recurrent_length):

@@ -117,7 +117,12 @@ def pixel_rcnn(
     start = builder_start(image_shape, levels)
     # Independent channels: one colour group, so the type-A layer hides the
     # whole current pixel and no layer tells the channels apart.
-    conv = masked_conv_factory(start.channels if color_dependence == "dependent" else 1)
+    groups = start.channels if color_dependence == "dependent" else 1
+    conv = masked_conv_factory(
+        groups,
+        hidden_dims=hidden_dims,
+        out_hidden_dims=out_hidden_dims if out_recurrent_length else None,
+    )
 
     def norm_relu(y, layer_name):
         y = keras.layers.BatchNormalization(name=f"{layer_name}_bn")(y)

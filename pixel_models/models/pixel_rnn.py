@@ -117,7 +117,11 @@ def pixel_rnn(
         out_recurrent_length=(out_recurrent_length, 0),
     )
     start = builder_start(image_shape, levels)
-    conv = masked_conv_factory(start.channels)
+    conv = masked_conv_factory(
+        start.channels,
+        hidden_dims=hidden_dims,
+        out_hidden_dims=out_hidden_dims if out_recurrent_length else None,
+    )
 
     def lstm(layer_name):
         return recurrent_layer(rnn_type, hidden_dims, start.channels, row_kernel_size, layer_name)
