@@ -313,6 +313,12 @@ def test_invalid_arguments_raise(kwargs):
         pixel_rnn(**config)
 
 
+@pytest.mark.parametrize("rnn_type", ["row_lstm", "diagonal_bilstm"])
+def test_a_bad_row_kernel_size_is_refused_by_name_for_either_lstm(rnn_type):
+    with pytest.raises(ValueError, match="^row_kernel_size must be an odd positive int, got 0"):
+        pixel_rnn((4, 4, 1), hidden_dims=2, rnn_type=rnn_type, row_kernel_size=0)
+
+
 # ---------------------------------------------------------------------------
 # Serialization
 # ---------------------------------------------------------------------------

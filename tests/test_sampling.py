@@ -96,6 +96,11 @@ def test_sample_seeding(model):
     assert not np.array_equal(a, pm.sample(model, 6, seed=2))
 
 
+def test_seeds_apart_by_2_to_the_31_give_other_images(rgb_model):
+    images = [pm.sample(rgb_model, 4, seed=seed) for seed in (5, 5 + 2**31, 5 + 2**32)]
+    assert len({x.tobytes() for x in images}) == 3
+
+
 def test_sample_in_batches(binary_model):
     split = pm.sample(binary_model, 7, seed=3, batch_size=3)
     assert split.shape == (7, 4, 4, 1)
@@ -118,6 +123,9 @@ def test_sample_bad_arguments_raise(binary_model, rgb_model):
         pm.sample(binary_model, 2, batch_size=0)
     with pytest.raises(TypeError):
         pm.sample(binary_model, 2, seed="zero")
+    for seed in (-1, 2**62):
+        with pytest.raises(ValueError, match="seed must be an int in \\[0, 2\\*\\*62\\)"):
+            pm.sample(binary_model, 2, seed=seed)
     with pytest.raises(ValueError):
         pm.sample(binary_model, 2, temperature=0.5)  # Bernoulli heads have no temperature
     with pytest.raises(ValueError):

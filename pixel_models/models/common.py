@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import keras
 
 from pixel_models.distributions import PixelHead, default_kind
+from pixel_models.layers.checks import odd_positive_int
 from pixel_models.layers.masked_conv import MaskedConv2D
 from pixel_models.layers.recurrent import DiagonalBiLSTM, RowLSTM
 
@@ -262,6 +263,7 @@ def recurrent_layer(
     """
     if rnn_type not in RNN_TYPES:
         raise ValueError(f"rnn_type must be one of {', '.join(RNN_TYPES)}, got {rnn_type!r}")
+    odd_positive_int("row_kernel_size", row_kernel_size)  # checked for either type
     if rnn_type == "row_lstm":
         return RowLSTM(
             units, kernel_size=row_kernel_size, mask_type="B", color_channels=channels, name=name

@@ -81,9 +81,14 @@ def cached_logits(model: keras.Model, images: np.ndarray, condition=None) -> np.
 
 
 def _check_seed(seed: int) -> tf.Tensor:
-    if not isinstance(seed, int | np.integer):
+    """The stateless random ops' seed of ``seed``: one of two int32 halves per
+    31 bits, so that distinct seeds give distinct images (and seeds below
+    2**31 the ones they always gave)."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise TypeError(f"seed must be an int, got {seed!r}")
-    return tf.constant([int(seed) % (2**31), 0], tf.int32)
+    if not 0 <= int(seed) < 2**62:
+        raise ValueError(f"seed must be an int in [0, 2**62), got {seed}")
+    return tf.constant([int(seed) % 2**31, int(seed) // 2**31], tf.int32)
 
 
 def _distribution(model: keras.Model, temperature: float | None) -> Distribution:
@@ -297,7 +302,8 @@ def sample(
     Args:
       model: a model built by :func:`pixel_models.build_model`.
       num_samples: number of images (> 0).
-      seed: the same seed gives the same images.
+      seed: an int in ``[0, 2**62)``; the same seed and ``batch_size`` give
+        the same images (each batch draws its own numbers).
       batch_size: images generated at once.
       temperature: sampling temperature of categorical and logistic mixture
         heads (None or 1.0: exact samples).
@@ -367,7 +373,8 @@ def complete(
       images: ``(N, H, W, C)`` integer images in the model's data form.
       known: boolean array broadcastable to ``images``; True where a value is
         given.
-      seed: the same seed gives the same completions.
+      seed: as in :func:`sample`: the same seed and ``batch_size`` give the
+        same completions.
       batch_size: images completed at once.
       temperature: as in :func:`sample`.
       method, verbose: as in :func:`sample`.
