@@ -264,8 +264,15 @@ def fit_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
     [0, 1, 2, 3]
     """
     spec = dataset.element_spec
+    wanted = "fit_data takes a dataset of images or of (images, labels)"
     if isinstance(spec, tuple):
         if len(spec) != 2:
-            raise ValueError(f"a dataset of images or of (images, labels), got {len(spec)} parts")
+            raise ValueError(f"{wanted}, got {len(spec)} parts")
         return dataset.map(lambda x, y: ((tf.cast(x, tf.float32), y), x))
+    if not isinstance(spec, tf.TensorSpec):
+        keys = f" with keys {', '.join(map(str, spec))}" if isinstance(spec, dict) else ""
+        raise ValueError(
+            f"{wanted}, got elements of type {type(spec).__name__}{keys}; for a tfds dataset "
+            "map it first, e.g. ds.map(lambda e: (e['image'], e['label']))"
+        )
     return dataset.map(lambda x: (tf.cast(x, tf.float32), x))

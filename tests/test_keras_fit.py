@@ -135,6 +135,9 @@ def test_fit_data_targets_are_the_images():
     assert labels.numpy().tolist() == [1, 2] and np.array_equal(y, images)
     with pytest.raises(ValueError, match="3 parts"):
         pm.fit_data(tf.data.Dataset.from_tensors((images, images, images)))
+    # A tfds dataset's elements are dicts of features.
+    with pytest.raises(ValueError, match="got elements of type dict with keys image, label"):
+        pm.fit_data(tf.data.Dataset.from_tensors({"image": images, "label": [1, 2]}))
 
 
 CASES = [
