@@ -528,6 +528,8 @@ def fit(
     # Only the chief writes checkpoints, so only it locks the folder: the
     # other workers of a multi-worker run share it without waiting.
     created = bool(folder) and chief and not os.path.exists(folder)
+    outputs = (config.log_dir, config.sample_dir) if created else ()
+    outputs_created = [path for path in outputs if path and not os.path.exists(path)]
     lock = runs.RunLock(folder) if folder and chief else None
     try:
         if lock is not None:
@@ -542,6 +544,11 @@ def fit(
     except BaseException:
         if created:
             runs.remove_unstarted(folder)
+            # A run that never saved leaves no folder behind: its events and
+            # samples neither.
+            if not os.path.exists(folder):
+                for path in outputs_created:
+                    shutil.rmtree(path, ignore_errors=True)
         raise
 
 

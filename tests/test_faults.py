@@ -170,9 +170,12 @@ def test_a_run_that_diverges_before_its_first_checkpoint_leaves_no_run_folder(tm
     record = {"model": "pixel_cnn"}
     with pytest.raises(training.TrainingError):
         training.fit(
-            bad, train, test, config(tmp_path, max_steps=60, save_step=50, run_record=record)
+            bad,
+            train,
+            test,
+            config(tmp_path, max_steps=60, save_step=50, test_step=1, run_record=record),
         )
-    assert not (tmp_path / "ckpt").exists()
+    assert sorted(os.listdir(tmp_path)) == []  # no checkpoint, event or sample folder
 
 
 @pytest.mark.slow
