@@ -18,6 +18,7 @@ import re
 import shutil
 import socket
 import tempfile
+import time
 
 import tensorflow as tf
 from absl import logging
@@ -391,6 +392,17 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+_YOUNG_LOCK_SECONDS = 2.0  # how long an unreadable lock may be one being written
+
+
+def _age(path: str) -> float:
+    """Seconds since ``path`` was last written (0 when it is gone)."""
+    try:
+        return max(0.0, time.time() - os.path.getmtime(path))
+    except OSError:
+        return 0.0
+
+
 class RunLock:
     """An exclusive lock on a run's checkpoint folder, held while it trains.
 
@@ -427,15 +439,42 @@ class RunLock:
         except (OSError, ValueError, UnicodeDecodeError):
             return None
 
-    def acquire(self) -> RunLock:
-        os.makedirs(self.folder, exist_ok=True)
-        me = {"pid": os.getpid(), "host": socket.gethostname()}
-        for _ in range(3):
+    def _create(self, me: dict) -> bool:
+        """Creates the lock file already holding ``me`` (a hard link of a
+        written file, so no other process ever reads it empty); False when
+        it exists. Where the file system has no hard links, the file is
+        created exclusively, then written."""
+        handle, written = tempfile.mkstemp(prefix=".lock-", dir=self.folder)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as f:
+                json.dump(me, f)
+            os.link(written, self.path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
+                return False
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(me, f)
+            return True
+        finally:
+            os.remove(written)
+
+    def acquire(self) -> RunLock:
+        os.makedirs(self.folder, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname()}
+        attempts, deadline = 0, time.monotonic() + _YOUNG_LOCK_SECONDS
+        while attempts < 3:
+            if not self._create(me):
                 holder = self._holder()
                 if holder == {}:  # released meanwhile
+                    attempts += 1
+                    continue
+                if holder is None and time.monotonic() < deadline and _age(self.path) < 1.0:
+                    time.sleep(0.05)  # another process may be writing its lock
                     continue
                 if holder is not None:
                     pid, host = holder.get("pid"), holder.get("host")
@@ -456,9 +495,8 @@ class RunLock:
                     os.remove(self.path)
                 except FileNotFoundError:
                     pass
+                attempts += 1
                 continue
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(me, f)
             self.held = True
             return self
         raise RunError(f"cannot take the lock {self.path}: another process keeps taking it")

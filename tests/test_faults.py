@@ -393,6 +393,32 @@ def test_the_lock_is_only_taken_once(tmp_path):
     assert not (tmp_path / "lock").exists()
 
 
+def test_a_lock_being_written_is_not_taken_over(tmp_path, caplog):
+    """A lock that is still empty may be one another process is writing: it is
+    waited on, and refused once it names a live process."""
+    import socket
+    import threading
+
+    lock = tmp_path / "lock"
+    lock.write_text("")
+    me = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
+    writer = threading.Timer(0.3, lock.write_text, args=(me,))
+    writer.start()
+    try:
+        with pytest.raises(runs.RunError, match="is being trained by process"):
+            runs.RunLock(str(tmp_path)).acquire()
+    finally:
+        writer.join()
+    assert "taking over" not in caplog.text
+    # An empty lock of long ago is a damaged one: taken over with a warning.
+    lock.write_text("")
+    os.utime(lock, (0, 0))
+    with runs.RunLock(str(tmp_path)):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert "taking over the stale lock" in caplog.text
+    assert sorted(os.listdir(tmp_path)) == []  # no lock and no file it was written from
+
+
 @pytest.mark.parametrize(
     "error",
     [
