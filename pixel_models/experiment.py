@@ -276,6 +276,11 @@ def _restored(run: _Run):
     runs.check_run_config(run.paths.checkpoint_dir, run.identity, record=False)
     with run.strategy.scope():
         model = MODELS[run.config.model](**run.model_config)
+    if run.config.temperature not in (None, 1.0):  # refused before the restore
+        try:
+            distribution_of(model).with_temperature(run.config.temperature)
+        except ValueError as err:
+            raise UsageError(f"--temperature={run.config.temperature}: {err}") from None
     _, step = training.restore_model(model, run.paths.checkpoint_dir)
     return model, step
 

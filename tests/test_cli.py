@@ -285,6 +285,13 @@ def test_complete_outside_generation_is_refused(tmp_path, capfd):
     assert not (tmp_path / "ckpt").exists()
 
 
+def test_a_temperature_the_head_has_not_is_refused_before_any_restore(tmp_path, capfd):
+    bad = run_in_process(capfd, *TINY, *dirs(tmp_path), "--is_train=False", "--temperature=0.5")
+    assert bad.returncode == 1, bad.stderr[-2000:]
+    assert "error: --temperature=0.5: temperature applies to categorical" in bad.stderr
+    assert not (tmp_path / "ckpt").exists() and not (tmp_path / "samples").exists()
+
+
 def _shapes_test(num: int):
     sys.path.insert(0, str(ROOT))
     from pixel_models import data
