@@ -175,12 +175,15 @@ def load_images(
         paths = [os.path.join(path, f) for f in files]
     elif os.path.isfile(path) and path.lower().endswith(".npy"):
         array = np.load(path, allow_pickle=False)
-        if array.ndim == 3:
-            array = array[None]
+        if array.shape == (height, width, channels):
+            array = array[None]  # one image
+        elif array.ndim == 3 and channels == 1 and array.shape[1:] == (height, width):
+            array = array[..., None]  # (N, H, W) grey images
         if array.shape[1:] != (height, width, channels):
             raise ValueError(
-                f"{path} holds images of shape {array.shape[1:]}; the model takes "
-                f"{(height, width, channels)}"
+                f"{path} holds an array of shape {array.shape}; the model takes images "
+                f"{(height, width, channels)}: an array (N, {height}, {width}, {channels})"
+                + (f" or (N, {height}, {width})" if channels == 1 else "")
             )
         if len(array) == 0:
             raise ValueError(f"{path} holds no images: give it at least one (N >= 1)")

@@ -50,6 +50,11 @@ def test_load_images_png_folder_and_npy(tmp_path):
     np.save(tmp_path / "x.npy", np.ones((2, 4, 4, 1), np.int64))
     names, array = images.load_images(str(tmp_path / "x.npy"), (4, 4, 1), levels=2)
     assert len(names) == 2 and array.dtype == np.uint8 and array.shape == (2, 4, 4, 1)
+    # (N, H, W) grey images, as --data takes them; (H, W, C) is one image.
+    np.save(tmp_path / "x.npy", np.ones((3, 4, 4), np.int64))
+    assert images.load_images(str(tmp_path / "x.npy"), (4, 4, 1), levels=2)[1].shape[0] == 3
+    np.save(tmp_path / "x.npy", np.ones((4, 4, 1), np.int64))
+    assert images.load_images(str(tmp_path / "x.npy"), (4, 4, 1), levels=2)[1].shape[0] == 1
 
 
 @pytest.mark.parametrize(
@@ -57,7 +62,10 @@ def test_load_images_png_folder_and_npy(tmp_path):
     [
         (lambda d: Image.fromarray(np.zeros((5, 4), np.uint8)).save(d / "a.png"), "takes 4x4"),
         (lambda d: np.save(d / "a.npy", np.full((1, 4, 4, 1), 2)), r"integers in \[0, 1\]"),
-        (lambda d: np.save(d / "a.npy", np.zeros((1, 3, 4, 1), np.int64)), "shape"),
+        (
+            lambda d: np.save(d / "a.npy", np.zeros((1, 3, 4, 1), np.int64)),
+            r"an array of shape \(1, 3, 4, 1\); .* \(N, 4, 4, 1\) or \(N, 4, 4\)",
+        ),
         (lambda d: (d / "a.txt").write_text("x"), "not a .png file"),
     ],
 )
