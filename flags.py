@@ -177,6 +177,8 @@ flags.DEFINE_string("checkpoint_dir", "checkpoints", "Where checkpoints are writ
 # absl.logging already defines --log_dir ("directory to write logfiles into"):
 # it is reused for the TensorBoard event files, with its default changed.
 FLAGS.set_default("log_dir", "logs")
+FLAGS["log_dir"].help = "Where TensorBoard event files are written."
+flags.declare_key_flag("log_dir")  # listed by --helpshort with the flags of this module
 flags.DEFINE_integer("num_samples", 100, "Images in a sample grid.")
 flags.DEFINE_integer(
     "image_size",

@@ -692,6 +692,7 @@ def test_help_exits_zero_without_native_log_noise(flag):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "--model" in result.stdout
+    assert "--log_dir: Where TensorBoard event files are written." in result.stdout
     for noise in ("oneDNN", "cuInit", "cuda drivers", "absl::InitializeLog"):
         assert noise not in result.stderr, result.stderr[-2000:]
 
