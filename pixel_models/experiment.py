@@ -399,6 +399,12 @@ def _completion_grid(run: _Run, model, options: dict) -> np.ndarray:
     """Test images, their occluded versions and completions, three to a row.
     A class-conditional completion is conditioned on its image's label."""
     originals, labels = _test_images(run.config, run.config.num_samples)
+    if len(originals) < run.config.num_samples:
+        logging.warning(
+            "--num_samples=%d: the test split holds %d images, all of them completed",
+            run.config.num_samples,
+            len(originals),
+        )
     known = images.known_mask(run.config.complete, run.info.image_shape)
     completed = sampling.complete(
         model, originals, known, seed=run.config.random_seed, condition=labels, **options

@@ -526,6 +526,12 @@ def test_main_trains_on_a_folder_and_writes_samples(folder, tmp_path, capfd, mon
     assert generated.returncode == 0, generated.stderr[-2000:]
     grid = tmp_path / generated.stdout.strip().splitlines()[-1]
     assert grid.exists() and np.asarray(Image.open(grid)).shape == (2 * 9 + 1, 2 * 9 + 1, 3)
+    # A tenth of the 11 images is held out: one test image to complete, not 4.
+    completed = run_in_process(capfd, *args, "--is_train=False", "--complete=top_half")
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "--num_samples=4: the test split holds 1 images, all of them completed" in (
+        completed.stderr
+    )
 
     bad = run_in_process(capfd, f"--data={root / 'dogs' / 'flat.jpg'}", "--max_steps=1")
     assert bad.returncode == 1 and "--data must be one of" not in bad.stderr
