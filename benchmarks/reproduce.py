@@ -45,6 +45,7 @@ import flags as project_flags  # noqa: E402  (defines main.py's flags)
 from pixel_models import data, experiment  # noqa: E402
 from pixel_models.config import RunConfig, UsageError  # noqa: E402
 from pixel_models.distributions import bits_per_dim  # noqa: E402
+from pixel_models.files import write_atomic  # noqa: E402
 from pixel_models.progress import _duration  # noqa: E402
 from pixel_models.runs import RunError  # noqa: E402
 from pixel_models.training import TrainingError  # noqa: E402
@@ -260,6 +261,24 @@ def _curve_of(config: RunConfig) -> tuple[str, list[dict]]:
     return name, read_curve(os.path.join(config.log_dir, name), math.prod(run.info.image_shape))
 
 
+def _check_replaceable(out_path: str, curve: list[dict]) -> None:
+    """Raises ReproduceError unless the result file ``out_path`` is missing or
+    records the start of ``curve`` (this run, resumed)."""
+    try:
+        with open(out_path, encoding="utf-8") as f:
+            recorded = json.load(f).get("curve", [])
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if recorded is not None and curve[: len(recorded)] == recorded:
+        return
+    raise ReproduceError(
+        f"{out_path} holds the result of another run; pass --overwrite to replace it, or "
+        "--results_dir to write elsewhere"
+    )
+
+
 def run_one(
     entry: Reproduction,
     minutes: float | None,
@@ -268,12 +287,16 @@ def run_one(
     overrides: tuple[str, ...] = (),
     command: str = "",
     download: bool = False,
+    overwrite: bool = False,
 ) -> dict | None:
     """Trains (or resumes) one configuration and writes its result file.
 
     ``minutes``: the budget of training over all invocations (None: the
     flagfile's ``max_steps``). Returns the result, or None when the run has
-    nothing to do because its dataset is missing (a line says so).
+    nothing to do because its dataset is missing (a line says so). A result
+    file that another run wrote (one this run does not continue) is replaced
+    only with ``overwrite``: the files of ``benchmarks/results`` back the
+    README's table.
     """
     os.makedirs(results_dir, exist_ok=True)
     out_path = os.path.join(results_dir, f"reproduce_{entry.name}.json")
@@ -283,6 +306,8 @@ def run_one(
         print(f"skipped {entry.name}: {reason}", flush=True)
         return None
     _, before = _curve_of(config)
+    if not overwrite:
+        _check_replaceable(out_path, before)
     done = before[-1]["seconds"] if before else 0.0
     if minutes is not None:
         left = minutes * 60.0 - done
@@ -320,9 +345,7 @@ def run_one(
         "machine": _machine(),
         "curve": curve,
     }
-    with open(out_path, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
+    write_atomic(out_path, lambda f: f.write(json.dumps(result, indent=2) + "\n"))
     shown = f"{ours:.4g} {entry.unit}" if ours is not None else "no test evaluation yet"
     published = f"{entry.published:g}" if entry.published is not None else "none"
     print(
@@ -353,6 +376,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--num_samples", type=int, help="images per sample grid (default: flagfile's)")
     p.add_argument("--download", action="store_true", help="let tensorflow-datasets download data")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace result files of other runs (a resumed run always updates its own)",
+    )
     return p
 
 
@@ -409,13 +437,14 @@ def main(argv: list[str] | None = None) -> int:
         command = "python benchmarks/reproduce.py " + shlex.join(
             sys.argv[1:] if argv is None else argv
         )
-        runnable = []
+        runnable, skipped = [], []
         for entry in entries:
             reason = None if args.download else missing_data(parse_flagfile(entry.flagfile))
             if reason is None:
                 runnable.append(entry)
             else:
                 print(f"skipped {entry.name}: {reason}", flush=True)
+                skipped.append(entry.name)
         start = time.time()
         failed = []
         for index, entry in enumerate(runnable):
@@ -430,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
                     overrides,
                     command,
                     args.download,
+                    args.overwrite,
                 )
             except _FAILURES as err:  # this configuration only: the others still run
                 print(f"error: {entry.name}: {err}", file=sys.stderr, flush=True)
@@ -439,6 +469,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if failed:
         print(f"error: {len(failed)} configuration(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    if args.only and skipped:  # asked for by name, and not run
+        print(f"error: --only: not run (no data): {', '.join(skipped)}", file=sys.stderr)
         return 1
     return 0
 

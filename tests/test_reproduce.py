@@ -82,6 +82,32 @@ def test_a_minute_budget_stops_the_run_and_is_kept_across_calls(reproduce, tmp_p
     assert reproduce.run_one(entry, 1e-9, work, results)["steps"] == 1
 
 
+def test_the_result_of_another_run_is_replaced_only_when_asked(reproduce, tmp_path):
+    flagfile = tmp_path / "tiny.cfg"
+    flagfile.write_text(TINY_FLAGFILE.replace("--max_steps=4", "--max_steps=100000"))
+    entry = reproduce.Reproduction("shapes_kept", str(flagfile), 1.0, "nats", "none")
+    results = str(tmp_path / "results")
+    recorded = reproduce.run_one(entry, 1e-9, str(tmp_path / "a"), results)
+    out = tmp_path / "results" / "reproduce_shapes_kept.json"
+    before = out.read_bytes()
+    # The same run resumed updates its own file; a run in another folder does not.
+    assert reproduce.run_one(entry, 1e-9, str(tmp_path / "a"), results) == recorded
+    with pytest.raises(reproduce.ReproduceError, match="holds the result of another run"):
+        reproduce.run_one(entry, 1e-9, str(tmp_path / "b"), results)
+    assert out.read_bytes() == before
+    assert not (tmp_path / "b" / "checkpoints").exists()  # refused before training
+    again = reproduce.run_one(entry, 1e-9, str(tmp_path / "b"), results, overwrite=True)
+    assert again["steps"] == 1 and json.loads(out.read_text())["curve"] == again["curve"]
+
+
+def test_a_configuration_asked_for_and_not_run_exits_1(reproduce, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "empty"))
+    assert reproduce.main(["--only", "cifar10_pixel_snail", "--results_dir", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.startswith("skipped cifar10_pixel_snail: dataset cifar10")
+    assert captured.err.strip() == "error: --only: not run (no data): cifar10_pixel_snail"
+
+
 def test_a_missing_dataset_is_skipped_with_one_line(reproduce, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "empty"))
     entry = next(e for e in reproduce.CONFIGURATIONS if e.name == "cifar10_pixel_cnn_pp")
