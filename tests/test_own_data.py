@@ -372,6 +372,28 @@ def test_one_folder_spelled_in_other_ways_is_one_run(folder, monkeypatch):
     assert len({run_of(s) for s in ("pictures", "./pictures/", "pictures//")}) == 1
 
 
+def test_load_run_of_a_binarized_run_names_that_run(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (20, 8, 8), dtype=np.uint8)
+    np.save(tmp_path / "imgs.npy", images)
+    folders = {k: str(tmp_path / k) for k in ("checkpoint_dir", "log_dir", "sample_dir")}
+    config = RunConfig(
+        data=str(tmp_path / "imgs.npy"),
+        binarize="threshold",
+        max_steps=1,
+        hidden_dims=2,
+        recurrent_length=1,
+        out_hidden_dims=2,
+        out_recurrent_length=1,
+        batch_size=8,
+        num_samples=1,
+        **folders,
+    )
+    run = experiment.train_and_evaluate(config)["run"]
+    _, recorded = experiment.load_run(str(tmp_path / "checkpoint_dir" / run))
+    assert recorded.binarize == "threshold"
+    assert experiment._open(recorded).paths.name == run
+
+
 def test_the_memory_check_counts_the_images_held_in_memory(folder, monkeypatch):
     root, _ = folder
     config = RunConfig(data=str(root), batch_size=1, hidden_dims=1)
