@@ -149,11 +149,16 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", default="benchmarks/results/group_conv.json")
     args = p.parse_args(argv)
+    groups, kinds = args.groups.split(","), args.input_kinds.split(",")
+    if not set(groups) <= {"C4", "D4"} or not set(kinds) <= {"image", "group"}:
+        p.error("--groups must be among C4, D4 and --input_kinds among image, group")
+    sizes = ("batch_size", "size", "filters", "kernel_size", "image_channels", "in_features")
+    common.require_at_least(p, args, 1, (*sizes, "repeats"))
 
     machine = common.machine()
     rows = []
-    for group in args.groups.split(","):
-        for input_kind in args.input_kinds.split(","):
+    for group in groups:
+        for input_kind in kinds:
             row = measure(group, input_kind, args)
             row["measured"] = time.strftime("%Y-%m-%d %H:%M:%S")
             print(json.dumps(row), flush=True)

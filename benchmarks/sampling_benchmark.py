@@ -191,6 +191,8 @@ def main(argv=None) -> dict:
         p.error(f"--cases must be among {', '.join(CASES)}; --batch_size >= 1")
     if not set(args.methods.split(",")) <= set(METHODS):
         p.error(f"--methods must be among {', '.join(METHODS)}")
+    if not set(args.models.split(",")) <= set(pixel_models.MODELS):
+        p.error(f"--models must be among {', '.join(sorted(pixel_models.MODELS))}")
 
     machine = common.machine()
     runs = [

@@ -211,6 +211,8 @@ def main(argv=None) -> int:
     parser.add_argument("--compare", default=None, help="an earlier output to compare with")
     parser.add_argument("--cases", default=",".join(CASES))
     args = parser.parse_args(argv)
+    if not set(args.cases.split(",")) <= set(CASES):
+        parser.error(f"--cases must be among {', '.join(CASES)}")
     drawn = {name for name, _, _ in CASES.values()}
     missing = {name for name in MODELS if kind_for_builder(name).draws_images} - drawn
     if missing:

@@ -72,6 +72,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.steps < 0 or args.minutes <= 0 or args.batch_size < 1 or args.num_samples < 1:
         p.error("--steps must be >= 0, --minutes > 0, --batch_size and --num_samples >= 1")
+    if args.test_step < 1:
+        p.error(f"--test_step must be an integer >= 1, got {args.test_step}")
     return args
 
 
@@ -162,4 +164,8 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (data.DataError, ValueError) as err:  # bad data or model options: one line
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)

@@ -21,3 +21,24 @@ def test_benchmark_imports_and_parses_its_defaults(name, monkeypatch):
     if hasattr(module, "parse_args"):
         monkeypatch.setattr(sys, "argv", [f"{name}.py"])
         assert module.parse_args([]) is not None
+
+
+BAD_OPTIONS = [
+    ("group_conv_benchmark", ["--groups=X4"], "--groups must be among C4, D4"),
+    ("group_conv_benchmark", ["--repeats=0"], "--repeats must be an integer >= 1, got 0"),
+    ("sampling_benchmark", ["--models=bogus"], "--models must be among "),
+    ("sampling_fingerprint", ["--cases=nope"], "--cases must be among "),
+    ("train_benchmark", ["--test_step=0"], "--test_step must be an integer >= 1, got 0"),
+]
+
+
+@pytest.mark.parametrize("name, options, message", BAD_OPTIONS)
+def test_a_bad_option_is_one_line_naming_it(name, options, message, monkeypatch, capsys, tmp_path):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    module = importlib.import_module(name)
+    output = tmp_path / "out.json"
+    with pytest.raises(SystemExit) as exit_info:
+        module.main([*options, f"--output={output}"])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not output.exists()
