@@ -9,6 +9,15 @@ from numbers import Integral
 MASK_TYPES = ("A", "B")
 
 
+def is_whole(value) -> bool:
+    """True for an int, a NumPy integer or a float of whole value; False for
+    bools, strings and anything else."""
+    try:
+        return not isinstance(value, bool | str) and int(value) == value
+    except (TypeError, ValueError):
+        return False
+
+
 def positive_int(name: str, value) -> int:
     """``value`` as an int, unless it is not a whole number ``>= 1`` (bools refused).
 
@@ -17,11 +26,7 @@ def positive_int(name: str, value) -> int:
     >>> positive_int("filters", 4)
     4
     """
-    try:
-        whole = not isinstance(value, bool) and int(value) == value
-    except (TypeError, ValueError):
-        whole = False
-    if not whole or int(value) < 1:
+    if not is_whole(value) or int(value) < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return int(value)
 

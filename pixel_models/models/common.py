@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import keras
 
 from pixel_models.distributions import PixelHead, default_kind
-from pixel_models.layers.checks import odd_positive_int
+from pixel_models.layers.checks import is_whole, odd_positive_int
 from pixel_models.layers.masked_conv import MaskedConv2D
 from pixel_models.layers.recurrent import DiagonalBiLSTM, RowLSTM
 
@@ -48,14 +48,6 @@ def model_input(image_shape: Sequence[int], levels: int, name: str = "images"):
 MAX_LEVELS = 256  # images are uint8 in their data form
 
 
-def _whole(value) -> bool:
-    """True for an int or a NumPy integer (or a float with a whole value), not a bool."""
-    try:
-        return not isinstance(value, (bool, str)) and int(value) == value
-    except (TypeError, ValueError):
-        return False
-
-
 def check_image_shape(image_shape) -> tuple[int, int, int]:
     """``image_shape`` as ``(H, W, C)`` ints, unless it is not three positive
     whole numbers (ValueError naming ``image_shape``)."""
@@ -63,7 +55,7 @@ def check_image_shape(image_shape) -> tuple[int, int, int]:
         values = tuple(image_shape)
     except TypeError:
         values = ()
-    if len(values) != 3 or not all(_whole(v) and int(v) >= 1 for v in values):
+    if len(values) != 3 or not all(is_whole(v) and int(v) >= 1 for v in values):
         raise ValueError(f"image_shape must be three positive ints (H, W, C), got {image_shape!r}")
     return tuple(int(v) for v in values)
 
@@ -71,7 +63,7 @@ def check_image_shape(image_shape) -> tuple[int, int, int]:
 def check_levels(levels) -> int:
     """``levels`` as an int, unless it is not a whole number in ``[2, 256]``:
     the models take and draw uint8 images."""
-    if not _whole(levels) or not 2 <= int(levels) <= MAX_LEVELS:
+    if not is_whole(levels) or not 2 <= int(levels) <= MAX_LEVELS:
         raise ValueError(f"levels must be an int in [2, {MAX_LEVELS}], got {levels!r}")
     return int(levels)
 
