@@ -87,6 +87,15 @@ def _main_with_errors(argv) -> None:
         message = first_line(err, with_type=True) if isinstance(err, tf.errors.OpError) else err
         print(f"error: {message}", file=sys.stderr, flush=True)
         sys.exit(1)
+    except KeyboardInterrupt:
+        tf.get_logger().setLevel("ERROR")
+        print(
+            "error: interrupted; a run keeps its last checkpoint, and the same command "
+            "resumes from it",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.exit(130)
 
 
 def run() -> None:

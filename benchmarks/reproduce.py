@@ -467,6 +467,14 @@ def main(argv: list[str] | None = None) -> int:
     except _FAILURES as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 1
+    except KeyboardInterrupt:
+        print(
+            "error: interrupted; each run keeps its last checkpoint, and the same command "
+            "resumes it",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 130
     if failed:
         print(f"error: {len(failed)} configuration(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -486,6 +486,50 @@ def test_a_tensorflow_error_is_one_line(tmp_path, capfd, monkeypatch):
     assert_error(result, "error: FailedPreconditionError: Not a directory")
 
 
+@pytest.mark.slow
+def test_ctrl_c_is_one_line_and_the_run_resumes(tmp_path):
+    import signal
+    import time
+
+    flags = [
+        *TINY,
+        f"--checkpoint_dir={tmp_path / 'ckpt'}",
+        f"--log_dir={tmp_path / 'logs'}",
+        f"--sample_dir={tmp_path / 'samples'}",
+        "--save_step=2",
+        "--test_step=1000",
+    ]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    # A job started in the background of a non-interactive shell (as CI
+    # starts it) ignores SIGINT, and a Python that starts with SIGINT ignored
+    # keeps ignoring it; give the child the terminal's default back.
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), *flags, "--max_steps=100000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and process.poll() is None:
+        folders = list((tmp_path / "ckpt").glob("*"))
+        if folders and tf.train.latest_checkpoint(str(folders[0])):
+            break
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert stderr.rstrip().splitlines()[-1].startswith("error: interrupted; a run keeps its last")
+    (run,) = (tmp_path / "ckpt").iterdir()
+    assert not (run / "lock").exists()
+    step = int(tf.train.latest_checkpoint(str(run)).rsplit("-", 1)[1])
+    resumed = run_main(*flags, f"--max_steps={step + 2}", "--log_level=INFO")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"from its checkpoint at step {step}" in resumed.stderr
+
+
 def unwritable_folder(tmp_path: Path) -> Path:
     """A folder that this process cannot write into: a read-only one, or, for
     root (who writes into those), one of the kernel's own file systems."""

@@ -124,3 +124,16 @@ def test_an_unknown_name_exits_1_with_one_line(reproduce, capsys):
     assert len(err) == 1
     assert err[0].startswith("error: --only: unknown configuration 'nope'; choose from ")
     assert "cifar10_pixel_snail" in err[0]
+
+
+def test_ctrl_c_is_one_line_and_exit_status_130(reproduce, tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(reproduce, "run_one", interrupted)
+    argv = ["--only", "binarized_mnist_pixel_cnn", "--download", "--results_dir", str(tmp_path)]
+    assert reproduce.main([*argv, "--work_dir", str(tmp_path / "runs")]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "error: interrupted; each run keeps its last checkpoint, and the same command resumes it"
+    ]
