@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import urllib.parse
 from typing import NamedTuple
 
 import numpy as np
@@ -81,6 +82,10 @@ _MAX_SHAPES_PER_IMAGE = 3
 # Images drawn at once by make_shapes; bounds the memory of the coordinate grids.
 _SHAPES_CHUNK = 4096
 
+
+# How long the one request that checks a download server may wait; without
+# it, tensorflow-datasets retries an unreachable server for minutes.
+_PROBE_SECONDS = 10.0
 
 _TFDS_HINT = (
     "point --data_dir or TFDS_DATA_DIR at a folder of prepared tensorflow-datasets "
@@ -624,6 +629,12 @@ def _tfds_builder(name: str, data_dir: str | None):
         ) from exc
     if not builder.is_prepared():
         where = root if root is not None else str(builder.data_dir)
+        unreachable = _unreachable(_download_urls(builder))
+        if unreachable is not None:
+            raise DataError(
+                f"cannot load dataset {name!r}: it is not prepared in {where} and its "
+                f"download server {unreachable}; {_TFDS_HINT}"
+            )
         try:
             builder.download_and_prepare()
         except Exception as exc:
@@ -632,6 +643,34 @@ def _tfds_builder(name: str, data_dir: str | None):
                 f"be downloaded ({first_line(exc, with_type=True)}); {_TFDS_HINT}"
             ) from exc
     return builder
+
+
+def _download_urls(builder) -> list[str]:
+    """The files a tensorflow_datasets builder downloads, as its checksums list
+    them (empty when it lists none)."""
+    try:
+        return sorted(builder.url_infos or {})
+    except Exception:  # a builder without a checksums file
+        return []
+
+
+def _unreachable(urls: list[str]) -> str | None:
+    """``"<host> cannot be reached (<error>)"`` when one request, without
+    retries, to the first of ``urls`` gets no answer at all; else None (any
+    answer, even an HTTP error, leaves the download to say more)."""
+    if not urls:
+        return None
+    try:
+        import requests
+    except ImportError:
+        return None
+    url = urls[0]
+    try:
+        requests.head(url, timeout=_PROBE_SECONDS, allow_redirects=False).close()
+    except requests.RequestException as exc:
+        host = urllib.parse.urlsplit(url).netloc or url
+        return f"{host} cannot be reached ({type(exc).__name__})"
+    return None
 
 
 def _tfds_dataset(name: str, split: str, data_dir: str | None, builder=None) -> tf.data.Dataset:

@@ -329,6 +329,7 @@ def test_unprepared_dataset_without_network(monkeypatch, tmp_path):
     def no_network(self, *args, **kwargs):
         raise ConnectionError("network is unreachable\nsecond line")
 
+    monkeypatch.setattr(data, "_unreachable", lambda urls: None)  # the server answers
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", no_network)
     with pytest.raises(data.DataError) as err:
         data.load("mnist", "train", data_dir=str(tmp_path))
@@ -347,11 +348,70 @@ def test_unprepared_dataset_uses_env_dir(monkeypatch, tmp_path):
     def no_network(self, *args, **kwargs):
         raise OSError("offline")
 
+    monkeypatch.setattr(data, "_unreachable", lambda urls: None)  # the server answers
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", no_network)
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
     with pytest.raises(data.DataError, match="OSError: offline") as err:
         data.load("cifar10", "test")
     assert str(tmp_path) in str(err.value)
+
+
+def _closed_url() -> str:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/data.tar.gz"  # nothing listens there now
+
+
+def test_a_download_server_that_does_not_answer_is_named_at_once(monkeypatch, tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    url = _closed_url()
+
+    def must_not_download(self, *args, **kwargs):
+        raise AssertionError("download_and_prepare called")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", must_not_download)
+    monkeypatch.setattr(data, "_download_urls", lambda builder: [url])
+    with pytest.raises(data.DataError) as err:
+        data.load("cifar10", "test", data_dir=str(tmp_path))
+    host = url.split("/")[2]
+    message = str(err.value)
+    assert message.startswith(
+        f"cannot load dataset 'cifar10': it is not prepared in {tmp_path} and its download "
+        f"server {host} cannot be reached (ConnectionError); point --data_dir or TFDS_DATA_DIR"
+    )
+
+
+def test_a_download_server_that_answers_is_left_to_the_download():
+    import http.server
+    import threading
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert data._unreachable([f"http://127.0.0.1:{server.server_port}/x.gz"]) is None
+    finally:
+        server.shutdown()
+    assert data._unreachable([]) is None
+    assert data._unreachable([_closed_url()]).endswith("cannot be reached (ConnectionError)")
+
+
+def test_every_named_dataset_lists_its_download_urls():
+    tfds = pytest.importorskip("tensorflow_datasets")
+    for name in ("mnist", "binarized_mnist", "cifar10", "downsampled_imagenet/32x32"):
+        urls = data._download_urls(tfds.builder(name))
+        assert urls and all(url.startswith(("http://", "https://")) for url in urls), name
 
 
 def test_mnist_real(monkeypatch):
