@@ -218,7 +218,8 @@ flags.DEFINE_enum(
 flags.DEFINE_float(
     "temperature",
     1.0,
-    "Sampling temperature of categorical and logistic mixture heads (1: exact samples).",
+    "Sampling temperature of categorical and logistic mixture heads (1: exact samples), "
+    "in generation and in training's sample grids.",
 )
 flags.DEFINE_string(
     "score",

@@ -257,10 +257,12 @@ def train_and_evaluate(config: RunConfig) -> dict:
         sample_dir=run.paths.sample_dir,
         num_samples=config.num_samples,
         seed=config.random_seed,
+        temperature=config.temperature,
         display=config.display,
         run_record={**run.identity, **checked},
     )
     trainer = _trainer(run)
+    _check_temperature(config, trainer.model)
     batches = dict(seed=config.random_seed)
     metrics = training.fit(
         trainer,
@@ -271,16 +273,22 @@ def train_and_evaluate(config: RunConfig) -> dict:
     return {"run": run.paths.name, **metrics}
 
 
+def _check_temperature(config: RunConfig, model: keras.Model) -> None:
+    """Refuses a ``--temperature`` that the model's head cannot take."""
+    if config.temperature in (None, 1.0) or not kind_for_builder(config.model).draws_images:
+        return
+    try:
+        distribution_of(model).with_temperature(config.temperature)
+    except ValueError as err:
+        raise UsageError(f"--temperature={config.temperature}: {err}") from None
+
+
 def _restored(run: _Run):
     """The run's model with the weights of its latest checkpoint, and that step."""
     runs.check_run_config(run.paths.checkpoint_dir, run.identity, record=False)
     with run.strategy.scope():
         model = MODELS[run.config.model](**run.model_config)
-    if run.config.temperature not in (None, 1.0):  # refused before the restore
-        try:
-            distribution_of(model).with_temperature(run.config.temperature)
-        except ValueError as err:
-            raise UsageError(f"--temperature={run.config.temperature}: {err}") from None
+    _check_temperature(run.config, model)  # before the restore
     _, step = training.restore_model(model, run.paths.checkpoint_dir)
     return model, step
 

@@ -75,6 +75,8 @@ class TrainConfig:
       sample_dir: where sample grids go as PNG (None: none are written).
       num_samples: images in each sample grid (0: no grids).
       seed: seed of the sample grids.
+      temperature: temperature of the sample grids (1: exact samples; see
+        :func:`pixel_models.sample`).
       display: print each sample grid to the terminal.
       verbose: show a progress bar.
       max_to_keep: checkpoints kept.
@@ -95,6 +97,7 @@ class TrainConfig:
     sample_dir: str | None = None
     num_samples: int = 100
     seed: int = 123
+    temperature: float = 1.0
     display: bool = False
     verbose: bool = True
     max_to_keep: int = 3
@@ -809,7 +812,13 @@ def _write_preview(
     """The model kind's preview grid (samples, reconstructions), drawn on every
     worker and written by the chief."""
     kind = trainer.kind
-    grid = kind.preview(trainer.model, originals, num=config.num_samples, seed=config.seed)
+    grid = kind.preview(
+        trainer.model,
+        originals,
+        num=config.num_samples,
+        seed=config.seed,
+        temperature=config.temperature,
+    )
     if grid is not None and chief:
         _publish_grid(grid, kind.preview_tag, kind.preview_stem, config, step)
 

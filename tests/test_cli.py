@@ -292,6 +292,22 @@ def test_a_temperature_the_head_has_not_is_refused_before_any_restore(tmp_path, 
     assert not (tmp_path / "ckpt").exists() and not (tmp_path / "samples").exists()
 
 
+def test_training_draws_its_sample_grids_at_the_temperature(tmp_path, capfd):
+    bad = run_in_process(capfd, *TINY, *dirs(tmp_path), "--max_steps=5", "--temperature=0.5")
+    assert bad.returncode == 1, bad.stderr[-2000:]
+    assert "error: --temperature=0.5: temperature applies to categorical" in bad.stderr
+    assert not list(tmp_path.glob("ckpt/*/ckpt-*"))
+    colour = [*TINY, "--data=colored_shapes", "--color_levels=4", "--max_steps=5"]
+    grids = []
+    for temperature in ("1", "0.25"):
+        out = tmp_path / f"t{temperature}"
+        ran = run_in_process(capfd, *colour, *dirs(out), f"--temperature={temperature}")
+        assert ran.returncode == 0, ran.stderr[-2000:]
+        (grid,) = (out / "samples").glob("*/*.png")
+        grids.append(np.asarray(Image.open(grid)))
+    assert grids[0].shape == grids[1].shape and (grids[0] != grids[1]).any()
+
+
 def _shapes_test(num: int):
     sys.path.insert(0, str(ROOT))
     from pixel_models import data
