@@ -39,6 +39,7 @@ import numpy as np
 from keras import ops
 
 from pixel_models.layers.checks import positive_int
+from pixel_models.layers.convolution import Convolution
 from pixel_models.layers.serialization import constructor_config
 
 GROUPS = ("C4", "D4")
@@ -387,7 +388,7 @@ def _square_kernel(kernel_size) -> int:
 
 
 @keras.saving.register_keras_serializable(package="pixel_models")
-class GroupConv2D(keras.layers.Layer):
+class GroupConv2D(Convolution):
     """Group convolution over C4 or D4: one output per kernel orientation.
 
     Holds one kernel per (input, output) feature and convolves the input with
@@ -471,8 +472,7 @@ class GroupConv2D(keras.layers.Layer):
         bias_initializer="zeros",
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.filters = positive_int("filters", filters)
+        super().__init__(filters, use_bias, kernel_initializer, bias_initializer, **kwargs)
         if input_kind not in INPUT_KINDS:
             raise ValueError(f"input_kind must be one of {INPUT_KINDS}, got {input_kind!r}")
         if padding not in PADDINGS:
@@ -483,9 +483,6 @@ class GroupConv2D(keras.layers.Layer):
         self.input_kind = input_kind
         self.padding = padding
         self.activation = keras.activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
         self.order = group_table(self.group).order
 
     def _kernel_shape(self, in_channels: int) -> tuple[int, ...]:
@@ -506,15 +503,7 @@ class GroupConv2D(keras.layers.Layer):
         self.bank_indices = ops.convert_to_tensor(
             kernel_bank_indices(kernel_shape, self.group, self.input_kind)
         )
-        self.kernel = self.add_weight(
-            name="kernel", shape=kernel_shape, initializer=self.kernel_initializer
-        )
-        if self.use_bias:
-            self.bias = self.add_weight(
-                name="bias", shape=(self.filters,), initializer=self.bias_initializer
-            )
-        else:
-            self.bias = None
+        self.add_kernel_and_bias(kernel_shape)
 
     def kernel_bank(self):
         """The transformed copies of the kernel, as ``conv2d`` reads them."""

@@ -16,7 +16,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from pixel_models.layers.checks import check_mask_type, positive_int
+from pixel_models.layers.checks import check_mask_type
+from pixel_models.layers.convolution import Convolution
 from pixel_models.layers.incremental import NotIncremental, Rate, Step, Whole, Window
 from pixel_models.layers.serialization import constructor_config
 
@@ -115,7 +116,7 @@ def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
 
 
 @keras.saving.register_keras_serializable(package="pixel_models")
-class MaskedConv2D(keras.layers.Layer):
+class MaskedConv2D(Convolution):
     """2-D convolution whose kernel is masked to respect raster order.
 
     Computes ``conv2d(x, kernel * mask) + bias`` with stride 1 and ``SAME``
@@ -185,15 +186,11 @@ class MaskedConv2D(keras.layers.Layer):
         bias_initializer="zeros",
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.filters = positive_int("filters", filters)
+        super().__init__(filters, use_bias, kernel_initializer, bias_initializer, **kwargs)
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.mask_type = check_mask_type(mask_type)
         self.color_channels = int(color_channels)
         self.activation = keras.activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
         # Fail at construction, not at build, on impossible colour groups.
         channel_groups(self.filters, self.color_channels)
         self.condition_dims = None
@@ -208,17 +205,7 @@ class MaskedConv2D(keras.layers.Layer):
         # at (i, j) does not read the input at (i, j).
         self._reads_centre = bool(mask[kh // 2, kw // 2].any())
         self.mask = ops.convert_to_tensor(mask)
-        self.kernel = self.add_weight(
-            name="kernel",
-            shape=(*self.kernel_size, in_channels, self.filters),
-            initializer=self.kernel_initializer,
-        )
-        if self.use_bias:
-            self.bias = self.add_weight(
-                name="bias", shape=(self.filters,), initializer=self.bias_initializer
-            )
-        else:
-            self.bias = None
+        self.add_kernel_and_bias((*self.kernel_size, in_channels, self.filters))
         if condition_shape is not None:
             if len(condition_shape) != 2:
                 raise ValueError(f"condition must be (B, D), got shape {condition_shape}")

@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import keras
-import tensorflow as tf
 from keras import ops
 
-from pixel_models.layers.checks import positive_int
+from pixel_models.layers.convolution import Convolution, with_bias
 from pixel_models.layers.incremental import NotIncremental, Rate, Step, Window
 from pixel_models.layers.serialization import constructor_config
 
@@ -76,14 +75,6 @@ def shifted_padding(kernel_size: Sequence[int], direction: str) -> tuple[int, in
     raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
 
 
-def with_bias(outputs, bias):
-    """``outputs + bias`` on the last axis (``bias`` None: ``outputs``), as one
-    bias-add op, whose gradient is a single reduction."""
-    if bias is None:
-        return outputs
-    return tf.nn.bias_add(outputs, ops.cast(bias, outputs.dtype))
-
-
 def _pair(value, name: str) -> tuple[int, int]:
     pair = (value, value) if isinstance(value, int) else tuple(value)
     if len(pair) != 2 or any(isinstance(v, bool) or int(v) != v or int(v) < 1 for v in pair):
@@ -92,7 +83,7 @@ def _pair(value, name: str) -> tuple[int, int]:
 
 
 @keras.saving.register_keras_serializable(package="pixel_models")
-class ShiftedConv2D(keras.layers.Layer):
+class ShiftedConv2D(Convolution):
     """A convolution whose kernel reaches up (and left) only, as in PixelCNN++.
 
     ``"down"`` (``kh x kw``, ``kw`` odd; the paper's ``2 x 3``) and
@@ -150,8 +141,7 @@ class ShiftedConv2D(keras.layers.Layer):
         bias_initializer="zeros",
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.filters = positive_int("filters", filters)
+        super().__init__(filters, use_bias, kernel_initializer, bias_initializer, **kwargs)
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.direction = direction
         self.padding = shifted_padding(self.kernel_size, direction)
@@ -159,21 +149,9 @@ class ShiftedConv2D(keras.layers.Layer):
         self.shift = bool(shift)
         if self.shift and self.strides != (1, 1):
             raise ValueError("shift=True needs strides=1")
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
 
     def build(self, inputs_shape):
-        self.kernel = self.add_weight(
-            name="kernel",
-            shape=(*self.kernel_size, int(inputs_shape[-1]), self.filters),
-            initializer=self.kernel_initializer,
-        )
-        self.bias = (
-            self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer)
-            if self.use_bias
-            else None
-        )
+        self.add_kernel_and_bias((*self.kernel_size, int(inputs_shape[-1]), self.filters))
 
     def _conv(self, padded):
         outputs = ops.conv(padded, self.kernel, strides=self.strides, padding="valid")

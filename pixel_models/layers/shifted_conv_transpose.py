@@ -8,14 +8,14 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from pixel_models.layers.checks import positive_int
+from pixel_models.layers.convolution import Convolution, with_bias
 from pixel_models.layers.incremental import NotIncremental, Rate, Step, Window
 from pixel_models.layers.serialization import constructor_config
-from pixel_models.layers.shifted_conv import _pair, shifted_padding, with_bias
+from pixel_models.layers.shifted_conv import _pair, shifted_padding
 
 
 @keras.saving.register_keras_serializable(package="pixel_models")
-class ShiftedConv2DTranspose(keras.layers.Layer):
+class ShiftedConv2DTranspose(Convolution):
     """A transposed convolution that keeps a PixelCNN++ stream causal.
 
     Input ``(p, q)`` at the low resolution spreads to the outputs ``(s p +
@@ -66,29 +66,16 @@ class ShiftedConv2DTranspose(keras.layers.Layer):
         bias_initializer="zeros",
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.filters = positive_int("filters", filters)
+        super().__init__(filters, use_bias, kernel_initializer, bias_initializer, **kwargs)
         self.kernel_size = _pair(kernel_size, "kernel_size")
         shifted_padding(self.kernel_size, direction)  # refuses a bad direction or kernel width
         self.direction = direction
         self.strides = _pair(strides, "strides")
         self.target_size = None if target_size is None else _pair(target_size, "target_size")
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
 
     def build(self, inputs_shape):
         # Keras's transposed-convolution kernels are (kh, kw, out, in).
-        self.kernel = self.add_weight(
-            name="kernel",
-            shape=(*self.kernel_size, self.filters, int(inputs_shape[-1])),
-            initializer=self.kernel_initializer,
-        )
-        self.bias = (
-            self.add_weight(name="bias", shape=(self.filters,), initializer=self.bias_initializer)
-            if self.use_bias
-            else None
-        )
+        self.add_kernel_and_bias((*self.kernel_size, self.filters, int(inputs_shape[-1])))
 
     def _size(self, height, width) -> tuple[int, int]:
         if self.target_size is not None:
