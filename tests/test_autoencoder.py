@@ -207,3 +207,14 @@ def test_autoencoder_learns_and_its_codes_matter():
     assert own < 0.5 * uniform
     # The decoder reads the code: another image's code fits the image worse.
     assert shuffled > own + 1.0
+
+
+def test_a_mixed_precision_autoencoder_reconstructs():
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = _small((4, 4, 1))
+        images = (np.arange(32).reshape(2, 4, 4, 1) % 3 == 0).astype(np.uint8)
+        rebuilt = pm.reconstruct(model, images, seed=1)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert rebuilt.shape == images.shape and set(np.unique(rebuilt)) <= {0, 1}

@@ -603,6 +603,15 @@ def test_condition_errors(class_model, binary_model):
         pm.sample(both, 2, seed=4, condition=[labels, codes]),
         pm.sample(both, 2, seed=4, condition=(labels, codes)),
     )
+    # Codes of a mixed-precision encoder come as bfloat16, which numpy does
+    # not count as a number.
+    np.testing.assert_array_equal(
+        pm.sample(both, 2, seed=4, condition=(labels, codes.astype(tf.bfloat16.as_numpy_dtype))),
+        pm.sample(both, 2, seed=4, condition=(labels, codes)),
+    )
+    for wrong in (np.array(["a", "b"]), np.array([True, False])):
+        with pytest.raises(ValueError, match="must be numeric, got"):
+            pm.sample(class_model, 2, condition=wrong)
 
 
 def test_spatial_condition_falls_back_to_reference():

@@ -173,7 +173,7 @@ def _conditions(model: keras.Model, condition, num: int) -> list[np.ndarray]:
         shape = (num, *(int(d) for d in tensor.shape[1:]))
         dtype = np.dtype(tensor.dtype)
         value = np.asarray(value)
-        if value.dtype == object or not np.issubdtype(value.dtype, np.number):
+        if not _numeric(value.dtype):
             raise ValueError(f"condition {tensor.name!r} must be numeric, got {value.dtype}")
         try:
             value = np.broadcast_to(value, shape)
@@ -190,6 +190,20 @@ def _conditions(model: keras.Model, condition, num: int) -> list[np.ndarray]:
                 raise ValueError(f"condition {tensor.name!r} must lie in [0, {count - 1}]")
         arrays.append(np.ascontiguousarray(value.astype(dtype)))
     return arrays
+
+
+def _numeric(dtype: np.dtype) -> bool:
+    """Integers and floats, the low-precision floats of mixed precision
+    (``bfloat16``, which numpy does not count as a number) included."""
+    if dtype.kind == "O":
+        return False
+    if np.issubdtype(dtype, np.number):
+        return True
+    try:
+        tf_dtype = tf.as_dtype(dtype)
+    except TypeError:
+        return False
+    return tf_dtype.is_floating or tf_dtype.is_integer
 
 
 def class_rows(model: keras.Model, num_samples: int) -> tuple[np.ndarray, int] | None:
