@@ -239,6 +239,13 @@ def train_and_evaluate(config: RunConfig) -> dict:
       ``{"run": name, "train/nll": ..., "test/nll": ..., ...}``: the last metrics.
     """
     run = _open(config)
+    replicas = run.strategy.num_replicas_in_sync
+    if config.batch_size < replicas:
+        raise UsageError(
+            f"--batch_size={config.batch_size} is the global batch and smaller than the "
+            f"{replicas} replicas of --strategy={config.strategy}: give each replica at "
+            f"least one image (--batch_size >= {replicas})"
+        )
     check_memory(config, run.info)
     # Refused before any work: outputs that cannot be written, a folder of
     # another run or of another optimizer.

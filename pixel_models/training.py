@@ -352,7 +352,21 @@ class Trainer:
 
     def _make_eval_step(self):
         def replica_sums(batch):
-            return self._compiled(lambda x: self._nll_sum(x, training=False))(batch)
+            sums = self._compiled(lambda x: self._nll_sum(x, training=False))
+            if self.strategy.num_replicas_in_sync == 1:
+                return sums(batch)
+
+            # The last batch of a test set can leave a replica no image, and a
+            # convolution of an empty batch fails: such a replica counts zero,
+            # from one image of zeros (a value every head accepts).
+            def nothing():
+                one = tf.nest.map_structure(
+                    lambda x: tf.zeros(tf.concat([[1], tf.shape(x)[1:]], 0), x.dtype), batch
+                )
+                return tf.nest.map_structure(lambda v: v * 0.0, sums(one))
+
+            size = tf.shape(tf.nest.flatten(batch)[0])[0]
+            return tf.cond(size > 0, lambda: sums(batch), nothing)
 
         @tf.function
         def eval_step(batch):

@@ -45,8 +45,11 @@ for run in sys.argv[1:]:
     iterator = iter(strategy.experimental_distribute_dataset(batches))
     losses = [trainer.train_step(next(iterator)) for _ in range(8)]
     test = tf.data.Dataset.from_tensor_slices(images[:32]).batch(16)
+    # 33 images: the last batch of one leaves the second replica none.
+    ragged = tf.data.Dataset.from_tensor_slices(images[:33]).batch(16)
     results[run] = {"replicas": strategy.num_replicas_in_sync, "losses": losses,
-                    "test": trainer.evaluate(test)["nll"]}
+                    "test": trainer.evaluate(test)["nll"],
+                    "ragged": trainer.evaluate(ragged)["nll"]}
 print(json.dumps(results))
 """
 
@@ -76,6 +79,8 @@ def test_mirrored_two_replicas_match_one_device(runs):
     # the trajectories agree up to float32 reduction order.
     assert two["losses"] == pytest.approx(one["losses"], rel=1e-4)
     assert two["test"] == pytest.approx(one["test"], rel=1e-4)
+    assert two["ragged"] == pytest.approx(one["ragged"], rel=1e-4)
+    assert two["ragged"] != pytest.approx(two["test"], rel=1e-6)  # the 33rd image counts
     # And the model did train (the comparison is not between two constants).
     assert one["losses"][-1] < one["losses"][0] - 1.0
 
@@ -86,6 +91,38 @@ def test_mirrored_xla_compiled_steps_match_one_device(runs):
     assert two["replicas"] == 2
     assert two["losses"] == pytest.approx(one["losses"], rel=1e-4)
     assert two["test"] == pytest.approx(one["test"], rel=1e-4)
+    assert two["ragged"] == pytest.approx(one["ragged"], rel=1e-4)
+
+
+# main.py on two logical CPUs.
+_TWO_CPUS = """
+import runpy, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+del sys.argv[0]  # "-c": main.py and its flags remain
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+def test_a_global_batch_smaller_than_the_replicas_is_refused(tmp_path):
+    from test_cli import TINY, dirs, run_main
+
+    result = run_main(
+        *TINY,
+        *dirs(tmp_path),
+        "--strategy=mirrored",
+        "--batch_size=1",
+        "--max_steps=2",
+        python_args=("-c", _TWO_CPUS),
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: --batch_size=1 is the global batch and smaller than the 2 replicas of "
+        "--strategy=mirrored: give each replica at least one image (--batch_size >= 2)"
+    )
+    assert not list(tmp_path.glob("ckpt/*/ckpt-*"))
 
 
 def free_ports(n: int) -> list[int]:
