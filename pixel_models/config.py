@@ -180,7 +180,7 @@ def recorded_config(record: dict, checkpoint_dir: str = "checkpoints") -> RunCon
     """The :class:`RunConfig` of a run from what its ``run_config.json`` records.
 
     The record holds the run's data (and its binarization), model, builder
-    keywords and optimizer; the returned config has those (the network
+    keywords, optimizer and warmup; the returned config has those (the network
     fields, ``image_size`` and
     ``color_levels`` from the image shape and levels, ``conditional`` when a
     density model takes labels) and ``checkpoint_dir`` as given, so that it
@@ -208,7 +208,7 @@ def recorded_config(record: dict, checkpoint_dir: str = "checkpoints") -> RunCon
     model = record.get("model", RunConfig.model)
     if "num_classes" in keywords and not kind_for_builder(model).needs_labels:
         values["conditional"] = True
-    for name in ("data", "model", "optimizer", "binarize"):
+    for name in ("data", "model", "optimizer", "warmup_steps", "binarize"):
         if name in record:
             values[name] = record[name]
     return RunConfig(checkpoint_dir=checkpoint_dir, **values)

@@ -251,7 +251,7 @@ def train_and_evaluate(config: RunConfig) -> dict:
     # another run or of another optimizer.
     for flag in ("checkpoint_dir", "log_dir", "sample_dir"):
         runs.check_output_folder(flag, getattr(config, flag), run.paths.name)
-    checked = {"optimizer": config.optimizer}
+    checked = {"optimizer": config.optimizer, "warmup_steps": config.warmup_steps}
     runs.check_run_config(run.paths.checkpoint_dir, run.identity, record=False, checked=checked)
     train_ds, test_ds = run_dataset(config, "train"), run_dataset(config, "test")
     fit_config = training.TrainConfig(

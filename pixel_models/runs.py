@@ -120,7 +120,7 @@ def read_run_record(checkpoint_dir: str) -> dict:
 
 # Fields of run_config.json that are recorded and checked but not part of the
 # run's identity (its folder name): runs recorded before them still resume.
-CHECKED_FIELDS = ("optimizer",)
+CHECKED_FIELDS = ("optimizer", "warmup_steps")
 
 
 def check_run_config(
@@ -135,7 +135,8 @@ def check_run_config(
     resuming it with others would fail deep inside the restore (or silently
     mix weights), so it fails here with a clear message instead. ``checked``
     holds settings that a resume must repeat but that do not name the run
-    (the ``optimizer``, whose state the checkpoints hold): they are recorded
+    (the ``optimizer`` and its ``warmup_steps``, whose state the checkpoints
+    hold: a warmup schedule keeps no learning-rate variable): they are recorded
     with the identity, and compared when the record has them.
 
     Raises:

@@ -587,6 +587,14 @@ def test_resuming_with_another_optimizer_is_refused(run):
     assert snapshot(run.root) == before
 
 
+@pytest.mark.slow
+def test_resuming_with_another_warmup_is_refused(run):
+    before = snapshot(run.root)
+    result = run.main("--max_steps=15", "--warmup_steps=10")
+    assert_error(result, "the run was trained with --warmup_steps=0, not --warmup_steps=10")
+    assert snapshot(run.root) == before
+
+
 def test_run_config_records_the_optimizer_without_renaming_the_run(tmp_path):
     identity = {"data": "shapes", "model": "pixel_cnn", "config": {"hidden_dims": 4}}
     assert runs.run_name(identity) == "shapes-pixel_cnn-b5b9bade"
@@ -597,6 +605,12 @@ def test_run_config_records_the_optimizer_without_renaming_the_run(tmp_path):
     runs.check_run_config(new, identity, checked={"optimizer": "adam"})
     with pytest.raises(runs.RunError, match="trained with --optimizer=adam"):
         runs.check_run_config(new, identity, checked={"optimizer": "rmsprop"})
+    warm = str(tmp_path / "warm")
+    runs.check_run_config(warm, identity, checked={"optimizer": "adam", "warmup_steps": 100})
+    assert runs.run_name(identity) == "shapes-pixel_cnn-b5b9bade"
+    runs.check_run_config(warm, identity, record=False, checked={"warmup_steps": 100})
+    with pytest.raises(runs.RunError, match="trained with --warmup_steps=100, not --warmup_st"):
+        runs.check_run_config(warm, identity, record=False, checked={"warmup_steps": 0})
 
 
 @pytest.mark.slow
