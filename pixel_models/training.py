@@ -87,6 +87,11 @@ class TrainConfig:
       keras_files: also save the model as ``ckpt-N.keras`` beside each
         checkpoint ``ckpt-N`` (loaded by ``keras.saving.load_model`` after
         ``import pixel_models``), kept as long as the checkpoint is.
+      skip_trained_batches: a run resumed at step ``N`` skips the first ``N``
+        batches of the training data, so that it reads the batches an
+        uninterrupted run reads next, rather than the first ones again (a
+        float16 step skipped for overflow also read a batch, so after one the
+        batches are one apart).
     """
 
     max_steps: int
@@ -104,6 +109,7 @@ class TrainConfig:
     max_seconds: float | None = None
     run_record: dict | None = None
     keras_files: bool = True
+    skip_trained_batches: bool = True
 
 
 @keras.saving.register_keras_serializable(package="pixel_models")
@@ -635,6 +641,9 @@ def _fit(trainer, train_dataset, test_dataset, config: TrainConfig, chief: bool)
         )
     if progbar is not None:
         progbar.update(start)
+    if start and config.skip_trained_batches:
+        logging.info("resuming at step %d: skipping the %d batches trained on", start, start)
+        train_dataset = train_dataset.skip(start)
     iterator = iter(strategy.experimental_distribute_dataset(train_dataset))
     originals = None  # the test images of a preview that shows them
     tic = time.time()

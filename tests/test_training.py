@@ -124,6 +124,21 @@ def test_fit_writes_checkpoints_events_and_samples_then_resumes(tmp_path):
     assert tf.train.latest_checkpoint(str(tmp_path / "ckpt")).endswith("ckpt-9")
 
 
+def test_a_resumed_run_reads_the_batches_an_uninterrupted_run_reads(tmp_path):
+    results = {}
+    for name, stops in [("whole", [8]), ("resumed", [3, 8]), ("repeated", [3, 8])]:
+        for max_steps in stops:
+            keras.utils.set_random_seed(0)
+            train, test, _ = datasets()  # built again, as main.py builds it in each run
+            trainer = trainer_for()
+            skip = name != "repeated"
+            fitted = config(tmp_path / name, max_steps=max_steps, skip_trained_batches=skip)
+            results[name] = training.fit(trainer, train, test, fitted)["test/nll"]
+    assert results["resumed"] == pytest.approx(results["whole"], rel=1e-5)
+    # Training on the first batches again is another run (the check can fail).
+    assert results["repeated"] != pytest.approx(results["whole"], rel=1e-5)
+
+
 def test_fit_stops_at_the_time_budget(tmp_path):
     train, _, _ = datasets()
     trainer = trainer_for()
