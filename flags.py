@@ -13,8 +13,8 @@ import os
 
 from absl import flags
 
-from pixel_models.config import RunConfig
-from pixel_models.data import DATASETS
+from pixel_models.config import RunConfig, UsageError
+from pixel_models.data import COLOR_LEVEL_DATASETS, DATASETS, info
 from pixel_models.devices import STRATEGIES
 from pixel_models.images import KNOWN_PARTS
 from pixel_models.models import MODELS
@@ -356,4 +356,20 @@ def run_config() -> RunConfig:
         if field.name != "data_dir"
     }
     data_dir = FLAGS.data_dir if FLAGS["data_dir"].present else None
+    _check_color_levels_apply()
     return RunConfig(data_dir=data_dir, **values)
+
+
+def _check_color_levels_apply() -> None:
+    """Refuses a ``--color_levels`` given for a named dataset of fixed levels
+    (it would be ignored): every flag given acts."""
+    name, levels = FLAGS.data, FLAGS.color_levels
+    if not FLAGS["color_levels"].present or name not in DATASETS or name in COLOR_LEVEL_DATASETS:
+        return
+    own = info(name).levels  # levels of their own do not depend on the size
+    if levels != own:
+        raise UsageError(
+            f"--color_levels={levels}: --data={name} has {own} levels of its own; "
+            f"--color_levels sets those of {', '.join(COLOR_LEVEL_DATASETS)} and of your "
+            "own images"
+        )

@@ -49,6 +49,9 @@ DATASETS: tuple[str, ...] = (
     "colored_mnist",
     "rotated_mnist",
 )
+# The named datasets whose values per channel are ``color_levels``; the others
+# have levels of their own.
+COLOR_LEVEL_DATASETS: tuple[str, ...] = ("colored_shapes", "colored_mnist")
 # tensorflow-datasets names, where they differ from ours, and the tfds split
 # that serves as our "test" split.
 _TFDS_NAMES = {

@@ -292,6 +292,19 @@ def test_a_temperature_the_head_has_not_is_refused_before_any_restore(tmp_path, 
     assert not (tmp_path / "ckpt").exists() and not (tmp_path / "samples").exists()
 
 
+def test_color_levels_for_a_dataset_of_its_own_levels_is_refused(tmp_path, capfd):
+    for data_flag, own in [("shapes", 2), ("cifar10", 256)]:
+        bad = run_in_process(
+            capfd, *TINY, *dirs(tmp_path), f"--data={data_flag}", "--color_levels=8"
+        )
+        assert bad.returncode == 1, bad.stderr[-2000:]
+        assert bad.stderr.strip().splitlines()[-1] == (
+            f"error: --color_levels=8: --data={data_flag} has {own} levels of its own; "
+            "--color_levels sets those of colored_shapes, colored_mnist and of your own images"
+        )
+    assert not (tmp_path / "ckpt").exists()
+
+
 def test_training_draws_its_sample_grids_at_the_temperature(tmp_path, capfd):
     bad = run_in_process(capfd, *TINY, *dirs(tmp_path), "--max_steps=5", "--temperature=0.5")
     assert bad.returncode == 1, bad.stderr[-2000:]
