@@ -1,7 +1,9 @@
 """Command-line flags of main.py.
 
 The first block keeps the names and defaults of carpedm20/pixel-rnn-tensorflow's
-``main.py``, so its commands work here; the rest is what a run also needs.
+``main.py`` (but for ``--use_dynamic_rnn``, gone, ``--data=cifar``, here
+``cifar10``, and ``--data_dir``, without a default folder), so its commands work
+here; the rest is what a run also needs.
 Every flag is validated when parsed: a bad value stops the program with one
 line naming the flag and what is allowed.
 """
