@@ -15,7 +15,7 @@ import os
 
 from absl import flags
 
-from pixel_models.config import RunConfig, UsageError
+from pixel_models.config import RunConfig, UsageError, check_network_fields_read
 from pixel_models.data import COLOR_LEVEL_DATASETS, DATASETS, info
 from pixel_models.devices import STRATEGIES
 from pixel_models.images import KNOWN_PARTS
@@ -359,6 +359,8 @@ def run_config() -> RunConfig:
     }
     data_dir = FLAGS.data_dir if FLAGS["data_dir"].present else None
     _check_color_levels_apply()
+    given = {name for name in values if FLAGS[name].present}
+    check_network_fields_read(FLAGS.model, given)
     return RunConfig(data_dir=data_dir, **values)
 
 

@@ -115,6 +115,40 @@ _FIELDS = [f.name for f in dataclasses.fields(RunConfig)]
 _NOT_NETWORK = frozenset(_FIELDS[_FIELDS.index("data") :])
 
 
+def _reads(model: str, name: str) -> bool:
+    """Whether the network field ``name`` sets a parameter of ``model``'s builder."""
+    from pixel_models.models import MODELS
+
+    if name in FIELD_MODELS and model not in FIELD_MODELS[name]:
+        return False
+    return name in inspect.signature(MODELS[model]).parameters
+
+
+def check_network_fields_read(model: str, given: set[str]) -> None:
+    """Refuses the network fields in ``given`` (flags given on the command line)
+    that ``model``'s builder does not read: every flag given acts.
+
+    Raises:
+      UsageError: naming the first such field and the models that read it.
+
+    Example:
+
+    >>> check_network_fields_read("pixel_cnn", {"hidden_dims", "use_residual"})
+    >>> check_network_fields_read("pixel_snail", {"recurrent_length"})
+    Traceback (most recent call last):
+    ...
+    pixel_models.config.UsageError: --recurrent_length: --model=pixel_snail does not read it; \
+autoencoder, gated_pixel_cnn, multiscale_pixel_rnn, pixel_cnn, pixel_rcnn, pixel_rnn do
+    """
+    from pixel_models.models import MODELS
+
+    network = _FIELDS[: _FIELDS.index("data")]
+    for name in network:
+        if name in given and name not in ("model", "conditional") and not _reads(model, name):
+            readers = sorted(m for m in MODELS if _reads(m, name))
+            raise UsageError(f"--{name}: --model={model} does not read it; {', '.join(readers)} do")
+
+
 def model_config(config: RunConfig, info: DatasetInfo) -> dict:
     """The builder keywords of the run's model: the data's shape and levels, the
     class count where the model needs labels, and every network field named

@@ -16,19 +16,38 @@ import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "--data=shapes",
-    "--image_size=8",
+TINY_NETWORK = [
     "--hidden_dims=4",
     "--recurrent_length=1",
     "--out_hidden_dims=4",
     "--out_recurrent_length=1",
+]
+TINY = [
+    "--data=shapes",
+    "--image_size=8",
+    *TINY_NETWORK,
     "--batch_size=16",
     "--num_samples=4",
     "--test_step=5",
     "--save_step=5",
     "--log_level=WARNING",
 ]
+
+
+def tiny_for(model: str) -> list[str]:
+    """``TINY`` without the network flags that ``model`` does not read (main.py
+    refuses those), and with ``--model``."""
+    sys.path.insert(0, str(ROOT))
+    from pixel_models.config import UsageError, check_network_fields_read
+
+    def reads(flag: str) -> bool:
+        try:
+            check_network_fields_read(model, {flag[2:].split("=")[0]})
+        except UsageError:
+            return False
+        return True
+
+    return [f"--model={model}", *(f for f in TINY if f not in TINY_NETWORK or reads(f))]
 
 
 def run_main(
@@ -216,7 +235,7 @@ def test_train_resume_generate(tmp_path, capfd):
     ids=lambda flags: "-".join(f.split("=")[-1] for f in flags),
 )
 def test_every_model_trains_and_generates(tmp_path, capfd, model_flags):
-    args = [*TINY, *dirs(tmp_path), *model_flags]
+    args = [*tiny_for(model_flags[0].split("=")[1]), *dirs(tmp_path), *model_flags]
     # (Resuming is the same for every model: test_train_resume_generate.)
     first = run_in_process(capfd, *args, "--max_steps=5")
     assert first.returncode == 0, first.stderr[-2000:]
@@ -292,6 +311,20 @@ def test_a_temperature_the_head_has_not_is_refused_before_any_restore(tmp_path, 
     assert not (tmp_path / "ckpt").exists() and not (tmp_path / "samples").exists()
 
 
+def test_a_model_flag_the_model_does_not_read_is_refused(tmp_path, capfd):
+    for model, flag, readers in [
+        ("pixel_snail", "--recurrent_length=3", "autoencoder, gated_pixel_cnn, "),
+        ("pixel_cnn", "--rnn_type=row_lstm", "multiscale_pixel_rnn, pixel_rnn do"),
+        ("gated_pixel_cnn", "--use_residual", "multiscale_pixel_rnn, pixel_cnn, pixel_rnn do"),
+    ]:
+        bad = run_in_process(capfd, *TINY, *dirs(tmp_path), f"--model={model}", flag)
+        assert bad.returncode == 1, bad.stderr[-2000:]
+        name = flag.split("=")[0]
+        line = bad.stderr.strip().splitlines()[-1]
+        assert line.startswith(f"error: {name}: --model={model} does not read it; {readers}")
+    assert not (tmp_path / "ckpt").exists()
+
+
 def test_color_levels_for_a_dataset_of_its_own_levels_is_refused(tmp_path, capfd):
     for data_flag, own in [("shapes", 2), ("cifar10", 256)]:
         bad = run_in_process(
@@ -364,7 +397,6 @@ def test_class_conditional_training_and_generation(tmp_path, capfd, model):
     for flags, message in [
         (["--model=pixel_rnn"], "--conditional: --model=pixel_rnn takes no class labels"),
         (["--model=pixel_rnn"], "use one of gated_pixel_cnn, pixel_cnn, pixel_cnn_pp, pixel_snail"),
-        (["--model=invariant_cnn"], "--model=invariant_cnn classifies its images"),
         (
             ["--data=binarized_mnist", "--image_size=28"],
             "--conditional: --data=binarized_mnist has no class",
@@ -373,6 +405,10 @@ def test_class_conditional_training_and_generation(tmp_path, capfd, model):
     ]:
         bad = run_in_process(capfd, *args, *flags)
         assert bad.returncode == 1 and message in bad.stderr, bad.stderr[-2000:]
+    classifier = [*tiny_for("invariant_cnn"), *dirs(tmp_path), "--conditional"]
+    bad = run_in_process(capfd, *classifier)
+    assert bad.returncode == 1, bad.stderr[-2000:]
+    assert "--model=invariant_cnn classifies its images" in bad.stderr
 
 
 BAD_FLAGS = [
@@ -426,16 +462,22 @@ def test_latent_dims_configures_the_autoencoder_only(model, takes_code):
     sys.path.insert(0, str(ROOT))
     import flags as project_flags  # noqa: F401  (defines the flags)
     from pixel_models import data
-    from pixel_models.config import model_config
+    from pixel_models.config import UsageError, model_config
 
     try:
-        flags.FLAGS(["main.py", *TINY, f"--model={model}", "--latent_dims=5"])
+        flags.FLAGS(["main.py", *TINY, f"--model={model}"])
         config = model_config(project_flags.run_config(), data.info("shapes", image_size=8))
+        assert ("latent_dims" in config) == takes_code
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS(["main.py", *TINY, f"--model={model}", "--latent_dims=5"])
+        if takes_code:
+            config = model_config(project_flags.run_config(), data.info("shapes", image_size=8))
+            assert config["latent_dims"] == 5
+        else:  # given, it would not act: refused
+            with pytest.raises(UsageError, match=f"--latent_dims: --model={model} does not read"):
+                project_flags.run_config()
     finally:
         flags.FLAGS.unparse_flags()
-    assert ("latent_dims" in config) == takes_code
-    if takes_code:
-        assert config["latent_dims"] == 5
 
 
 def test_max_minutes_stops_a_run_that_the_same_command_resumes(tmp_path):
@@ -636,7 +678,7 @@ def test_deterministic_runs_give_identical_losses(tmp_path):
     ],
 )
 def test_classifier_flags_are_checked(tmp_path, capfd, flags, message):
-    bad = run_in_process(capfd, *TINY, *dirs(tmp_path), "--model=invariant_cnn", *flags)
+    bad = run_in_process(capfd, *tiny_for("invariant_cnn"), *dirs(tmp_path), *flags)
     assert bad.returncode == 1 and message in bad.stderr, bad.stderr[-2000:]
     assert not (tmp_path / "ckpt").exists()
 
@@ -697,7 +739,7 @@ def test_every_mode_reads_the_data_the_run_was_trained_on(tmp_path, capfd):
     # Evaluating a classifier trained at a non-default --image_size reads the
     # test split at that size, and gives the metrics of the training run's
     # last evaluation (same weights, same test images).
-    args = [*TINY, *dirs(tmp_path), "--model=invariant_cnn", "--group=C4", "--image_size=12"]
+    args = [*tiny_for("invariant_cnn"), *dirs(tmp_path), "--group=C4", "--image_size=12"]
     trained = run_in_process(capfd, *args, "--max_steps=2")
     assert trained.returncode == 0, trained.stderr[-2000:]
     metrics = json.loads(trained.stdout.strip().splitlines()[-1])
