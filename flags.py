@@ -359,6 +359,11 @@ def run_config() -> RunConfig:
     }
     data_dir = FLAGS.data_dir if FLAGS["data_dir"].present else None
     _check_color_levels_apply()
+    if FLAGS["worker_wait_seconds"].present and FLAGS.strategy != "multi_worker":
+        raise UsageError(
+            "--worker_wait_seconds is only read with --strategy=multi_worker, not "
+            f"--strategy={FLAGS.strategy}"
+        )
     given = {name for name in values if FLAGS[name].present}
     check_network_fields_read(FLAGS.model, given)
     return RunConfig(data_dir=data_dir, **values)

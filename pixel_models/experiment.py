@@ -281,9 +281,14 @@ def train_and_evaluate(config: RunConfig) -> dict:
 
 
 def _check_temperature(config: RunConfig, model: keras.Model) -> None:
-    """Refuses a ``--temperature`` that the model's head cannot take."""
-    if config.temperature in (None, 1.0) or not kind_for_builder(config.model).draws_images:
+    """Refuses a ``--temperature`` that the model's head cannot take, or that
+    nothing would read (a classifier draws no images)."""
+    if config.temperature in (None, 1.0):
         return
+    if not kind_for_builder(config.model).draws_images:
+        raise UsageError(
+            f"--temperature={config.temperature}: --model={config.model} draws no images"
+        )
     try:
         distribution_of(model).with_temperature(config.temperature)
     except ValueError as err:
@@ -472,6 +477,11 @@ def run(config: RunConfig) -> str:
                 f"--complete={config.complete} applies to generating with --is_train=False, "
                 f"not to {mode}"
             )
+    if config.score and config.temperature != 1.0:
+        raise UsageError(
+            f"--temperature={config.temperature} applies to drawing images, not to "
+            f"--score={config.score}, whose likelihoods are of the model itself"
+        )
     if config.score:
         return json.dumps(score(config), indent=2)
     if config.is_train:

@@ -325,6 +325,29 @@ def test_a_model_flag_the_model_does_not_read_is_refused(tmp_path, capfd):
     assert not (tmp_path / "ckpt").exists()
 
 
+def test_flags_that_would_not_act_in_the_mode_are_refused(tmp_path, capfd):
+    for flags, line in [
+        (
+            [*TINY, "--worker_wait_seconds=5"],
+            "error: --worker_wait_seconds is only read with --strategy=multi_worker, not "
+            "--strategy=auto",
+        ),
+        (
+            [*TINY, f"--score={tmp_path}", "--temperature=0.5"],
+            f"error: --temperature=0.5 applies to drawing images, not to --score={tmp_path}, "
+            "whose likelihoods are of the model itself",
+        ),
+        (
+            [*tiny_for("invariant_cnn"), "--is_train=False", "--temperature=0.5"],
+            "error: --temperature=0.5: --model=invariant_cnn draws no images",
+        ),
+    ]:
+        bad = run_in_process(capfd, *flags, *dirs(tmp_path))
+        assert bad.returncode == 1, bad.stderr[-2000:]
+        assert bad.stderr.strip().splitlines()[-1] == line
+    assert not (tmp_path / "ckpt").exists()
+
+
 def test_color_levels_for_a_dataset_of_its_own_levels_is_refused(tmp_path, capfd):
     for data_flag, own in [("shapes", 2), ("cifar10", 256)]:
         bad = run_in_process(
