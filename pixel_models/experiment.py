@@ -254,8 +254,16 @@ def train_and_evaluate(config: RunConfig) -> dict:
     checked = {"optimizer": config.optimizer, "warmup_steps": config.warmup_steps}
     runs.check_run_config(run.paths.checkpoint_dir, run.identity, record=False, checked=checked)
     train_ds, test_ds = run_dataset(config, "train"), run_dataset(config, "test")
+    max_steps = _steps(config, int(train_ds.cardinality()))
+    if max_steps != config.max_steps:
+        logging.info(
+            "--max_epoch=%d limits training to %d steps (--max_steps=%d)",
+            config.max_epoch,
+            max_steps,
+            config.max_steps,
+        )
     fit_config = training.TrainConfig(
-        max_steps=_steps(config, int(train_ds.cardinality())),
+        max_steps=max_steps,
         max_seconds=config.max_minutes * 60.0 if config.max_minutes > 0 else None,
         test_step=config.test_step,
         save_step=config.save_step,

@@ -627,7 +627,7 @@ def _fit(trainer, train_dataset, test_dataset, config: TrainConfig, chief: bool)
     if start >= config.max_steps:
         logging.info(
             "already trained for %d steps (max_steps=%d): nothing to train; a higher "
-            "--max_steps trains on",
+            "limit (--max_steps, and --max_epoch when it is the lower one) trains on",
             start,
             config.max_steps,
         )

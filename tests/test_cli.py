@@ -325,6 +325,14 @@ def test_a_model_flag_the_model_does_not_read_is_refused(tmp_path, capfd):
     assert not (tmp_path / "ckpt").exists()
 
 
+def test_the_epoch_limit_is_named_when_it_is_the_lower_one(tmp_path, capfd):
+    args = [*TINY, *dirs(tmp_path), "--max_epoch=1", "--batch_size=10000", "--log_level=INFO"]
+    ran = run_in_process(capfd, *args, "--max_steps=50")
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert "--max_epoch=1 limits training to 2 steps (--max_steps=50)" in ran.stderr
+    assert only(f"{tmp_path}/ckpt/*/ckpt-2.index")
+
+
 def test_flags_that_would_not_act_in_the_mode_are_refused(tmp_path, capfd):
     for flags, line in [
         (
