@@ -92,6 +92,13 @@ def test_invalid_arguments_raise(kwargs, message):
         _small((4, 4, 1), **kwargs)
 
 
+def test_too_few_features_for_the_colour_groups_are_named():
+    message = "hidden_dims must be at least 6: the blocks halve it, and each half needs a feature"
+    with pytest.raises(ValueError, match=message):
+        _small((4, 4, 3), hidden_dims=4)
+    _small((4, 4, 3), hidden_dims=4, color_dependence="independent")  # one group: enough
+
+
 # ---------------------------------------------------------------------------
 # Serialization and sampling
 # ---------------------------------------------------------------------------

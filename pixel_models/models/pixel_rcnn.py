@@ -118,6 +118,11 @@ def pixel_rcnn(
     # Independent channels: one colour group, so the type-A layer hides the
     # whole current pixel and no layer tells the channels apart.
     groups = start.channels if color_dependence == "dependent" else 1
+    if hidden_dims // 2 < groups:
+        raise ValueError(
+            f"hidden_dims must be at least {2 * groups}: the blocks halve it, and each half "
+            f"needs a feature per colour channel ({groups}), got {hidden_dims}"
+        )
     conv = masked_conv_factory(
         groups,
         hidden_dims=hidden_dims,
