@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging as python_logging
 import math
 import os
 from typing import NamedTuple
@@ -96,6 +97,18 @@ def _open(config: RunConfig) -> _Run:
     )
 
 
+class _TensorFlowInfoFilter(python_logging.Filter):
+    """Drops the INFO lines that TensorFlow's own modules log through absl
+    (e.g. each checkpoint's sharding time): they are for debugging it."""
+
+    _folder = os.path.dirname(tf.__file__) + os.sep
+
+    def filter(self, record: python_logging.LogRecord) -> bool:
+        return record.levelno >= python_logging.WARNING or not record.pathname.startswith(
+            self._folder
+        )
+
+
 def setup(config: RunConfig) -> None:
     """Applies the settings of ``config`` that act on the whole process
     (logging, visible GPUs, precision, seeds, determinism); call it once,
@@ -104,6 +117,11 @@ def setup(config: RunConfig) -> None:
     # TensorFlow's own Python INFO lines (e.g. checkpoint sharding timings)
     # are for debugging it: shown with --log_level=DEBUG only.
     tf.get_logger().setLevel("DEBUG" if config.log_level == "DEBUG" else "WARNING")
+    absl_logger = logging.get_absl_logger()
+    for old in [f for f in absl_logger.filters if isinstance(f, _TensorFlowInfoFilter)]:
+        absl_logger.removeFilter(old)
+    if config.log_level != "DEBUG":
+        absl_logger.addFilter(_TensorFlowInfoFilter())
     devices.setup(config.use_gpu, config.mixed_precision, config.random_seed, config.deterministic)
 
 

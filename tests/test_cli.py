@@ -325,6 +325,15 @@ def test_a_model_flag_the_model_does_not_read_is_refused(tmp_path, capfd):
     assert not (tmp_path / "ckpt").exists()
 
 
+def test_tensorflow_info_lines_show_at_debug_only(tmp_path, capfd):
+    for level, shown in [("INFO", False), ("DEBUG", True)]:
+        out = tmp_path / level
+        ran = run_in_process(capfd, *TINY, *dirs(out), "--max_steps=2", f"--log_level={level}")
+        assert ran.returncode == 0, ran.stderr[-2000:]
+        assert "wrote " in ran.stderr  # the run's own INFO lines show at both
+        assert ("Sharding callback duration" in ran.stderr) == shown, level
+
+
 def test_the_epoch_limit_is_named_when_it_is_the_lower_one(tmp_path, capfd):
     args = [*TINY, *dirs(tmp_path), "--max_epoch=1", "--batch_size=10000", "--log_level=INFO"]
     ran = run_in_process(capfd, *args, "--max_steps=50")
