@@ -490,6 +490,20 @@ def score(config: RunConfig) -> dict:
     }
 
 
+def _refuse_drawing_flags(config: RunConfig) -> None:
+    """Refuses ``--display`` where nothing is drawn: with ``--score``, and for a
+    classifier. (``--num_samples``, which a shared flagfile sets for every
+    mode, is left to the modes that draw.)"""
+    if config.score:
+        where = f"--score={config.score} draws no images"
+    elif not kind_for_builder(config.model).draws_images:
+        where = f"--model={config.model} draws no images"
+    else:
+        return
+    if config.display:
+        raise UsageError(f"--display: {where}")
+
+
 def run(config: RunConfig) -> str:
     """Sets the process up (:func:`setup`), runs the mode that ``config`` asks
     for, and returns what the command line prints: the path of a grid, or
@@ -503,6 +517,7 @@ def run(config: RunConfig) -> str:
                 f"--complete={config.complete} applies to generating with --is_train=False, "
                 f"not to {mode}"
             )
+    _refuse_drawing_flags(config)
     if config.score and config.temperature != 1.0:
         raise UsageError(
             f"--temperature={config.temperature} applies to drawing images, not to "

@@ -358,6 +358,14 @@ def test_flags_that_would_not_act_in_the_mode_are_refused(tmp_path, capfd):
             [*tiny_for("invariant_cnn"), "--is_train=False", "--temperature=0.5"],
             "error: --temperature=0.5: --model=invariant_cnn draws no images",
         ),
+        (
+            [*tiny_for("invariant_cnn"), "--display"],
+            "error: --display: --model=invariant_cnn draws no images",
+        ),
+        (
+            [*TINY, f"--score={tmp_path}", "--display"],
+            f"error: --display: --score={tmp_path} draws no images",
+        ),
     ]:
         bad = run_in_process(capfd, *flags, *dirs(tmp_path))
         assert bad.returncode == 1, bad.stderr[-2000:]
