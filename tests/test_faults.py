@@ -580,18 +580,16 @@ def test_a_damaged_run_config_is_named(run, content):
 
 
 @pytest.mark.slow
-def test_resuming_with_another_optimizer_is_refused(run):
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--optimizer=adam", "the run was trained with --optimizer=rmsprop"),
+        ("--warmup_steps=10", "the run was trained with --warmup_steps=0, not --warmup_steps=10"),
+    ],
+)
+def test_resuming_with_another_optimizer_or_warmup_is_refused(run, flag, message):
     before = snapshot(run.root)
-    result = run.main("--max_steps=15", "--optimizer=adam")
-    assert_error(result, "the run was trained with --optimizer=rmsprop")
-    assert snapshot(run.root) == before
-
-
-@pytest.mark.slow
-def test_resuming_with_another_warmup_is_refused(run):
-    before = snapshot(run.root)
-    result = run.main("--max_steps=15", "--warmup_steps=10")
-    assert_error(result, "the run was trained with --warmup_steps=0, not --warmup_steps=10")
+    assert_error(run.main("--max_steps=15", flag), message)
     assert snapshot(run.root) == before
 
 
