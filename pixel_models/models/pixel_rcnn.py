@@ -118,16 +118,16 @@ def pixel_rcnn(
     # Independent channels: one colour group, so the type-A layer hides the
     # whole current pixel and no layer tells the channels apart.
     groups = start.channels if color_dependence == "dependent" else 1
-    if hidden_dims // 2 < groups:
-        raise ValueError(
-            f"hidden_dims must be at least {2 * groups}: the blocks halve it, and each half "
-            f"needs a feature per colour channel ({groups}), got {hidden_dims}"
-        )
     conv = masked_conv_factory(
         groups,
         hidden_dims=hidden_dims,
         out_hidden_dims=out_hidden_dims if out_recurrent_length else None,
     )
+    if hidden_dims // 2 < groups:
+        raise ValueError(
+            f"hidden_dims must be at least {2 * groups}: the blocks halve it, and each half "
+            f"needs a feature per colour channel ({groups}), got {hidden_dims}"
+        )
 
     def norm_relu(y, layer_name):
         y = keras.layers.BatchNormalization(name=f"{layer_name}_bn")(y)
