@@ -167,9 +167,8 @@ def model_config(config: RunConfig, info: DatasetInfo) -> dict:
     parameters = inspect.signature(builder).parameters
     keywords = {"image_shape": list(info.image_shape), "levels": info.levels}
     for name in parameters:
-        if name in FIELD_MODELS and config.model not in FIELD_MODELS[name]:
-            continue
-        if name not in keywords and name not in _NOT_NETWORK and hasattr(config, name):
+        network = name not in keywords and name not in _NOT_NETWORK and hasattr(config, name)
+        if network and _reads(config.model, name):  # FIELD_MODELS: some fields, some models
             keywords[name] = getattr(config, name)
     if "encoder" in parameters and config.encoder == "invariant" and config.group == "none":
         raise UsageError("--encoder=invariant needs --group=C4 or --group=D4")

@@ -58,6 +58,11 @@ from pixel_models.sampling import image_shape
 OPTIMIZERS = ("rmsprop", "adam")
 
 
+def _examples(batch) -> tf.Tensor:
+    """The number of examples in a batch (images, or a tuple led by them)."""
+    return tf.shape(tf.nest.flatten(batch)[0])[0]
+
+
 class TrainingError(RuntimeError):
     """Training cannot go on; the message says why and what to do."""
 
@@ -343,9 +348,7 @@ class Trainer:
         def train_step(batch):
             global_batch = self.strategy.reduce(
                 tf.distribute.ReduceOp.SUM,
-                self.strategy.run(
-                    lambda x: tf.cast(tf.shape(tf.nest.flatten(x)[0])[0], tf.float32), (batch,)
-                ),
+                self.strategy.run(lambda x: tf.cast(_examples(x), tf.float32), (batch,)),
                 axis=None,
             )
             total, count, bad = self.strategy.run(replica_step, args=(batch, global_batch))
@@ -371,8 +374,7 @@ class Trainer:
                 )
                 return tf.nest.map_structure(lambda v: v * 0.0, sums(one))
 
-            size = tf.shape(tf.nest.flatten(batch)[0])[0]
-            return tf.cond(size > 0, lambda: sums(batch), nothing)
+            return tf.cond(_examples(batch) > 0, lambda: sums(batch), nothing)
 
         @tf.function
         def eval_step(batch):
