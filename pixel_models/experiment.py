@@ -307,14 +307,11 @@ def train_and_evaluate(config: RunConfig) -> dict:
 
 
 def _check_temperature(config: RunConfig, model: keras.Model) -> None:
-    """Refuses a ``--temperature`` that the model's head cannot take, or that
-    nothing would read (a classifier draws no images)."""
+    """Refuses a ``--temperature`` that nothing would read (see
+    :func:`_refuse_drawing_flags`) or that the model's head cannot take."""
+    _refuse_drawing_flags(config)
     if config.temperature in (None, 1.0):
         return
-    if not kind_for_builder(config.model).draws_images:
-        raise UsageError(
-            f"--temperature={config.temperature}: --model={config.model} draws no images"
-        )
     try:
         distribution_of(model).with_temperature(config.temperature)
     except ValueError as err:
@@ -491,7 +488,8 @@ def score(config: RunConfig) -> dict:
 
 
 def _refuse_drawing_flags(config: RunConfig) -> None:
-    """Refuses ``--display`` where nothing is drawn: with ``--score``, and for a
+    """Refuses ``--display`` and ``--temperature`` where nothing is drawn: with
+    ``--score``, whose likelihoods are of the model itself, and for a
     classifier. (``--num_samples``, which a shared flagfile sets for every
     mode, is left to the modes that draw.)"""
     if config.score:
@@ -502,6 +500,8 @@ def _refuse_drawing_flags(config: RunConfig) -> None:
         return
     if config.display:
         raise UsageError(f"--display: {where}")
+    if config.temperature not in (None, 1.0):
+        raise UsageError(f"--temperature={config.temperature}: {where}")
 
 
 def run(config: RunConfig) -> str:
@@ -518,11 +518,6 @@ def run(config: RunConfig) -> str:
                 f"not to {mode}"
             )
     _refuse_drawing_flags(config)
-    if config.score and config.temperature != 1.0:
-        raise UsageError(
-            f"--temperature={config.temperature} applies to drawing images, not to "
-            f"--score={config.score}, whose likelihoods are of the model itself"
-        )
     if config.score:
         return json.dumps(score(config), indent=2)
     if config.is_train:

@@ -351,8 +351,7 @@ def test_flags_that_would_not_act_in_the_mode_are_refused(tmp_path, capfd):
         ),
         (
             [*TINY, f"--score={tmp_path}", "--temperature=0.5"],
-            f"error: --temperature=0.5 applies to drawing images, not to --score={tmp_path}, "
-            "whose likelihoods are of the model itself",
+            f"error: --temperature=0.5: --score={tmp_path} draws no images",
         ),
         (
             [*tiny_for("invariant_cnn"), "--is_train=False", "--temperature=0.5"],
