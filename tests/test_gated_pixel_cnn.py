@@ -10,11 +10,8 @@ import tensorflow as tf
 
 from pixel_models import sampling
 from pixel_models.distributions import (
-    Bernoulli,
-    Categorical,
     PixelHead,
     distribution_of,
-    head_of,
 )
 from pixel_models.layers.gated import GatedBlock
 from pixel_models.layers.masked_conv import MaskedConv2D
@@ -217,29 +214,6 @@ def test_latent_and_class_conditioning_together():
 # ---------------------------------------------------------------------------
 # Structure, heads and arguments
 # ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "image_shape, levels, head_type, logits_shape",
-    [
-        ((4, 4, 1), 2, Bernoulli, (4, 4, 1)),
-        ((3, 4, 3), 2, Bernoulli, (3, 4, 3)),
-        ((3, 2, 3), 256, Categorical, (3, 2, 3, 256)),
-    ],
-)
-def test_output_shapes_and_heads(image_shape, levels, head_type, logits_shape):
-    model = gated_pixel_cnn(image_shape, levels, hidden_dims=6, recurrent_length=1)
-    assert model.name == "gated_pixel_cnn"
-    assert model.input_shape == (None, *image_shape)
-    assert model.output_shape == (None, *logits_shape)
-    dist = distribution_of(model)
-    assert isinstance(dist, head_type)
-    assert (dist.channels, dist.levels) == (image_shape[-1], levels)
-    assert head_of(model).name == "head"
-    x = random_images(model, 2)
-    logits = model(x)
-    assert tuple(logits.shape) == (2, *logits_shape) and logits.dtype == tf.float32
-    assert dist.log_prob(logits, x).shape == (2,)
 
 
 def test_layer_stack_follows_the_paper():

@@ -22,6 +22,7 @@ from pixel_models.kinds import kind_for_builder, kind_of
 from pixel_models.models import MODELS
 from pixel_models.testing import (
     assert_causal,
+    random_images,
     round_trips,
     sharpen_every_weight,
     total_probability,
@@ -90,6 +91,35 @@ def condition_of(network: keras.Model, num: int):
     if not extra:
         return None
     return extra[0] if len(extra) == 1 else tuple(extra)
+
+
+HEAD_SHAPES = [((4, 4, 1), 2), ((3, 4, 3), 2), ((4, 4, 1), 256), ((3, 2, 3), 256)]
+HEAD_IDS = ["4x4_binary", "3x4_rgb_binary", "4x4_256", "3x2_rgb_256"]
+
+
+@pytest.mark.parametrize("shape, levels", HEAD_SHAPES, ids=HEAD_IDS)
+@pytest.mark.parametrize("name", DENSITY_MODELS)
+def test_output_shapes_and_heads(name, shape, levels):
+    """Images ``(B, H, W, C)`` in, a head of ``C`` channels and ``levels`` values
+    out: Bernoulli for binary data and categorical otherwise, unless the model
+    has a mixture head."""
+    model = build(name, shape, levels)
+    assert model.name == name
+    assert tuple(model.inputs[0].shape) == (None, *shape)
+    dist = distribution_of(model)
+    assert dist.kind in ("logistic_mixture", "bernoulli" if levels == 2 else "categorical")
+    assert (dist.channels, dist.levels) == (shape[-1], levels)
+    assert pm.head_of(model).name == "head"
+    # One logit per channel, one per channel and level, or a mixture's
+    # parameters (their count is checked by the mixture's own tests).
+    per_pixel = {"bernoulli": shape[-1:], "categorical": (shape[-1], levels)}
+    logit_shape = per_pixel.get(dist.kind, dist.logit_shape)
+    assert model.output_shape == (None, *shape[:2], *logit_shape)
+    x = random_images(model, 2)
+    logits = model([x, *conditions(model, 2)] if len(model.inputs) > 1 else x)
+    assert tuple(logits.shape) == (2, *shape[:2], *logit_shape)
+    assert logits.dtype == "float32"
+    assert tuple(dist.log_prob(logits, x).shape) == (2,)
 
 
 @pytest.mark.parametrize("shape, levels", SHAPES, ids=SHAPE_IDS)

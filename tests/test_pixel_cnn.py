@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import pixel_models as pm
-from pixel_models.distributions import Bernoulli, Categorical, PixelHead, distribution_of
+from pixel_models.distributions import PixelHead, distribution_of
 from pixel_models.layers import MaskedConv2D
 from pixel_models.models import MODELS, model_input, pixel_cnn
 from pixel_models.testing import (
@@ -124,30 +124,6 @@ def test_negative_control_leaky_model_fails_both_checks(image_shape):
 # ---------------------------------------------------------------------------
 # Structure, heads and arguments
 # ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "image_shape, levels, head_type, logits_shape",
-    [
-        ((4, 4, 1), 2, Bernoulli, (4, 4, 1)),
-        ((3, 4, 3), 2, Bernoulli, (3, 4, 3)),
-        ((4, 4, 1), 256, Categorical, (4, 4, 1, 256)),
-        ((3, 2, 3), 256, Categorical, (3, 2, 3, 256)),
-    ],
-)
-def test_output_shapes_and_heads(image_shape, levels, head_type, logits_shape):
-    model = pm.build_model("pixel_cnn", image_shape=image_shape, levels=levels, hidden_dims=6)
-    assert model.name == "pixel_cnn"
-    assert model.input_shape == (None, *image_shape)
-    assert model.output_shape == (None, *logits_shape)
-    dist = pm.distribution_of(model)
-    assert isinstance(dist, head_type)
-    assert (dist.channels, dist.levels) == (image_shape[-1], levels)
-    assert pm.head_of(model).name == "head"
-    logits = model(random_images(model, 2))
-    assert tuple(logits.shape) == (2, *logits_shape)
-    assert logits.dtype == tf.float32
-    assert dist.log_prob(logits, random_images(model, 2)).shape == (2,)
 
 
 def test_layer_stack_follows_the_paper():
