@@ -2,8 +2,8 @@
 
 Each density model is built at tiny sizes from the builder's own defaults
 (only the sizes below are set, where the builder takes them), its weights
-moved far from initialisation, and checked for causality, exact
-normalisation, cached == reference sampling, and save/load. A model's own
+moved far from initialisation, and checked for its output shapes and head,
+causality, exact normalisation, cached == reference sampling, and save/load. A model's own
 test file holds only what is special to it; a new entry of ``MODELS`` is
 checked here without any edit.
 """
