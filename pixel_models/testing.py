@@ -282,7 +282,10 @@ def round_trips(model: keras.Model, inputs, directory) -> tuple[keras.Model, ker
       over, which must have the same config and the same layer names;
     - a ``.keras`` file written under ``directory`` and loaded back, which
       must be of the same class and have the same head (kind, channels,
-      levels) where the model has one.
+      levels) where the model has one;
+    - a TensorFlow checkpoint of the model alone (what a run restores to
+      sample and score) read into another build of it whose every weight was
+      moved first, which must get every weight back.
 
     Returns:
       ``(clone, loaded)``, for the caller's checks of what is special to its
@@ -318,6 +321,8 @@ def round_trips(model: keras.Model, inputs, directory) -> tuple[keras.Model, ker
     loaded = keras.saving.load_model(path)
     assert type(loaded) is type(model), f"loaded a {type(loaded).__name__}"
     np.testing.assert_array_equal(np.asarray(loaded(inputs, training=False)), expected)
+    other = type(model).from_config(copy.deepcopy(config))
+    _checkpoint_round_trips(model, other, inputs, directory)
     try:
         head = head_of(model)
     except ValueError:  # a classifier: no pixel head
@@ -325,6 +330,25 @@ def round_trips(model: keras.Model, inputs, directory) -> tuple[keras.Model, ker
     again = head_of(loaded)
     assert (again.kind, again.channels, again.levels) == (head.kind, head.channels, head.levels)
     return clone, loaded
+
+
+def _checkpoint_round_trips(model: keras.Model, other: keras.Model, inputs, directory) -> None:
+    """Writes ``model``'s checkpoint and reads it into ``other`` (the same
+    architecture), each of whose weights is first moved off the model's, so
+    that a weight the checkpoint does not follow is caught."""
+    import os
+
+    other(inputs, training=False)  # build it
+    for mine, theirs in zip(model.weights, other.weights, strict=True):
+        theirs.assign((np.asarray(mine) + 1).astype(theirs.dtype))
+    prefix = tf.train.Checkpoint(model=model).write(os.path.join(os.fspath(directory), "model"))
+    tf.train.Checkpoint(model=other).read(prefix).assert_existing_objects_matched()
+    missed = [
+        mine.path
+        for mine, theirs in zip(model.weights, other.weights, strict=True)
+        if not np.array_equal(np.asarray(mine), np.asarray(theirs))
+    ]
+    assert not missed, f"a checkpoint of the model does not restore {missed}"
 
 
 def total_probability(model: keras.Model, batch_size: int = 1024, condition=None) -> float:

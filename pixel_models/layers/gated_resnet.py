@@ -109,10 +109,11 @@ class GatedResnet(keras.layers.Layer):
         )
         self.conv2.build((*inputs_shape[:-1], 2 * filters))
         self.aux_dims = [int(shape[-1]) for shape in (aux_shape or [])]
-        self.aux_kernels = [
-            self.add_weight(name=f"aux{n}_kernel", shape=(2 * d, filters))
-            for n, d in enumerate(self.aux_dims)
-        ]
+        # One attribute per kernel: a TensorFlow checkpoint follows attributes,
+        # not the variables of a list, so a model-only restore would miss them.
+        for n, d in enumerate(self.aux_dims):
+            kernel = self.add_weight(name=f"aux{n}_kernel", shape=(2 * d, filters))
+            setattr(self, f"aux{n}_kernel", kernel)
         if condition_shape is not None:
             if len(condition_shape) != 2:
                 raise ValueError(f"condition must be (B, D), got shape {condition_shape}")
@@ -121,6 +122,11 @@ class GatedResnet(keras.layers.Layer):
                 name="condition_kernel", shape=(self.condition_dims, 2 * filters)
             )
         self.drop = keras.layers.Dropout(self.dropout)
+
+    @property
+    def aux_kernels(self) -> list:
+        """The projections of the auxiliary inputs, one per input."""
+        return [getattr(self, f"aux{n}_kernel") for n in range(len(self.aux_dims))]
 
     def _check(self, aux, condition) -> None:
         if len(aux or []) != len(self.aux_dims) or (condition is None) != (
