@@ -307,6 +307,15 @@ def test_two_stage_sampling(rnn_type, image_shape, levels, size):
     np.testing.assert_array_equal(pixel_models.complete(model, images, True, seed=5), images)
 
 
+def test_the_second_stage_reads_every_bit_of_the_seed():
+    model = _sharpen(_model((4, 4, 1), 2))
+    images = np.zeros((8, 4, 4, 1), np.float32)
+    known = np.zeros(images.shape, bool)
+    known[:, ::2, ::2] = True  # the small image given: only the second stage draws
+    drawn = [pixel_models.complete(model, images, known, seed) for seed in (5, 5 + 2**31)]
+    assert not np.array_equal(*drawn)
+
+
 def test_two_stage_samples_follow_the_model_probabilities():
     model = _sharpen(_model((2, 2, 1), 1, 2, "row_lstm", hidden_dims=6), scale=3.0)
     images = all_images((2, 2, 1), 2)

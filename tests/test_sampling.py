@@ -612,6 +612,9 @@ def test_condition_errors(class_model, binary_model):
     for wrong in (np.array(["a", "b"]), np.array([True, False])):
         with pytest.raises(ValueError, match="must be numeric, got"):
             pm.sample(class_model, 2, condition=wrong)
+    for code in (np.nan, np.inf, -np.inf):  # a code that would draw blank images
+        with pytest.raises(ValueError, match="must be finite, got NaN or infinity"):
+            pm.sample(both, 2, condition=(labels, np.full((2, 3), code)))
 
 
 def test_spatial_condition_falls_back_to_reference():

@@ -182,6 +182,8 @@ def _conditions(model: keras.Model, condition, num: int) -> list[np.ndarray]:
                 f"condition {tensor.name!r} must have shape {shape} (or broadcast to it), "
                 f"got {value.shape}"
             ) from None
+        if np.issubdtype(dtype, np.floating) and not np.isfinite(value.astype(np.float32)).all():
+            raise ValueError(f"condition {tensor.name!r} must be finite, got NaN or infinity")
         if np.issubdtype(dtype, np.integer):
             if value.size and np.any(value != np.round(value)):
                 raise ValueError(f"condition {tensor.name!r} takes integers")
@@ -530,5 +532,6 @@ def _complete_in_stages(stages, images, known, seed, **options) -> np.ndarray:
     images[:, ::sh, ::sw] = small
     known[:, ::sh, ::sw] = True
     _check_seed(seed)
-    second = int(np.random.SeedSequence([int(seed) % (2**31), 1]).generate_state(1)[0] >> 1)
+    # From every bit of the seed (seeds below 2**31 keep the draws they always gave).
+    second = int(np.random.SeedSequence([int(seed), 1]).generate_state(1)[0] >> 1)
     return complete(full_model, images, known, second, **options)
