@@ -134,6 +134,11 @@ def check_network_fields_read(model: str, given: set[str]) -> None:
     Example:
 
     >>> check_network_fields_read("pixel_cnn", {"hidden_dims", "use_residual"})
+    >>> check_network_fields_read("pixel_cnn", {"num_mixtures"})
+    Traceback (most recent call last):
+    ...
+    pixel_models.config.UsageError: --num_mixtures: --model=pixel_cnn does not read it; \
+pixel_cnn_pp does
     >>> check_network_fields_read("pixel_snail", {"recurrent_length"})
     Traceback (most recent call last):
     ...
@@ -146,7 +151,10 @@ autoencoder, gated_pixel_cnn, multiscale_pixel_rnn, pixel_cnn, pixel_rcnn, pixel
     for name in network:
         if name in given and name not in ("model", "conditional") and not _reads(model, name):
             readers = sorted(m for m in MODELS if _reads(m, name))
-            raise UsageError(f"--{name}: --model={model} does not read it; {', '.join(readers)} do")
+            verb = "does" if len(readers) == 1 else "do"
+            raise UsageError(
+                f"--{name}: --model={model} does not read it; {', '.join(readers)} {verb}"
+            )
 
 
 def model_config(config: RunConfig, info: DatasetInfo) -> dict:

@@ -130,7 +130,7 @@ def test_sample_bad_arguments_raise(binary_model, rgb_model):
         pm.sample(binary_model, 2, temperature=0.5)  # Bernoulli heads have no temperature
     with pytest.raises(ValueError):
         pm.sample(rgb_model, 2, temperature=0.0)
-    for temperature in (math.nan, math.inf, "hot", -2):
+    for temperature in (math.nan, math.inf, "hot", -2, True):  # True is not 1.0
         with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
             pm.sample(rgb_model, 2, temperature=temperature)
     for num_samples in (2.7, "3"):

@@ -19,7 +19,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from pixel_models.distributions import RNG_ALG, Distribution, check_values, distribution_of
+from pixel_models.distributions import (
+    RNG_ALG,
+    Distribution,
+    check_temperature,
+    check_values,
+    distribution_of,
+)
 from pixel_models.kinds import kind_of
 from pixel_models.layers.checks import positive_int
 from pixel_models.progress import progress
@@ -93,7 +99,7 @@ def _check_seed(seed: int) -> tf.Tensor:
 
 def _distribution(model: keras.Model, temperature: float | None) -> Distribution:
     distribution = distribution_of(model)
-    if temperature is None or temperature == 1.0:
+    if temperature is None or check_temperature(temperature) == 1.0:
         return distribution
     return distribution.with_temperature(temperature)
 
