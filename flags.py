@@ -11,6 +11,7 @@ line naming the flag and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
 from absl import flags
@@ -341,7 +342,9 @@ flags.register_validator(
     message="--temperature must be a finite number > 0",
 )
 flags.register_validator(
-    "worker_wait_seconds", lambda v: v > 0, message="--worker_wait_seconds must be > 0"
+    "worker_wait_seconds",
+    lambda v: 0 < v < math.inf,
+    message="--worker_wait_seconds must be a finite number > 0",
 )
 flags.register_validator("grad_clip", lambda v: v >= 0, message="--grad_clip must be >= 0")
 

@@ -141,11 +141,18 @@ def cluster_workers() -> tuple[list[str], int]:
         raise DeviceError(
             f"TF_CONFIG has no cluster.worker list of host:port addresses: e.g. {example}"
         )
+    others = sorted(job for job in cluster if job != "worker")
+    if others:
+        raise DeviceError(
+            f"TF_CONFIG's cluster holds the jobs {', '.join(others)}: --strategy=multi_worker "
+            f"takes only a worker list (worker 0 is the chief), e.g. {example}"
+        )
     index = task.get("index") if isinstance(task, dict) else None
     if (
         not isinstance(task, dict)
         or task.get("type") != "worker"
         or not isinstance(index, int)
+        or isinstance(index, bool)
         or not 0 <= index < len(workers)
     ):
         raise DeviceError(
@@ -168,6 +175,19 @@ def answers(address):
         return True
     except (OSError, ValueError):
         return False
+def stop(number, frame):
+    # A Ctrl-C or a SIGTERM to the process group: the waiting process cannot
+    # act on it, so the watchdog speaks and stops it.
+    print("error: --strategy=multi_worker: stopped by %s while worker %s waited for %s of "
+          "TF_CONFIG; nothing of the run was written" % (signal.Signals(number).name, index,
+          ", ".join(others)), file=sys.stderr, flush=True)
+    try:
+        os.kill(parent, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    sys.exit(0)
+for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(number, stop)
 start = time.time()
 note = start + 30.0
 while True:
@@ -198,7 +218,8 @@ def multi_worker_strategy(wait_seconds: float = 600.0) -> tf.distribute.Strategy
     names the workers that do not answer yet every 30 seconds, and when they
     have not all joined after ``wait_seconds`` the process is stopped (exit
     status 137) after one ``error:`` line that names them. Nothing of the run
-    has been read or written by then.
+    has been read or written by then. A Ctrl-C or SIGTERM sent to the process
+    group while it waits stops it the same way, after one line.
     """
     workers, index = cluster_workers()
     others = [address for k, address in enumerate(workers) if k != index]

@@ -562,7 +562,8 @@ def fit(
         try:
             return _fit(trainer, train_dataset, test_dataset, config, chief)
         except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as err:
-            raise TrainingError(_lost_worker(err, trainer.step, folder)) from None
+            lost = _lost_worker(err, trainer.step, folder, _task(trainer.strategy))
+            raise TrainingError(lost) from None
         finally:
             if lock is not None:
                 lock.release()
@@ -715,10 +716,12 @@ def _save_and_preview(trainer, manager, config: TrainConfig, chief: bool, test_d
     return originals
 
 
-def _lost_worker(err: tf.errors.OpError, step: int, folder: str) -> str:
+def _lost_worker(err: tf.errors.OpError, step: int, folder: str, own: str | None) -> str:
     """What to say when a collective op failed because a worker of the cluster
-    stopped (killed, crashed or cut off)."""
-    tasks = sorted(set(re.findall(r"/job:\w+/replica:\d+/task:\d+", err.message or "")))
+    stopped (killed, crashed or cut off): the tasks the error names, other
+    than this one (``own``)."""
+    named = set(re.findall(r"/job:\w+/replica:\d+/task:\d+", err.message or ""))
+    tasks = sorted(named - {own})
     who = ", ".join(tasks) if tasks else "a worker of the cluster"
     last = tf.train.latest_checkpoint(folder) if folder else None
     return (
@@ -780,6 +783,14 @@ def _start_session(writer, step: int) -> None:
     )
     tf.raw_ops.ImportEvent(writer=writer._resource, event=event.SerializeToString())
     writer.flush()
+
+
+def _task(strategy: tf.distribute.Strategy) -> str | None:
+    """This process's task of a cluster, as TensorFlow's errors name it, or None."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or resolver.task_type is None:
+        return None
+    return f"/job:{resolver.task_type}/replica:0/task:{resolver.task_id}"
 
 
 def _is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -477,6 +477,7 @@ BAD_FLAGS = [
     ("--num_blocks=0", "--num_blocks must be an integer >= 1"),
     ("--dropout=1", "--dropout must be a number in [0, 1)"),
     ("--max_minutes=-1", "--max_minutes must be a finite number >= 0"),
+    ("--worker_wait_seconds=inf", "--worker_wait_seconds must be a finite number > 0"),
     ("--strategy=tpu", "--strategy=tpu needs --tpu"),
     ("--tpu=local", "--tpu is only read with --strategy=tpu, not --strategy=auto"),
 ]

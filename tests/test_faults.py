@@ -12,9 +12,11 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -642,6 +644,88 @@ def test_a_worker_started_alone_gives_up_naming_the_missing_worker(tmp_path):
     for word in ("after 5 s", workers[1], "did not join", "--worker_wait_seconds"):
         assert word in line, line
     assert not (tmp_path / "ckpt").exists()
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(child) for child in f.read().split()]
+
+
+def _catches_sigterm(pid: int) -> bool:
+    with open(f"/proc/{pid}/status") as f:
+        caught = next(line for line in f if line.startswith("SigCgt:")).split()[1]
+    return bool(int(caught, 16) >> (signal.SIGTERM - 1) & 1)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux's /proc")
+def test_a_waiting_worker_stopped_by_sigterm_says_so_and_stops(tmp_path):
+    """TensorFlow holds the interpreter while it waits for the cluster, so the
+    worker cannot act on a signal itself: its watchdog speaks and stops it."""
+    workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    spec = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": 0}}
+    env = dict(os.environ, TF_CONFIG=json.dumps(spec), TF_CPP_MIN_LOG_LEVEL="3")
+    worker = subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), *TINY, "--strategy=multi_worker"]
+        + [f"--checkpoint_dir={tmp_path / 'ckpt'}", "--worker_wait_seconds=300"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,  # its own process group, signalled as a scheduler would
+    )
+    try:
+        deadline = time.time() + 120
+        while not any(_catches_sigterm(c) for c in _children(worker.pid)):
+            assert worker.poll() is None and time.time() < deadline, "no watchdog started"
+            time.sleep(0.2)
+        os.killpg(worker.pid, signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+    assert worker.returncode == -9, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    (line,) = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    for word in ("stopped by SIGTERM", "worker 0", workers[1], "nothing of the run"):
+        assert word in line, line
+    assert not (tmp_path / "ckpt").exists()
+
+
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        (
+            {"cluster": {"chief": ["h:1"], "worker": ["h:2"]}, "task": {"type": "worker"}},
+            ("holds the jobs chief", "only a worker list"),
+        ),
+        (
+            {"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "worker", "index": True}},
+            ("TF_CONFIG's task must be a worker", "True"),
+        ),
+    ],
+    ids=["chief_job", "bool_index"],
+)
+def test_tf_config_jobs_and_indices_the_strategy_cannot_take_are_named(monkeypatch, spec, words):
+    from pixel_models import devices
+
+    monkeypatch.setenv("TF_CONFIG", json.dumps(spec))
+    with pytest.raises(devices.DeviceError) as raised:
+        devices.cluster_workers()
+    assert all(word in str(raised.value) for word in words), str(raised.value)
+
+
+def test_a_lost_worker_message_names_the_others_not_this_one():
+    err = tf.errors.UnavailableError(
+        None,
+        None,
+        "Collective ops is aborted by: failed to connect to all addresses; from "
+        "/job:worker/replica:0/task:0 to /job:worker/replica:0/task:1",
+    )
+    line = training._lost_worker(err, 20, "", "/job:worker/replica:0/task:0")
+    assert line.startswith("lost contact with /job:worker/replica:0/task:1 after step 20")
+    alone = training._lost_worker(err, 20, "", None)  # a process of no cluster names both
+    assert "task:0, /job:worker/replica:0/task:1" in alone
 
 
 @pytest.mark.slow
