@@ -25,9 +25,11 @@ from nbformat import v4
 
 FOLDER = Path(__file__).resolve().parent
 
-SMALL_NOTE = """\
-Set the environment variable `PIXEL_MODELS_NOTEBOOK_SMALL=1` before starting
-the kernel for a quick run with tiny settings (this is what the tests do)."""
+# One line: it is put into indented templates, which md() dedents.
+SMALL_NOTE = (
+    "Set the environment variable `PIXEL_MODELS_NOTEBOOK_SMALL=1` before starting "
+    "the kernel for a quick run with tiny settings (this is what the tests do)."
+)
 
 
 def md(source: str) -> tuple[str, str]:

@@ -117,6 +117,9 @@ def test_notebooks_are_generated_and_stored_without_outputs():
         for cell in notebook.cells:
             if cell.cell_type == "code":
                 assert cell.outputs == [] and cell.execution_count is None
+            else:  # indented by 4 or more, a paragraph would render as code
+                indented = [line for line in cell.source.splitlines() if line.startswith("    ")]
+                assert not indented or "```" in cell.source, f"{name}: {indented[0]!r}"
 
 
 def test_pixel_cnn_tutorial(tmp_path, monkeypatch):
