@@ -137,7 +137,11 @@ def cluster_workers() -> tuple[list[str], int]:
     cluster = spec.get("cluster") if isinstance(spec, dict) else None
     task = spec.get("task") if isinstance(spec, dict) else None
     workers = cluster.get("worker") if isinstance(cluster, dict) else None
-    if not isinstance(workers, list) or not workers or not all(isinstance(w, str) for w in workers):
+    if not (
+        isinstance(workers, list)
+        and workers
+        and all(isinstance(w, str) and w.rpartition(":")[2].isdigit() for w in workers)
+    ):
         raise DeviceError(
             f"TF_CONFIG has no cluster.worker list of host:port addresses: e.g. {example}"
         )

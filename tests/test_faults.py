@@ -703,8 +703,12 @@ def test_a_waiting_worker_stopped_by_sigterm_says_so_and_stops(tmp_path):
             {"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "worker", "index": True}},
             ("TF_CONFIG's task must be a worker", "True"),
         ),
+        (
+            {"cluster": {"worker": ["h:1", "h"]}, "task": {"type": "worker", "index": 0}},
+            ("TF_CONFIG has no cluster.worker list of host:port addresses",),
+        ),
     ],
-    ids=["chief_job", "bool_index"],
+    ids=["chief_job", "bool_index", "no_port"],
 )
 def test_tf_config_jobs_and_indices_the_strategy_cannot_take_are_named(monkeypatch, spec, words):
     from pixel_models import devices
