@@ -34,7 +34,9 @@ def dependencies(
     """Which input dimensions each output dimension of ``fn`` depends on.
 
     ``fn`` maps ``(B, H, W, C_in)`` float32 to ``(B, H, W, C_out, ...)``; the
-    trailing axes (e.g. the levels of categorical logits) are summed. The
+    trailing axes (e.g. the levels of categorical logits) are summed with
+    random weights, so that a dependency cannot hide by raising one level's
+    logit as much as it lowers another's (as it would in a plain sum). The
     gradients are taken at ``num_inputs`` random inputs and a dependency is
     any non-zero gradient at any of them (one input can hide a dependency
     behind an inactive ReLU).
@@ -63,15 +65,19 @@ def dependencies(
         tf.constant(rng.uniform(-1.0, 1.0, (1, *image_shape)), tf.float32)
         for _ in range(num_inputs)
     ]
-    fn(inputs[0])  # builds the layers' weights outside the compiled jacobian
+    # Builds the layers' weights outside the compiled jacobian.
+    shape = tuple(fn(inputs[0]).shape)
+    weights = tf.constant(
+        rng.normal(size=(1, *shape[1:4], int(np.prod(shape[4:], dtype=int)))), tf.float32
+    )
 
     @tf.function
     def jacobian(x):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            y = fn(x)
+            y = tf.cast(fn(x), tf.float32)
             y = tf.reshape(y, [1, *y.shape[1:4], -1])
-            y = tf.reduce_sum(y, axis=-1)[0]
+            y = tf.reduce_sum(y * weights, axis=-1)[0]
         # A while loop of gradients, not pfor: the vectorised jacobian of the
         # recurrent layers' while loops crashes TensorFlow with oneDNN on some
         # CPUs (those with AVX512_BF16), and this function must never take

@@ -1,0 +1,23 @@
+"""The checks of ``pixel_models.testing`` catch what they are for."""
+
+from __future__ import annotations
+
+import keras
+import pytest
+
+import pixel_models as pm
+from pixel_models.testing import assert_causal
+
+
+def _centred_leak(image_shape) -> keras.Model:
+    """Logits ``[-s, s]`` of an unmasked convolution ``s``: each level's logit
+    sees the pixel itself and later ones, though their sum sees nothing."""
+    images = keras.Input(image_shape)
+    s = keras.layers.Conv2D(1, 3, padding="same")(images)
+    logits = keras.layers.Concatenate()([keras.layers.Lambda(lambda t: -t)(s), s])
+    return keras.Model(images, pm.PixelHead("categorical", 1, 2)(logits))
+
+
+def test_a_leak_that_cancels_over_the_levels_is_caught():
+    with pytest.raises(AssertionError, match="forbidden dependencies"):
+        assert_causal(_centred_leak((3, 3, 1)), (3, 3, 1))
