@@ -170,6 +170,28 @@ def test_rebuilt_layer_computes_the_same(name):
     np.testing.assert_allclose(keras.ops.convert_to_numpy(rebuilt(x)), expected, atol=1e-6)
 
 
+# How to call the cases that take several inputs (the others take one tensor).
+CALLS = {
+    "CausalAttention": ((1, 3, 3, 4), lambda layer, x: layer([x, x])),
+    "GatedBlock": ((1, 4, 4, 3), lambda layer, x: layer((x, x))[1]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_a_layer_first_called_in_a_graph_works_eagerly_after(name):
+    """Built by its first call inside a ``tf.function`` (as ``fit`` builds the
+    layers of a model with no ``Input``), a layer keeps nothing of that graph:
+    it still runs there, and eagerly after, with the same outputs."""
+    import tensorflow as tf
+
+    make, shape = CASES[name]
+    shape, call = CALLS.get(name, (shape, lambda layer, x: layer(x)))
+    layer = make()
+    x = np.random.default_rng(0).normal(size=shape).astype("float32")
+    in_graph = keras.ops.convert_to_numpy(tf.function(lambda x: call(layer, x))(x))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(call(layer, x)), in_graph, atol=1e-6)
+
+
 def test_a_constructor_argument_without_its_attribute_is_named():
     class Forgetful(keras.layers.Layer):
         def __init__(self, width: int = 2, **kwargs):

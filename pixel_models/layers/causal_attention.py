@@ -222,8 +222,9 @@ class CausalAttention(keras.layers.Layer):
             raise ValueError(f"CausalAttention inputs must have one height and width, got {shapes}")
         content = sum(int(s[-1]) for s in shapes) + 2
         query = (content - 2 if queries_shape is None else int(queries_shape[-1])) + 2
-        self.mask = ops.convert_to_tensor(strict_causal_mask(self.height, self.width))
-        self.background = ops.convert_to_tensor(coordinate_background(self.height, self.width))
+        # Numpy constants (see MaskedConv2D.build).
+        self.mask = strict_causal_mask(self.height, self.width)
+        self.background = coordinate_background(self.height, self.width)
         hk, hv = self.heads * self.key_dims, self.heads * self.value_dims
 
         def weight(name, shape, bias=False):

@@ -259,10 +259,11 @@ class GatedBlock(keras.layers.Layer):
         mask = horizontal_mask(k, h_in, self.filters, self.mask_type, self.color_channels)
         # Type A on one colour group (no residual) does not read the current pixel.
         self._reads_centre = self.mask_type == "B" or bool(mask[0, -1].any())
-        self.horizontal_kernel_mask = ops.convert_to_tensor(mask)
-        self.output_kernel_mask = ops.convert_to_tensor(
-            make_mask(1, self.filters, self.filters, "B", self.color_channels)[0, 0]
-        )
+        # Numpy constants (see MaskedConv2D.build).
+        self.horizontal_kernel_mask = mask
+        self.output_kernel_mask = make_mask(
+            1, self.filters, self.filters, "B", self.color_channels
+        )[0, 0]
 
         def weight(name, shape, bias=False):
             initializer = self.bias_initializer if bias else self.kernel_initializer

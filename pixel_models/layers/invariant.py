@@ -500,9 +500,8 @@ class GroupConv2D(Convolution):
         if in_channels is None:
             raise ValueError("the channel axis of the input must be known")
         kernel_shape = self._kernel_shape(int(in_channels))
-        self.bank_indices = ops.convert_to_tensor(
-            kernel_bank_indices(kernel_shape, self.group, self.input_kind)
-        )
+        # A numpy constant (see MaskedConv2D.build).
+        self.bank_indices = kernel_bank_indices(kernel_shape, self.group, self.input_kind)
         self.add_kernel_and_bias(kernel_shape)
 
     def kernel_bank(self):

@@ -204,7 +204,9 @@ class MaskedConv2D(Convolution):
         # Mask A on one colour group hides the whole centre tap: the output
         # at (i, j) does not read the input at (i, j).
         self._reads_centre = bool(mask[kh // 2, kw // 2].any())
-        self.mask = ops.convert_to_tensor(mask)
+        # A numpy constant, not a tensor: a tensor made here would belong to
+        # the graph build() runs in (a first call inside a tf.function or fit).
+        self.mask = mask
         self.add_kernel_and_bias((*self.kernel_size, in_channels, self.filters))
         if condition_shape is not None:
             if len(condition_shape) != 2:
