@@ -251,7 +251,8 @@ def train_and_evaluate(config: RunConfig) -> dict:
     """Trains the run's model for ``max_steps`` (resuming its latest checkpoint),
     or until ``max_minutes`` of training in this call, whichever comes first
     (the step reached is checkpointed and evaluated; the same call again
-    trains on from it).
+    trains on from it). Call :func:`setup` first, as :func:`run` does: the
+    seed, the precision and determinism of ``config`` act on the process.
 
     Returns:
       ``{"run": name, "train/nll": ..., "test/nll": ..., ...}``: the last metrics.
