@@ -239,7 +239,8 @@ class BitsPerDim(NLL):
         super().__init__(kind=kind, name=name, **kwargs)
 
     def _values(self, y_true, y_pred):
-        dims = math.prod(int(d) for d in y_true.shape[1:])
+        # From the batch itself: its height and width may be known only then.
+        dims = tf.cast(tf.reduce_prod(tf.shape(y_true)[1:]), tf.float32)
         return super()._values(y_true, y_pred) / (dims * math.log(2.0))
 
 

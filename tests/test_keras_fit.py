@@ -127,6 +127,18 @@ def test_loss_and_metrics_serialize():
         assert type(again) is type(obj) and again.kind == obj.kind and again.name == obj.name
 
 
+def test_metrics_read_images_whose_size_is_known_only_per_batch():
+    sizes = dict(hidden_dims=2, recurrent_length=1, out_recurrent_length=0)
+    model = pm.build_model("pixel_cnn", image_shape=(4, 4, 1), **sizes)
+    model.compile("adam", loss=pm.PixelNLL(), metrics=[pm.NLL(), pm.BitsPerDim()])
+    x = np.random.default_rng(0).integers(0, 2, (8, 4, 4, 1)).astype("float32")
+    spec = tf.TensorSpec((None, None, None, 1))  # as decode_png or a generator give
+    unknown = tf.data.Dataset.from_generator(lambda: iter([(x, x)]), output_signature=(spec, spec))
+    got = model.evaluate(unknown, verbose=0, return_dict=True)
+    assert got == pytest.approx(model.evaluate(x, x, verbose=0, return_dict=True), rel=1e-6)
+    assert got["bits_per_dim"] == pytest.approx(got["nll"] / (16 * math.log(2)), rel=1e-6)
+
+
 def test_fit_data_targets_are_the_images():
     images = np.arange(2 * 2 * 2).reshape(2, 2, 2, 1).astype("uint8")
     x, y = next(iter(pm.fit_data(tf.data.Dataset.from_tensors(images))))
