@@ -9,6 +9,8 @@ The public API::
 
 from __future__ import annotations
 
+import inspect
+
 import keras
 
 from pixel_models import data
@@ -41,6 +43,14 @@ def build_model(name: str, **config) -> keras.Model:
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}: choose one of {', '.join(sorted(MODELS))}")
+    parameters = inspect.signature(MODELS[name]).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        unknown = sorted(set(config) - set(parameters))
+        if unknown:
+            raise TypeError(
+                f"{name} takes no argument {', '.join(map(repr, unknown))}: its arguments "
+                f"are {', '.join(parameters)}"
+            )
     return MODELS[name](**config)
 
 

@@ -200,6 +200,12 @@ def test_images_the_models_cannot_take_are_refused_by_name(name, arguments, mess
         pm.build_model(name, **settings)
 
 
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_an_argument_the_builder_does_not_take_is_named_with_those_it_does(name):
+    with pytest.raises(TypeError, match=f"{name} takes no argument 'hidden_dim': its arguments "):
+        pm.build_model(name, image_shape=(4, 4, 1), hidden_dim=3)
+
+
 COLOUR_GROUPED = ["gated_pixel_cnn", "multiscale_pixel_rnn", "pixel_cnn", "pixel_rcnn", "pixel_rnn"]
 
 
