@@ -631,6 +631,17 @@ def test_spatial_condition_falls_back_to_reference():
     assert pm.sample(model, 2, seed=0, condition=maps).shape == (2, 3, 3, 1)
 
 
+@pytest.mark.parametrize("axis, cached", [(-1, True), (1, False)])
+def test_a_batch_norm_is_cached_only_along_the_features(axis, cached):
+    images = keras.Input((3, 3, 1))
+    h = MaskedConv2D(2, 3, mask_type="A")(images)
+    h = keras.layers.BatchNormalization(axis=axis)(h)
+    model = keras.Model(images, pm.PixelHead("bernoulli", 1, 2)(MaskedConv2D(1, 1)(h)))
+    assert pm.sampling.supports_cached(model) == cached
+    drawn = pm.sample(model, 4, seed=1)  # "auto": the reference loop where not cached
+    np.testing.assert_array_equal(drawn, pm.sample(model, 4, seed=1, method="reference"))
+
+
 def test_region_analysis_flag_is_added_once_and_leaves_the_users_choice():
     flag = loops.REGION_ANALYSIS_FLAG
     environ: dict = {}

@@ -300,13 +300,16 @@ def _call_pointwise(layer, x):
     return layer(x)
 
 
-# BatchNormalization is pointwise in inference mode, the mode samplers run in.
-for _cls in (
-    keras.layers.Rescaling,
-    keras.layers.Add,
-    keras.layers.Activation,
-    keras.layers.ReLU,
-    keras.layers.BatchNormalization,
-):
+def batch_norm_steps(layer, inputs: Mapping[str, Any], outputs: Sequence[Slot]) -> list[Step]:
+    """A batch norm is pointwise in inference mode, the mode samplers run in,
+    when it normalises the features (the last axis); along another axis its
+    statistics differ from one position to the next."""
+    if layer.axis not in (-1, 3):
+        raise NotIncremental(f"normalises along axis {layer.axis}, not the features")
+    return pointwise_steps(layer, inputs, outputs)
+
+
+for _cls in (keras.layers.Rescaling, keras.layers.Add, keras.layers.Activation, keras.layers.ReLU):
     register_incremental(_cls, pointwise_steps)
 del _cls
+register_incremental(keras.layers.BatchNormalization, batch_norm_steps)
