@@ -648,7 +648,8 @@ def head_of(model: keras.Model) -> PixelHead:
             except ValueError:
                 continue
     raise ValueError(
-        f"model {model.name!r} has no PixelHead layer: build it with pixel_models.build_model"
+        f"model {model.name!r} has no PixelHead layer: a density model of this package "
+        "ends in one (pixel_models.PixelHead), a classifier has none"
     )
 
 

@@ -67,6 +67,11 @@ def dependencies(
     ]
     # Builds the layers' weights outside the compiled jacobian.
     shape = tuple(fn(inputs[0]).shape)
+    if len(shape) < 4 or shape[1:3] != tuple(image_shape[:2]):
+        raise ValueError(
+            f"dependencies needs outputs (B, H, W, C_out, ...) of images {tuple(image_shape)}, "
+            f"got outputs of shape {shape} (a classifier has no per-pixel outputs)"
+        )
     weights = tf.constant(
         rng.normal(size=(1, *shape[1:4], int(np.prod(shape[4:], dtype=int)))), tf.float32
     )

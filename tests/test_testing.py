@@ -21,3 +21,13 @@ def _centred_leak(image_shape) -> keras.Model:
 def test_a_leak_that_cancels_over_the_levels_is_caught():
     with pytest.raises(AssertionError, match="forbidden dependencies"):
         assert_causal(_centred_leak((3, 3, 1)), (3, 3, 1))
+
+
+def test_a_model_without_per_pixel_outputs_is_refused_by_name():
+    classifier = pm.build_model(
+        "invariant_cnn", image_shape=(4, 4, 1), num_classes=3, base_width=2, stages=(1,)
+    )
+    with pytest.raises(ValueError, match="needs outputs \\(B, H, W, C_out, ...\\) of images"):
+        assert_causal(classifier, (4, 4, 1))
+    with pytest.raises(ValueError, match="has no PixelHead layer: a density model of this"):
+        pm.head_of(classifier)
