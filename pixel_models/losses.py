@@ -141,10 +141,15 @@ class PixelNLL(_HeadReader, keras.losses.Loss):
     the decoder's given the images' codes (``-log p(x | z(x))``).
 
     Args:
-      kind: ``"bernoulli"`` or ``"categorical"``: the head the logits must
-        come from; None reads it from the shapes of the logits and images.
+      kind: ``"bernoulli"``, ``"categorical"`` or ``"logistic_mixture"``: the
+        head the logits must come from; None reads a Bernoulli or categorical
+        head from the shapes of the logits and images. :meth:`for_model`
+        reads all three from a model's head.
       reduction: Keras's reduction of the per-image values.
       name: the loss's name.
+      levels: values per channel; needed (with ``num_mixtures``) for a
+        logistic mixture head only.
+      num_mixtures: components of a logistic mixture head.
       **kwargs: forwarded to ``keras.losses.Loss``.
 
     Example:
@@ -187,7 +192,7 @@ class NLL(_HeadReader, keras.metrics.Mean):
     whatever else the loss holds.
 
     Args:
-      kind: as for :class:`PixelNLL`.
+      kind, levels, num_mixtures: as for :class:`PixelNLL`.
       name: the metric's name.
       **kwargs: forwarded to ``keras.metrics.Mean``.
     """
