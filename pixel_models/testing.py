@@ -324,7 +324,11 @@ def round_trips(model: keras.Model, inputs, directory) -> tuple[keras.Model, ker
     # Compared as JSON, which is what a .keras file keeps (lists and tuples alike).
     same = json.dumps(clone.get_config(), sort_keys=True) == json.dumps(config, sort_keys=True)
     assert same, "from_config changed the config"
-    assert [x.name for x in clone.layers] == [x.name for x in model.layers]
+    names, again = [x.name for x in model.layers], [x.name for x in clone.layers]
+    assert again == names, (
+        f"from_config gave layers {again}, not {names}: name the model's layers "
+        "(Keras numbers unnamed ones anew in every build)"
+    )
     clone.set_weights(model.get_weights())
     np.testing.assert_array_equal(np.asarray(clone(inputs, training=False)), expected)
     path = os.path.join(os.fspath(directory), f"{model.name}.keras")
