@@ -121,7 +121,16 @@ def image_shape(model: keras.Model) -> tuple[int, int, int]:
     """
     inputs = model_inputs(model)
     # The images are the first input (a conditional model takes more inputs after them).
-    shape = tuple(inputs[0].shape[1:]) if len(inputs) > 1 else tuple(model.input_shape[1:])
+    if len(inputs) > 1:
+        shape = tuple(inputs[0].shape[1:])
+    else:
+        try:
+            shape = tuple(model.input_shape[1:])
+        except AttributeError:  # a subclassed model records no input
+            raise ValueError(
+                f"model {model.name!r} has no input shape: build it as a functional model "
+                "(keras.Input), or give it an input_shape property (B, H, W, C)"
+            ) from None
     if len(shape) != 3 or any(v is None for v in shape):
         raise ValueError(f"sampling needs a model with a fixed (H, W, C) input, got {shape}")
     return tuple(int(v) for v in shape)
