@@ -361,8 +361,9 @@ def load_run(run_dir: str) -> LoadedRun:
     """
     record_path = os.path.join(run_dir, "run_config.json")
     if not os.path.isdir(run_dir):
+        what = "is a file, not a folder" if os.path.exists(run_dir) else "does not exist"
         raise runs.RunError(
-            f"run folder {run_dir} does not exist: pass the folder of a trained run, "
+            f"run folder {run_dir} {what}: pass the folder of a trained run, "
             "<checkpoint_dir>/<run name> (main.py prints the run's name)"
         )
     if not os.path.exists(record_path):

@@ -357,6 +357,9 @@ def test_load_run_and_keras_files_of_a_trained_run(tmp_path):
 def test_load_run_refuses_what_is_not_a_trained_run(tmp_path):
     with pytest.raises(runs.RunError, match="does not exist"):
         pm.load_run(str(tmp_path / "missing"))
+    (tmp_path / "ckpt-3.index").write_bytes(b"")
+    with pytest.raises(runs.RunError, match="ckpt-3.index is a file, not a folder"):
+        pm.load_run(str(tmp_path / "ckpt-3.index"))
     with pytest.raises(runs.RunError, match="has no run_config.json"):
         pm.load_run(str(tmp_path))
     record = {"data": "shapes", "model": "pixel_cnn", "config": {"image_shape": [4, 4, 1]}}
