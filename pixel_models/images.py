@@ -140,7 +140,8 @@ def load_images(
     PNG files are read as grey (one channel) or RGB (three) and must have the
     model's height and width, or with ``grid`` be grids of such tiles as the
     sample grids of a run (:func:`make_grid`, 1-pixel gaps); for binary models
-    (``levels == 2``) grey values of 128 and more become 1. A ``.npy`` array
+    (``levels == 2``) grey values of 128 and more become 1, unless every value
+    read is 0 or 1 (binary images already, as training reads them). A ``.npy`` array
     holds ``(N, H, W, C)`` (or one ``(H, W, C)``) integers in ``[0, levels)``,
     already in the model's form.
 
@@ -228,12 +229,14 @@ def load_images(
         else:
             tiles = array[None]
             names.append(file)
-        if levels == 2:
-            tiles = (tiles >= 128).astype(np.uint8)
-        elif levels != 256:
-            tiles = (tiles.astype(np.float64) * (levels - 1) / 255.0).round().astype(np.uint8)
         images.append(tiles)
-    return names, np.concatenate(images)
+    tiles = np.concatenate(images)
+    if levels == 2:
+        # As the data loader reads them: images of 0 and 1 only are binary already.
+        return names, (tiles if tiles.max() <= 1 else tiles >= 128).astype(np.uint8)
+    if levels != 256:
+        tiles = (tiles.astype(np.float64) * (levels - 1) / 255.0).round().astype(np.uint8)
+    return names, tiles
 
 
 def reconstruction_grid(originals: np.ndarray, reconstructions: np.ndarray, levels: int):

@@ -57,6 +57,19 @@ def test_load_images_png_folder_and_npy(tmp_path):
     assert images.load_images(str(tmp_path / "x.npy"), (4, 4, 1), levels=2)[1].shape[0] == 1
 
 
+def test_png_images_of_zeros_and_ones_are_read_as_binary_as_training_reads_them(tmp_path):
+    rng = np.random.default_rng(0)
+    bits = rng.integers(0, 2, (3, 4, 4)).astype(np.uint8)
+    for k, b in enumerate(bits):
+        Image.fromarray(b, "L").save(tmp_path / f"b{k}.png")
+    _, loaded = images.load_images(str(tmp_path), (4, 4, 1), levels=2)
+    np.testing.assert_array_equal(loaded[..., 0], bits)
+    from pixel_models import data
+
+    info = data.info(str(tmp_path))
+    assert info.levels == 2  # the loader's reading of the same folder
+
+
 @pytest.mark.parametrize(
     "setup, message",
     [
