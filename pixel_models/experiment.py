@@ -67,10 +67,13 @@ class _Run:
 def _data_identity(spec: str) -> str:
     """The data of a run as its identity holds it: a folder or file path in
     normal form (``own/``, ``./own`` and ``own`` are one run; a relative path
-    stays relative), a dataset name or ``tfds:NAME`` as given."""
+    stays relative), a dataset name or ``tfds:NAME`` as given. A folder that
+    reads like a dataset name (``./shapes``) is written ``./shapes``, so that
+    its runs are never the dataset's."""
     if spec in data.DATASETS or spec.startswith("tfds:"):
         return spec
-    return os.path.normpath(spec)
+    path = os.path.normpath(spec)
+    return f".{os.sep}{path}" if path in data.DATASETS or path.startswith("tfds:") else path
 
 
 def _open(config: RunConfig) -> _Run:

@@ -372,6 +372,17 @@ def test_one_folder_spelled_in_other_ways_is_one_run(folder, monkeypatch):
     assert len({run_of(s) for s in ("pictures", "./pictures/", "pictures//")}) == 1
 
 
+def test_a_folder_named_like_a_dataset_is_not_that_dataset(folder, monkeypatch):
+    root, _ = folder
+    named = root.parent / "shapes"
+    root.rename(named)
+    monkeypatch.chdir(root.parent)
+    own = experiment._open(RunConfig(data="./shapes", image_size=8))
+    builtin = experiment._open(RunConfig(data="shapes", image_size=8))
+    assert own.identity["data"] == "./shapes" and builtin.identity["data"] == "shapes"
+    assert own.paths.name != builtin.paths.name
+
+
 def test_load_run_of_a_binarized_run_names_that_run(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (20, 8, 8), dtype=np.uint8)
     np.save(tmp_path / "imgs.npy", images)
