@@ -327,8 +327,15 @@ def _highest(image: Image.Image) -> int:
 def _open_array_file(path: str, shown: str):
     """The images and labels arrays (labels None) of a .npy / .npz file, and their keys."""
     try:
-        if path.lower().endswith(".npy"):
+        # By what the file holds, whatever its name ends in.
+        with open(path, "rb") as f:
+            start = f.read(6)
+        if start == b"\x93NUMPY":
             return np.load(path, mmap_mode="r", allow_pickle=False), None, "", ""
+        if not start.startswith(b"PK"):
+            raise DataError(
+                f"cannot read {shown}: it is neither a .npy array nor a .npz archive of arrays"
+            )
         with np.load(path, allow_pickle=False) as archive:
             keys = list(archive.files)
             image_key = next((k for k in _NPZ_IMAGE_KEYS if k in keys), None)
@@ -345,6 +352,11 @@ def _open_array_file(path: str, shown: str):
     except DataError:
         raise
     except Exception as exc:
+        if "pickled" in str(exc) or "Python objects" in str(exc):  # never unpickled
+            raise DataError(
+                f"{shown} holds Python objects (pickled), which are not read: save numeric "
+                "arrays (np.save / np.savez)"
+            ) from None
         raise DataError(f"cannot read {shown}: {first_line(exc, with_type=True)}") from None
 
 
@@ -385,6 +397,8 @@ def _inspect_array(path: str, shown: str, stamp: tuple, image_size: int | None) 
             f"{shown} holds an array of shape {images.shape}: images must have shape (N, H, W) "
             "or (N, H, W, C) with C 1 (grey) or 3 (RGB)"
         )
+    if 0 in images.shape[1:]:
+        raise DataError(f"{shown} holds images of shape {images.shape[1:]}: no side may be 0")
     count = len(images)
     _held_out(count, shown)
     _, binary = _value_scale(images, shown)

@@ -482,11 +482,29 @@ def test_npz_without_an_image_array(tmp_path):
         (np.full((3, 4, 4), 2.5e3, np.float32), "float images must be in [0, 1] or [0, 255]"),
         (np.full((3, 4, 4), -1, np.int32), "integer images must be in [0, 255]"),
         (np.full((3, 4, 4), np.nan, np.float32), "NaN or infinite"),
+        (np.zeros((3, 0, 4), np.uint8), "holds images of shape (0, 4, 1): no side may be 0"),
     ],
 )
 def test_arrays_that_are_not_images_are_refused(tmp_path, array, message):
     np.save(tmp_path / "bad.npy", array)
     assert message in error_of(data.info, str(tmp_path / "bad.npy"))
+
+
+def test_array_files_are_read_by_what_they_hold_and_objects_are_not_unpickled(tmp_path):
+    images = np.zeros((4, 4, 4), np.uint8)
+    with open(tmp_path / "archive.npy", "wb") as f:
+        np.savez(f, images=images)  # an archive under a .npy name
+    with open(tmp_path / "array.npz", "wb") as f:
+        np.save(f, images)  # an array under a .npz name
+    for name in ("archive.npy", "array.npz"):
+        assert data.info(str(tmp_path / name)).image_shape == (4, 4, 1)
+    (tmp_path / "junk.npz").write_bytes(b"not numpy")
+    message = error_of(data.info, str(tmp_path / "junk.npz"))
+    assert message.endswith("junk.npz: it is neither a .npy array nor a .npz archive of arrays")
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}] * 3, dtype=object), allow_pickle=True)
+    message = error_of(data.info, str(tmp_path / "objects.npy"))
+    assert "holds Python objects (pickled), which are not read" in message
+    assert "allow_pickle" not in message
 
 
 def test_labels_must_be_one_integer_per_image(tmp_path):
