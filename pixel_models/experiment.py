@@ -83,6 +83,12 @@ def _open(config: RunConfig) -> _Run:
         info = run_info(config)
     except data.DataError as err:
         raise UsageError(str(err)) from None
+    if config.color_levels != RunConfig.color_levels and info.levels != config.color_levels:
+        # Binary data (0/1 images, 1-bit files, --binarize) keeps its 2 levels.
+        raise UsageError(
+            f"--color_levels={config.color_levels}: --data={config.data} has {info.levels} "
+            "levels of its own (binary images, or --binarize)"
+        )
     identity = {
         "data": _data_identity(config.data),
         "model": config.model,

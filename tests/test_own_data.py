@@ -507,6 +507,15 @@ def test_array_files_are_read_by_what_they_hold_and_objects_are_not_unpickled(tm
     assert "allow_pickle" not in message
 
 
+@pytest.mark.parametrize("binarize", ["none", "threshold"])
+def test_color_levels_on_binary_own_data_is_refused(tmp_path, binarize):
+    values = (0, 2) if binarize == "none" else (0, 256)  # 0/1 images, or greys to binarize
+    np.save(tmp_path / "d.npy", np.random.default_rng(0).integers(*values, (20, 4, 4), np.uint8))
+    config = RunConfig(data=str(tmp_path / "d.npy"), color_levels=8, binarize=binarize)
+    with pytest.raises(UsageError, match="--color_levels=8: --data=.*d.npy has 2 levels of its"):
+        experiment._open(config)
+
+
 def test_labels_must_be_one_integer_per_image(tmp_path):
     np.savez(tmp_path / "d.npz", images=np.zeros((4, 4, 4), np.uint8), labels=np.zeros(3, int))
     message = error_of(data.info, str(tmp_path / "d.npz"))
