@@ -58,6 +58,8 @@ __all__ = ["BINARIZE", "IMAGE_SUFFIXES", "TEST_FRACTION", "TFDS_PREFIX", "info",
 TFDS_PREFIX = "tfds:"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _ARRAY_SUFFIXES = (".npy", ".npz")
+# The most classes labels may name: labels are class numbers 0..K-1.
+MAX_CLASSES = 100_000
 BINARIZE = ("none", "threshold", "stochastic")
 # The share of a dataset's images held out as its test split, when it has none.
 TEST_FRACTION = 0.1
@@ -431,7 +433,13 @@ def _check_labels(labels: np.ndarray, count: int, shown: str) -> int:
         )
     if labels.dtype.kind not in "uib" or (count and labels.min() < 0):
         raise DataError(f"{shown} must hold integer class labels >= 0")
-    return int(labels.max()) + 1
+    classes = int(labels.max()) + 1 if count else 0
+    if classes > MAX_CLASSES:  # a class-conditional model holds a weight row per class
+        raise DataError(
+            f"{shown} holds labels up to {classes - 1}: class labels must be 0..K-1 with "
+            f"K <= {MAX_CLASSES} (number the classes from 0)"
+        )
+    return classes
 
 
 @functools.lru_cache(maxsize=4)

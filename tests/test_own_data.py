@@ -520,6 +520,9 @@ def test_labels_must_be_one_integer_per_image(tmp_path):
     np.savez(tmp_path / "d.npz", images=np.zeros((4, 4, 4), np.uint8), labels=np.zeros(3, int))
     message = error_of(data.info, str(tmp_path / "d.npz"))
     assert "holds labels of shape (3,): give one per image, shape (4,)" in message
+    np.savez(tmp_path / "d.npz", images=np.zeros((4, 4, 4), np.uint8), labels=np.full(4, 10**9))
+    message = error_of(data.info, str(tmp_path / "d.npz"))
+    assert "holds labels up to 1000000000: class labels must be 0..K-1 with K <= 100000" in message
 
 
 def test_unknown_specs_and_options_are_refused(tmp_path):
