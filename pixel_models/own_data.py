@@ -237,8 +237,14 @@ def _held_out(count: int, where: str) -> int:
 def _image_files(folder: str) -> list[str]:
     """The PNG and JPEG files below ``folder``, in sorted order."""
     found = []
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    seen = set()  # real paths of the folders walked: a link back up is walked once
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        seen.add(os.path.realpath(root))
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if not d.startswith(".") and os.path.realpath(os.path.join(root, d)) not in seen
+        )
         found += [
             os.path.join(root, n)
             for n in sorted(names)

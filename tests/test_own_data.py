@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixel_models import data, devices, experiment
+from pixel_models import data, devices, experiment, own_data
 from pixel_models.config import RunConfig, UsageError, model_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -463,6 +463,25 @@ def test_unreadable_files_are_named(tmp_path):
     assert message.startswith(f"cannot read {tmp_path / 'broken.npy'}: ")
     message = error_of(data.info, str(tmp_path / "missing.npz"))
     assert message == f"cannot read {tmp_path / 'missing.npz'}: no such file"
+
+
+def test_linked_subfolders_are_read_once_and_a_link_back_up_ends(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    for k in range(3):
+        save(elsewhere / f"{k}.png", np.zeros((4, 4, 1), np.uint8))
+    root = tmp_path / "root"
+    for k in range(2):
+        save(root / "own" / f"{k}.png", np.zeros((4, 4, 1), np.uint8))
+    (root / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (root / "own" / "up").symlink_to(root, target_is_directory=True)  # a loop
+    files = own_data._image_files(str(root))
+    assert [os.path.relpath(f, root) for f in files] == [
+        "linked/0.png",
+        "linked/1.png",
+        "linked/2.png",
+        "own/0.png",
+        "own/1.png",
+    ]
 
 
 def test_npz_without_an_image_array(tmp_path):
