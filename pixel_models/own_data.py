@@ -368,6 +368,30 @@ def _open_array_file(path: str, shown: str):
         raise DataError(f"cannot read {shown}: {first_line(exc, with_type=True)}") from None
 
 
+# Arrays are converted a block of images at a time, so that no full-size
+# float or boolean copy of a large file is ever made.
+_BLOCK_BYTES = 64 * 2**20
+
+
+def _blocks(images: np.ndarray):
+    """Consecutive blocks of ``images`` (``N`` first), about ``_BLOCK_BYTES``
+    of float32 each."""
+    step = max(1, _BLOCK_BYTES // max(1, 4 * math.prod(images.shape[1:])))
+    for start in range(0, len(images), step):
+        yield images[start : start + step]
+
+
+def _to_uint8(raw: np.ndarray, scale: float) -> np.ndarray:
+    """``raw * scale`` rounded into 0..255, as uint8, block by block."""
+    out = np.empty(raw.shape, np.uint8)
+    start = 0
+    for block in _blocks(raw):
+        values = np.round(np.asarray(block, np.float32) * scale)
+        out[start : start + len(block)] = np.clip(values, 0, 255)
+        start += len(block)
+    return out
+
+
 def _value_scale(images: np.ndarray, shown: str) -> tuple[float, bool]:
     """The factor to 0..255 values of an image array, and whether it is binary."""
     if images.dtype == bool:
@@ -378,7 +402,7 @@ def _value_scale(images: np.ndarray, shown: str) -> tuple[float, bool]:
     low, high = images.min(), images.max()
     if kind == "f" and not (np.isfinite(low) and np.isfinite(high)):
         raise DataError(f"{shown} holds NaN or infinite values: images must be finite")
-    binary = low >= 0 and high <= 1 and bool(((images == 0) | (images == 1)).all())
+    binary = low >= 0 and high <= 1 and all(((b == 0) | (b == 1)).all() for b in _blocks(images))
     if binary:
         return 255.0, True
     if kind in "ui":
@@ -571,7 +595,7 @@ def _decoded(source: _Source) -> tuple[np.ndarray, np.ndarray]:
     if raw.ndim == 3:
         raw = raw[..., None]
     scale, _ = _value_scale(raw, source.where)
-    images = np.clip(np.round(np.asarray(raw, np.float32) * scale), 0, 255).astype(np.uint8)
+    images = _to_uint8(raw, scale)
     if source.resize_to:
         images = _fit(images, source.resize_to)
     if labels is None:

@@ -535,6 +535,19 @@ def test_color_levels_on_binary_own_data_is_refused(tmp_path, binarize):
         experiment._open(config)
 
 
+def test_arrays_are_converted_block_by_block_to_the_same_values(monkeypatch):
+    monkeypatch.setattr(own_data, "_BLOCK_BYTES", 3 * 4 * 4 * 4)  # 3 images a block
+    rng = np.random.default_rng(0)
+    floats = rng.random((10, 4, 4, 1)).astype(np.float32)
+    assert [len(b) for b in own_data._blocks(floats)] == [3, 3, 3, 1]
+    whole = np.clip(np.round(floats * 255.0), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(own_data._to_uint8(floats, 255.0), whole)
+    bits = rng.integers(0, 2, (10, 4, 4, 1)).astype(np.float32)
+    assert own_data._value_scale(bits, "bits") == (255.0, True)
+    bits[-1, 0, 0, 0] = 0.5  # in the last block only
+    assert own_data._value_scale(bits, "bits") == (255.0, False)
+
+
 def test_labels_must_be_one_integer_per_image(tmp_path):
     np.savez(tmp_path / "d.npz", images=np.zeros((4, 4, 4), np.uint8), labels=np.zeros(3, int))
     message = error_of(data.info, str(tmp_path / "d.npz"))
