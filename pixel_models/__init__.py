@@ -27,6 +27,7 @@ from pixel_models.experiment import LoadedRun, load_run
 from pixel_models.layers import GatedBlock, MaskedConv2D, make_mask
 from pixel_models.losses import NLL, BitsPerDim, PixelNLL, fit_data
 from pixel_models.models import MODELS
+from pixel_models.runs import RunError
 from pixel_models.sampling import complete, reconstruct, sample
 
 __version__ = "0.1.0"
@@ -66,6 +67,7 @@ __all__ = [
     "MaskedConv2D",
     "PixelHead",
     "PixelNLL",
+    "RunError",
     "bits_per_dim",
     "build_model",
     "complete",

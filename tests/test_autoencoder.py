@@ -161,6 +161,12 @@ def test_reconstruct_uses_the_codes_and_the_cached_decoder():
     )
 
 
+def test_reconstruct_of_no_images_returns_no_images():
+    model = _small((4, 4, 1))
+    out = pm.reconstruct(model, np.zeros((0, 4, 4, 1)), seed=0)
+    assert out.shape == (0, 4, 4, 1) and out.dtype == np.uint8
+
+
 def test_an_autoencoder_has_no_prior_to_sample_from():
     model = _small((4, 4, 1))
     with pytest.raises(ValueError, match="is an autoencoder"):

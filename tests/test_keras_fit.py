@@ -355,7 +355,8 @@ def test_load_run_and_keras_files_of_a_trained_run(tmp_path):
 
 
 def test_load_run_refuses_what_is_not_a_trained_run(tmp_path):
-    with pytest.raises(runs.RunError, match="does not exist"):
+    assert pm.RunError is runs.RunError  # catchable without importing pixel_models.runs
+    with pytest.raises(pm.RunError, match="does not exist"):
         pm.load_run(str(tmp_path / "missing"))
     (tmp_path / "ckpt-3.index").write_bytes(b"")
     with pytest.raises(runs.RunError, match="ckpt-3.index is a file, not a folder"):

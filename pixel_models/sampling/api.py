@@ -482,7 +482,7 @@ def reconstruct(
       seed, batch_size, temperature, method, verbose: as in :func:`sample`.
 
     Returns:
-      uint8 array like ``images``.
+      uint8 array like ``images`` (no images give no images).
 
     Example:
 
@@ -502,10 +502,10 @@ def reconstruct(
         raise ValueError(
             f"images must have shape (N, {height}, {width}, {channels}), got {images.shape}"
         )
-    if len(images) == 0:
-        raise ValueError("images must hold at least one image")
     check_values(images, distribution_of(model).levels)
     batch_size = positive_int("batch_size", batch_size)
+    if len(images) == 0:  # nothing to reconstruct, as complete() of no images
+        return images.round().astype(np.uint8)
     decoder, codes = kind.decoder_and_codes(model, images, batch_size=int(batch_size))
     return sample(
         decoder,
