@@ -318,7 +318,7 @@ def _inspect_folder(folder: str, shown: str, stamp: tuple, image_size: int | Non
         image_shape=shape,
         binary=binary,
         num_classes=num_classes,
-        memory_bytes=2 * len(files) * math.prod(shape),
+        memory_bytes=_held_bytes(len(files), shape),
         files=tuple(files),
         labels=labels,
         resize_to=image_size or 0,
@@ -369,8 +369,17 @@ def _open_array_file(path: str, shown: str):
 
 
 # Arrays are converted a block of images at a time, so that no full-size
-# float or boolean copy of a large file is ever made.
-_BLOCK_BYTES = 64 * 2**20
+# float or boolean copy of a large file is ever made; the memory check counts
+# one block's float32 copy beside the file and the uint8 images.
+_BLOCK_BYTES = 16 * 2**20
+
+
+def _held_bytes(count: int, shape: tuple) -> int:
+    """Peak memory of holding ``count`` uint8 images of ``shape`` (and their
+    labels) for a run: the decoded array, the dataset's tensor of it and the
+    copies TensorFlow makes of that tensor when the dataset is first iterated,
+    about four images' worth in all (measured by benchmarks/own_data_memory.py)."""
+    return 4 * count * (math.prod(shape) + 4)
 
 
 def _blocks(images: np.ndarray):
@@ -381,13 +390,26 @@ def _blocks(images: np.ndarray):
         yield images[start : start + step]
 
 
-def _to_uint8(raw: np.ndarray, scale: float) -> np.ndarray:
-    """``raw * scale`` rounded into 0..255, as uint8, block by block."""
-    out = np.empty(raw.shape, np.uint8)
+def _to_uint8(
+    raw: np.ndarray, scale: float, size: int = 0, position: np.ndarray | None = None
+) -> np.ndarray:
+    """``raw * scale`` rounded into 0..255, as uint8, block by block; with
+    ``size``, each block is then resized (:func:`_resize`), so that no
+    full-size uint8 copy is made either. Image ``i`` lands at ``position[i]``
+    of the result (default: at ``i``)."""
+    height, width, channels = raw.shape[1:]
+    if size:
+        height = width = size
+    out = np.empty((len(raw), height, width, channels), np.uint8)
     start = 0
     for block in _blocks(raw):
-        values = np.round(np.asarray(block, np.float32) * scale)
-        out[start : start + len(block)] = np.clip(values, 0, 255)
+        values = np.multiply(block, scale, dtype=np.float32)  # the block's only copy
+        np.clip(np.round(values, out=values), 0, 255, out=values)
+        converted = values.astype(np.uint8)
+        if size:
+            converted = _fit(converted, size)
+        rows = slice(start, start + len(block))
+        out[rows if position is None else position[rows]] = converted
         start += len(block)
     return out
 
@@ -438,9 +460,12 @@ def _inspect_array(path: str, shown: str, stamp: tuple, image_size: int | None) 
     if labels is not None:
         num_classes = _check_labels(labels, count, f"{shown} ({label_key!r})")
     shape = (*_target(images.shape[1:3], image_size), images.shape[-1])
-    # The file's array while it is converted, and the uint8 images with the
-    # dataset's copy of them.
-    memory = images.nbytes + 2 * count * math.prod(shape)
+    # While the file is converted: its array, a block of it as float32 (and
+    # the resize's float32 copies of a block, measured at about 3 blocks) and
+    # the uint8 images; then what holding the images takes.
+    block = min(_BLOCK_BYTES, 4 * images.size) * (4 if image_size else 1)
+    converting = images.nbytes + block + count * math.prod(shape)
+    memory = max(converting, _held_bytes(count, shape))
     return _Source(
         kind="array",
         where=shown,
@@ -559,22 +584,34 @@ def _resize(images: tf.Tensor, size: int) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
 
 
-def _fit(images: np.ndarray, size: int, chunk: int = 1024) -> np.ndarray:
-    """``_resize`` of a uint8 array of images, a chunk at a time."""
+def _fit(images: np.ndarray, size: int) -> np.ndarray:
+    """``_resize`` of a uint8 array of images."""
     if images.shape[1] == images.shape[2] == size:
         return images
-    parts = [_resize(images[k : k + chunk], size).numpy() for k in range(0, len(images), chunk)]
-    return np.concatenate(parts) if parts else images[:, :size, :size]
+    return _resize(images, size).numpy()
+
+
+def _split_order(count: int, where: str) -> tuple[np.ndarray, int]:
+    """The order in which the images of an in-memory source are held: the
+    train split's (in file order), then the test split's, a fixed tenth of
+    them (the same in every run); and the number of training images."""
+    order = np.random.default_rng(_HOLDOUT_KEY).permutation(count)
+    held = _held_out(count, where)
+    return np.concatenate([np.sort(order[held:]), np.sort(order[:held])]), count - held
 
 
 @functools.lru_cache(maxsize=1)
-def _decoded(source: _Source) -> tuple[np.ndarray, np.ndarray]:
+def _decoded(source: _Source) -> tuple[np.ndarray, np.ndarray, int]:
     """All images of a folder or array file as uint8 0..255 ``(N, H, W, C)``,
-    at the run's size, and int32 labels (zeros when there are none)."""
+    at the run's size, and int32 labels (zeros when there are none), in the
+    order of :func:`_split_order`, so that each split is a view, not a copy;
+    and the number of training images."""
     if source.kind == "folder":
+        order, train = _split_order(len(source.files), source.where)
         mode = "L" if source.image_shape[-1] == 1 else "RGB"
-        images = []
-        for file in source.files:
+        images = np.empty((len(order), *source.image_shape), np.uint8)
+        for position, index in enumerate(order):
+            file = source.files[index]
             try:
                 with Image.open(file) as image:
                     array = np.asarray(image.convert(mode))
@@ -587,31 +624,28 @@ def _decoded(source: _Source) -> tuple[np.ndarray, np.ndarray]:
                 array = np.where(array > 0, 255, 0).astype(np.uint8)
             if source.resize_to:
                 array = _fit(array[None], source.resize_to)[0]
-            images.append(array)
-        stacked = np.stack(images)
-        labels = np.asarray(source.labels or [0] * len(images), np.int32)
-        return stacked, labels
+            images[position] = array
+        labels = np.asarray(source.labels or [0] * len(order), np.int32)
+        return images, labels[order], train
     raw, labels, _, _ = _open_array_file(source.where, source.where)
     if raw.ndim == 3:
         raw = raw[..., None]
+    order, train = _split_order(len(raw), source.where)
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
     scale, _ = _value_scale(raw, source.where)
-    images = _to_uint8(raw, scale)
-    if source.resize_to:
-        images = _fit(images, source.resize_to)
-    if labels is None:
-        labels = np.zeros(len(images), np.int32)
-    return images, np.asarray(labels, np.int32)
+    images = _to_uint8(raw, scale, source.resize_to, position)
+    labels = np.zeros(len(images), np.int32) if labels is None else np.asarray(labels, np.int32)
+    return images, labels[order], train
 
 
 def _held_split(source: _Source, split: str) -> tuple[np.ndarray, np.ndarray]:
     """The images and labels of a split of an in-memory source: a fixed tenth
-    of the images (the same in every run) for ``test``, the rest for ``train``."""
-    images, labels = _decoded(source)
-    count = len(images)
-    order = np.random.default_rng(_HOLDOUT_KEY).permutation(count)
-    held = _held_out(count, source.where)
-    index = np.sort(order[:held] if split == "test" else order[held:])
-    return images[index], labels[index]
+    of the images (the same in every run) for ``test``, the rest for ``train``,
+    each in file order."""
+    images, labels, train = _decoded(source)
+    part = slice(train, None) if split == "test" else slice(0, train)
+    return images[part], labels[part]
 
 
 def _tfds_pairs(

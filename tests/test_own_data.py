@@ -409,7 +409,7 @@ def test_the_memory_check_counts_the_images_held_in_memory(folder, monkeypatch):
     root, _ = folder
     config = RunConfig(data=str(root), batch_size=1, hidden_dims=1)
     meta = data.info(config.data)
-    assert data.in_memory_bytes(meta) == 2 * 11 * 8 * 10 * 3
+    assert data.in_memory_bytes(meta) == 4 * 11 * (8 * 10 * 3 + 4)  # images and labels, 4 times
     monkeypatch.setattr(devices, "available_memory", lambda: data.in_memory_bytes(meta) - 1)
     with pytest.raises(UsageError) as err:
         experiment.check_memory(config, meta)
@@ -542,6 +542,8 @@ def test_arrays_are_converted_block_by_block_to_the_same_values(monkeypatch):
     assert [len(b) for b in own_data._blocks(floats)] == [3, 3, 3, 1]
     whole = np.clip(np.round(floats * 255.0), 0, 255).astype(np.uint8)
     np.testing.assert_array_equal(own_data._to_uint8(floats, 255.0), whole)
+    resized = own_data._to_uint8(floats, 255.0, size=2)  # converted and resized per block
+    np.testing.assert_array_equal(resized, own_data._resize(whole, 2).numpy())
     bits = rng.integers(0, 2, (10, 4, 4, 1)).astype(np.float32)
     assert own_data._value_scale(bits, "bits") == (255.0, True)
     bits[-1, 0, 0, 0] = 0.5  # in the last block only
