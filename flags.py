@@ -13,10 +13,16 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import sys
 
 from absl import flags
 
-from pixel_models.config import RunConfig, UsageError, check_network_fields_read
+from pixel_models.config import (
+    RunConfig,
+    UsageError,
+    check_mode_fields_read,
+    check_network_fields_read,
+)
 from pixel_models.data import COLOR_LEVEL_DATASETS, DATASETS, info
 from pixel_models.devices import STRATEGIES
 from pixel_models.images import KNOWN_PARTS
@@ -349,11 +355,13 @@ flags.register_validator(
 flags.register_validator("grad_clip", lambda v: v >= 0, message="--grad_clip must be >= 0")
 
 
-def run_config() -> RunConfig:
+def run_config(argv: list[str] | None = None) -> RunConfig:
     """The parsed flags as one frozen :class:`~pixel_models.config.RunConfig`.
 
     ``--data_dir`` counts only when given on the command line (else
-    ``TFDS_DATA_DIR`` or the tensorflow-datasets default is used).
+    ``TFDS_DATA_DIR`` or the tensorflow-datasets default is used). Flags typed
+    in ``argv`` (default: ``sys.argv[1:]``) that the run's mode does not read
+    are refused (:func:`~pixel_models.config.check_mode_fields_read`).
     """
     values = {
         field.name: FLAGS[field.name].value
@@ -369,7 +377,26 @@ def run_config() -> RunConfig:
         )
     given = {name for name in values if FLAGS[name].present}
     check_network_fields_read(FLAGS.model, given)
-    return RunConfig(data_dir=data_dir, **values)
+    config = RunConfig(data_dir=data_dir, **values)
+    typed = _typed_names(sys.argv[1:] if argv is None else argv) & given
+    check_mode_fields_read(config, typed)
+    return config
+
+
+def _typed_names(argv: list[str]) -> set[str]:
+    """The names of the flags in ``argv`` itself, not in a ``--flagfile`` (a
+    flagfile sets its values for every mode, so the mode checks skip them)."""
+    names = set()
+    for arg in argv:
+        if arg == "--":
+            break
+        if not arg.startswith("-"):
+            continue
+        name = arg.lstrip("-").split("=", 1)[0]
+        if name not in FLAGS and name.startswith("no") and name[2:] in FLAGS:
+            name = name[2:]  # --noflag
+        names.add(name)
+    return names
 
 
 def _check_color_levels_apply() -> None:

@@ -144,7 +144,7 @@ def parse_flagfile(flagfile: str, *overrides: str) -> RunConfig:
     absl_flags.FLAGS.unparse_flags()
     try:
         absl_flags.FLAGS(["reproduce.py", f"--flagfile={path}", *overrides])
-        return project_flags.run_config()
+        return project_flags.run_config(list(overrides))
     except absl_flags.Error as err:
         raise ReproduceError(f"{flagfile}: {err}") from None
     finally:

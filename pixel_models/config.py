@@ -157,6 +157,74 @@ autoencoder, gated_pixel_cnn, multiscale_pixel_rnn, pixel_cnn, pixel_rcnn, pixel
             )
 
 
+# The run fields that only some modes read, and those modes: "train",
+# "generate" (--is_train=False of a model that draws images), "evaluate"
+# (--is_train=False of a classifier) and "score"; "draw" stands for the modes
+# that write images (training and generating a model that draws them). The
+# folder flags are taken in every mode: a script may name all three.
+MODE_FIELDS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(
+        (
+            "max_epoch",
+            "max_steps",
+            "max_minutes",
+            "test_step",
+            "save_step",
+            "learning_rate",
+            "warmup_steps",
+            "grad_clip",
+            "optimizer",
+        ),
+        ("train",),
+    ),
+    "jit_compile": ("train", "evaluate"),
+    "num_samples": ("draw",),
+}
+
+
+def _modes(config: RunConfig) -> tuple[str, set[str]]:
+    """The run's mode, in words, and the modes of :data:`MODE_FIELDS` it is."""
+    from pixel_models.kinds import kind_for_builder
+
+    draws = kind_for_builder(config.model).draws_images
+    if config.score:
+        return f"--score={config.score}", {"score"}
+    if config.is_train:
+        return "training", {"train", "draw"} if draws else {"train"}
+    if draws:
+        return "generating (--is_train=False)", {"generate", "draw"}
+    return f"evaluating --model={config.model} (--is_train=False)", {"evaluate"}
+
+
+def check_mode_fields_read(config: RunConfig, given: set[str]) -> None:
+    """Refuses the fields in ``given`` (flags given on the command line, not
+    in a flagfile, which sets them for every mode) that the run's mode does
+    not read: every flag given acts.
+
+    Raises:
+      UsageError: naming the first such field and what the run does instead.
+
+    Example:
+
+    >>> check_mode_fields_read(RunConfig(is_train=False), {"num_samples"})
+    >>> check_mode_fields_read(RunConfig(is_train=False), {"max_steps"})
+    Traceback (most recent call last):
+    ...
+    pixel_models.config.UsageError: --max_steps: generating (--is_train=False) does not read \
+it; it applies to training
+    """
+    mode, modes = _modes(config)
+    if config.score and "is_train" in given and config.is_train:
+        raise UsageError(f"--is_train=True: {mode} scores images with a trained run; drop it")
+    for name, readers in MODE_FIELDS.items():
+        if name not in given or modes & set(readers):
+            continue
+        if readers == ("draw",):
+            drawer = mode if config.score else f"--model={config.model}"
+            raise UsageError(f"--{name}: {drawer} draws no images")
+        raise UsageError(f"--{name}: {mode} does not read it; it applies to training")
+
+
 def model_config(config: RunConfig, info: DatasetInfo) -> dict:
     """The builder keywords of the run's model: the data's shape and levels, the
     class count where the model needs labels, and every network field named

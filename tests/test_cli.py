@@ -27,10 +27,8 @@ TINY = [
     "--image_size=8",
     *TINY_NETWORK,
     "--batch_size=16",
-    "--num_samples=4",
-    "--test_step=5",
-    "--save_step=5",
     "--log_level=WARNING",
+    f"--flagfile={ROOT / 'tests' / 'tiny_modes.cfg'}",  # --num_samples, --test_step, --save_step
 ]
 
 
@@ -90,6 +88,7 @@ def run_in_process(capfd, *args: str) -> subprocess.CompletedProcess:
     handler = python_logging.StreamHandler(logged)
     handler.setFormatter(logging.PythonFormatter())  # "W1202 12:00:00.000000 ... file.py:12] ..."
     logging.get_absl_logger().addHandler(handler)
+    argv_before, sys.argv = sys.argv, argv  # what run_config() reads as typed
     try:
         try:
             rest = flags.FLAGS(argv)  # the program name and any positional arguments
@@ -101,6 +100,7 @@ def run_in_process(capfd, *args: str) -> subprocess.CompletedProcess:
                 main._main_with_errors(rest)
             code = exit_info.value.code
     finally:
+        sys.argv = argv_before
         flags.FLAGS.unparse_flags()
         logging.get_absl_logger().removeHandler(handler)
         keras.config.set_dtype_policy("float32")
@@ -365,11 +365,43 @@ def test_flags_that_would_not_act_in_the_mode_are_refused(tmp_path, capfd):
             [*TINY, f"--score={tmp_path}", "--display"],
             f"error: --display: --score={tmp_path} draws no images",
         ),
+        (
+            [*TINY, "--is_train=False", "--max_steps=50"],
+            "error: --max_steps: generating (--is_train=False) does not read it; it applies to "
+            "training",
+        ),
+        (
+            [*TINY, "--is_train=False", "--nojit_compile"],
+            "error: --jit_compile: generating (--is_train=False) does not read it; it applies to "
+            "training",
+        ),
+        (
+            [*TINY, f"--score={tmp_path}", "--optimizer=adam"],
+            f"error: --optimizer: --score={tmp_path} does not read it; it applies to training",
+        ),
+        (
+            [*TINY, f"--score={tmp_path}", "--is_train=True"],
+            f"error: --is_train=True: --score={tmp_path} scores images with a trained run; drop it",
+        ),
+        (
+            [*tiny_for("invariant_cnn"), "--num_samples=7"],
+            "error: --num_samples: --model=invariant_cnn draws no images",
+        ),
+        (
+            [*tiny_for("invariant_cnn"), "--is_train=False", "--learning_rate=0.1"],
+            "error: --learning_rate: evaluating --model=invariant_cnn (--is_train=False) does "
+            "not read it; it applies to training",
+        ),
     ]:
         bad = run_in_process(capfd, *flags, *dirs(tmp_path))
         assert bad.returncode == 1, bad.stderr[-2000:]
         assert bad.stderr.strip().splitlines()[-1] == line
     assert not (tmp_path / "ckpt").exists()
+    # A flagfile's training flags are taken in every mode: it serves them all.
+    flagfile = tmp_path / "run.cfg"
+    flagfile.write_text("--max_steps=50\n--optimizer=adam\n--learning_rate=0.1\n")
+    ok = run_in_process(capfd, *TINY, f"--flagfile={flagfile}", "--is_train=False", *dirs(tmp_path))
+    assert ok.returncode == 1 and "no checkpoint in" in ok.stderr, ok.stderr[-2000:]
 
 
 def test_color_levels_for_a_dataset_of_its_own_levels_is_refused(tmp_path, capfd):
@@ -428,7 +460,8 @@ def test_colored_data_trains_and_generates(tmp_path, capfd):
 @pytest.mark.parametrize("model", ["pixel_cnn", "gated_pixel_cnn"])
 def test_class_conditional_training_and_generation(tmp_path, capfd, model):
     # shapes is labelled by its number of shapes (3 classes).
-    args = [*TINY, *dirs(tmp_path), f"--model={model}", "--conditional", "--num_samples=6"]
+    base = [*TINY, *dirs(tmp_path), f"--model={model}", "--conditional"]
+    args = [*base, "--num_samples=6"]
     trained = run_in_process(capfd, *args, "--max_steps=5")
     assert trained.returncode == 0, trained.stderr[-2000:]
     generated = run_in_process(capfd, *args, "--is_train=False")
@@ -450,7 +483,8 @@ def test_class_conditional_training_and_generation(tmp_path, capfd, model):
         ),
         ([f"--score={tmp_path}"], "--score: scoring images under a --conditional model"),
     ]:
-        bad = run_in_process(capfd, *args, *flags)
+        typed = base if flags[0].startswith("--score") else args  # --score draws nothing
+        bad = run_in_process(capfd, *typed, *flags)
         assert bad.returncode == 1 and message in bad.stderr, bad.stderr[-2000:]
     classifier = [*tiny_for("invariant_cnn"), *dirs(tmp_path), "--conditional"]
     bad = run_in_process(capfd, *classifier)

@@ -610,11 +610,9 @@ def test_main_trains_on_a_folder_and_writes_samples(folder, tmp_path, capfd, mon
         "--out_recurrent_length=1",
         "--batch_size=4",
         "--num_samples=4",
-        "--test_step=3",
-        "--save_step=3",
         "--log_level=WARNING",
     ]
-    trained = run_in_process(capfd, *args, "--max_steps=3")
+    trained = run_in_process(capfd, *args, "--max_steps=3", "--test_step=3", "--save_step=3")
     assert trained.returncode == 0, trained.stderr[-2000:]
     (run,) = os.listdir(tmp_path / "checkpoints")
     assert run.startswith("pictures-pixel_cnn-")
