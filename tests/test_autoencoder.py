@@ -165,6 +165,14 @@ def test_reconstruct_of_no_images_returns_no_images():
     model = _small((4, 4, 1))
     out = pm.reconstruct(model, np.zeros((0, 4, 4, 1)), seed=0)
     assert out.shape == (0, 4, 4, 1) and out.dtype == np.uint8
+    # and checks its other arguments as drawing would
+    for options, message in [
+        (dict(seed=-1), "seed must be an int in"),
+        (dict(method="bogus"), "method must be one of"),
+        (dict(temperature=-3.0), "temperature must be a finite number > 0"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            pm.reconstruct(model, np.zeros((0, 4, 4, 1)), **options)
 
 
 def test_an_autoencoder_has_no_prior_to_sample_from():

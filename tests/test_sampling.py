@@ -140,6 +140,27 @@ def test_sample_bad_arguments_raise(binary_model, rgb_model):
         pm.sample(binary_model, 2, batch_size=1.5)
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         pm.complete(binary_model, np.zeros((1, 4, 4, 1)), True, batch_size=0)
+    for not_a_model in ("pixel_cnn", None):
+        for call in (
+            lambda m=not_a_model: pm.sample(m, 2),
+            lambda m=not_a_model: pm.complete(m, np.zeros((1, 4, 4, 1)), True),
+            lambda m=not_a_model: pm.reconstruct(m, np.zeros((1, 4, 4, 1))),
+            lambda m=not_a_model: pm.sampling.cached_logits(m, np.zeros((1, 4, 4, 1))),
+            lambda m=not_a_model: pm.sampling.class_rows(m, 2),
+        ):
+            with pytest.raises(TypeError, match="model must be a keras.Model built by"):
+                call()
+
+
+def test_cached_logits_and_class_rows_check_their_arguments(binary_model, class_model):
+    for images in (np.zeros((4, 4, 1)), np.zeros((2, 4, 4, 3))):
+        with pytest.raises(ValueError, match="images must have shape \\(N, 4, 4, 1\\)"):
+            pm.sampling.cached_logits(binary_model, images)
+    with pytest.raises(ValueError, match="images must hold integers in \\[0, 1\\]"):
+        pm.sampling.cached_logits(binary_model, np.full((1, 4, 4, 1), 7.0))
+    for count in (0, -5, 2.7, "a"):
+        with pytest.raises(ValueError, match="num_samples must be a positive int"):
+            pm.sampling.class_rows(class_model, count)
 
 
 @pytest.mark.parametrize("bias, expected", [(30.0, 1), (-30.0, 0)])

@@ -74,7 +74,7 @@ def cached_logits(model: keras.Model, images: np.ndarray, condition=None) -> np.
     >>> logits.shape, bool(np.allclose(logits, model(x), atol=1e-5))
     ((2, 4, 4, 1), True)
     """
-    images = np.asarray(images, np.float32)
+    images = _checked_images(_checked_model(model), images).astype(np.float32)
     conditions = _conditions(model, condition, len(images))
     run = cached_loop(model, distribution_of(model), collect_logits=True)
     _, logits = run(
@@ -235,7 +235,8 @@ def class_rows(model: keras.Model, num_samples: int) -> tuple[np.ndarray, int] |
     >>> print(class_rows(unconditional, 5))
     None
     """
-    extra = model_inputs(model)[1:]
+    num_samples = positive_int("num_samples", num_samples)
+    extra = model_inputs(_checked_model(model))[1:]
     if len(extra) != 1:
         return None
     classes = _label_count(model, extra[0])
@@ -255,12 +256,16 @@ class _Options:
     verbose: bool = False
 
 
+def _check_method(method: str) -> None:
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+
+
 def _choose_loop(model, distribution: Distribution, known: np.ndarray, method: str):
     """``run(images, known, seed, conditions) -> images``: the cached loop when
     ``method`` asks for it (or is "auto" and the model supports it), else the
     reference loop."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    _check_method(method)
     cached = method == "cached" or (method == "auto" and supports_cached(model))
     plan = plan_of(model)
     if cached and not plan.reason and plan.given is not None and not known[:, plan.given].all():
@@ -424,13 +429,7 @@ def complete(
     True
     """
     _check_samples(model)
-    height, width, channels = image_shape(model)
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[1:] != (height, width, channels):
-        raise ValueError(
-            f"images must have shape (N, {height}, {width}, {channels}), got {images.shape}"
-        )
-    check_values(images, distribution_of(model).levels)
+    images = _checked_images(model, images)
     known = _known(known, images.shape)
     batch_size = positive_int("batch_size", batch_size)
     conditions = _conditions(model, condition, len(images))
@@ -451,10 +450,33 @@ def complete(
 # ---------------------------------------------------------------------------
 
 
+def _checked_model(model) -> keras.Model:
+    """``model``, or a TypeError when it is not a Keras model."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"model must be a keras.Model built by pixel_models.build_model, got {model!r}"
+        )
+    return model
+
+
+def _checked_images(model: keras.Model, images) -> np.ndarray:
+    """``images`` as an array, or a ValueError when their shape is not
+    ``(N, H, W, C)`` of the model or their values not of its levels."""
+    height, width, channels = image_shape(model)
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[1:] != (height, width, channels):
+        raise ValueError(
+            f"images must have shape (N, {height}, {width}, {channels}), got {images.shape}"
+        )
+    check_values(images, distribution_of(model).levels)
+    return images
+
+
 def _check_samples(model) -> None:
-    """Raises ValueError when the model's kind draws no samples (see
+    """Raises TypeError when ``model`` is not a Keras model and ValueError
+    when its kind draws no samples (see
     :meth:`pixel_models.kinds.ModelKind.refusal`)."""
-    reason = kind_of(model).refusal("sample")
+    reason = kind_of(_checked_model(model)).refusal("sample")
     if reason is not None:
         raise ValueError(f"model {model.name!r} {reason}")
 
@@ -493,18 +515,15 @@ def reconstruct(
     >>> pm.reconstruct(model, np.ones((3, 4, 4, 1)), seed=0).shape
     (3, 4, 4, 1)
     """
-    kind = kind_of(model)
+    kind = kind_of(_checked_model(model))
     if not kind.reconstructs:
         raise ValueError(f"model {model.name!r} is not an autoencoder (it has no encode())")
-    height, width, channels = image_shape(model)
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[1:] != (height, width, channels):
-        raise ValueError(
-            f"images must have shape (N, {height}, {width}, {channels}), got {images.shape}"
-        )
-    check_values(images, distribution_of(model).levels)
+    images = _checked_images(model, images)
     batch_size = positive_int("batch_size", batch_size)
     if len(images) == 0:  # nothing to reconstruct, as complete() of no images
+        _check_seed(seed)  # the checks that drawing would make
+        _distribution(model, temperature)
+        _check_method(method)
         return images.round().astype(np.uint8)
     decoder, codes = kind.decoder_and_codes(model, images, batch_size=int(batch_size))
     return sample(
