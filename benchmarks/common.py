@@ -49,6 +49,17 @@ def require_at_least(
             parser.error(f"--{name} must be an integer >= {low}, got {value}")
 
 
+def require_above(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, low: float, names
+) -> None:
+    """Like ``require_at_least`` for numbers that must be strictly above ``low``
+    (and finite)."""
+    for name in names:
+        value = getattr(args, name)
+        if not low < value < float("inf"):
+            parser.error(f"--{name} must be a finite number > {low}, got {value}")
+
+
 def write_report(report: dict, output: str | None) -> None:
     """Writes a benchmark report as JSON (atomically) when ``output`` is given."""
     if output:

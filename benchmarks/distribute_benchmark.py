@@ -59,6 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if min(args.steps, args.rounds, args.repeats, args.batch_size) < 1 or args.batch_size % 2:
         p.error("--steps, --rounds, --repeats must be >= 1 and --batch_size even and >= 2")
+    common.require_above(p, args, 0, ("seconds",))
     if args.data not in ("shapes", "colored_shapes"):
         p.error("--data must be procedural (shapes or colored_shapes): no download")
     return args

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from common import publish, settings  # noqa: E402
+from common import publish, require_above, require_at_least, settings  # noqa: E402
 
 import pixel_models  # noqa: E402
 from pixel_models import data, training  # noqa: E402
@@ -45,6 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--groups must list some of none, C4, D4")
     if args.steps < 1 or args.batch_size < 1 or args.test_examples < 0:
         p.error("--steps and --batch_size must be >= 1, --test_examples >= 0")
+    require_at_least(p, args, 1, ("base_width",))
+    require_above(p, args, 0, ("learning_rate",))
     return args
 
 

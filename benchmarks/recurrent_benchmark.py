@@ -35,7 +35,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from common import publish, settings  # noqa: E402
-from speed_benchmark import time_training  # noqa: E402
+from speed_benchmark import build_trainers, time_training  # noqa: E402
 
 from pixel_models.layers.recurrent import DiagonalBiLSTM, RowLSTM  # noqa: E402
 
@@ -90,7 +90,8 @@ MODEL_VARIANTS = [
 def time_models(batch: int, rounds: int) -> list[dict]:
     """Median seconds per training step of each model on 28x28 binary images,
     timed in turns (see ``speed_benchmark.time_training``)."""
-    rows = time_training(MODEL_VARIANTS, (28, 28, 1), 2, batch, rounds)
+    trainers = build_trainers(MODEL_VARIANTS, (28, 28, 1), 2)
+    rows = time_training(MODEL_VARIANTS, trainers, (28, 28, 1), 2, batch, rounds)
     for row in rows:  # the keys of the earlier reports
         del row["builder"], row["options"]
     return rows

@@ -193,6 +193,9 @@ def main(argv=None) -> dict:
         p.error(f"--methods must be among {', '.join(METHODS)}")
     if not set(args.models.split(",")) <= set(pixel_models.MODELS):
         p.error(f"--models must be among {', '.join(sorted(pixel_models.MODELS))}")
+    common.require_at_least(p, args, 1, ("hidden_dims", "out_hidden_dims", "num_blocks"))
+    common.require_at_least(p, args, 0, ("recurrent_length", "residual_blocks"))
+    common.require_above(p, args, 0, ("naive_batches",))
 
     machine = common.machine()
     runs = [

@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from common import publish, settings  # noqa: E402
+from common import publish, require_at_least, settings  # noqa: E402
 
 import pixel_models  # noqa: E402
 from pixel_models import training  # noqa: E402
@@ -67,8 +67,23 @@ def parse_variant(text: str) -> tuple[str, str, dict]:
     return label, model, options
 
 
+def build_trainers(
+    variants: list[tuple[str, str, dict]], image_shape: tuple[int, int, int], levels: int
+) -> dict:
+    """A Trainer (Adam) of each variant's model, built from seed 0, by label."""
+    trainers = {}
+    for label, model_name, options in variants:
+        keras.utils.set_random_seed(0)
+        model = pixel_models.build_model(
+            model_name, image_shape=image_shape, levels=levels, **options
+        )
+        trainers[label] = training.Trainer(model, training.make_optimizer("adam", 1e-3))
+    return trainers
+
+
 def time_training(
     variants: list[tuple[str, str, dict]],
+    trainers: dict,
     image_shape: tuple[int, int, int],
     levels: int,
     batch: int,
@@ -77,15 +92,8 @@ def time_training(
     """Median seconds per training step of each variant, timed in turns."""
     rng = np.random.default_rng(0)
     images = tf.constant(rng.integers(0, levels, (batch, *image_shape)).astype(np.float32))
-    trainers = {}
-    for label, model_name, options in variants:
-        keras.utils.set_random_seed(0)
-        model = pixel_models.build_model(
-            model_name, image_shape=image_shape, levels=levels, **options
-        )
-        trainer = training.Trainer(model, training.make_optimizer("adam", 1e-3))
+    for trainer in trainers.values():
         trainer.train_step(images)  # trace and compile
-        trainers[label] = trainer
     times = {label: [] for label in trainers}
     for _ in range(rounds):
         for label, trainer in trainers.items():
@@ -123,11 +131,16 @@ def main(argv=None) -> dict:
         variants = [parse_variant(v) for v in args.variant]
     except ValueError as err:
         p.error(str(err))
-    if args.rounds < 1 or args.batch_size < 1:
-        p.error("--rounds and --batch_size must be >= 1")
-    rows = time_training(
-        variants, tuple(args.image_shape), args.levels, args.batch_size, args.rounds
-    )
+    require_at_least(p, args, 1, ("rounds", "batch_size"))
+    require_at_least(p, args, 2, ("levels",))
+    if min(args.image_shape) < 1:
+        p.error(f"--image_shape must be three integers >= 1, got {args.image_shape}")
+    image_shape = tuple(args.image_shape)
+    try:
+        trainers = build_trainers(variants, image_shape, args.levels)
+    except (TypeError, ValueError) as err:
+        p.error(f"--variant: {str(err).splitlines()[0]}")
+    rows = time_training(variants, trainers, image_shape, args.levels, args.batch_size, args.rounds)
     for row in rows:
         print(json.dumps(row), flush=True)
     report = {
